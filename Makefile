@@ -1,0 +1,36 @@
+# Two commands matter: `make run` and `make test` (see README.md).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: install run test services-stop clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: install, start local PostgreSQL/Redis if none answer, migrate, then web + worker + scheduler
+run: install
+	@deploy/local/services.sh up
+	@deploy/local/services.sh env
+	$(BIN)/vapi-ingest migrate
+	@grep -q '^VAPI_DEFAULT_ORG_ID=' .env || { \
+	  org=$$($(BIN)/vapi-ingest orgs create --name "Demo clinic") && \
+	  echo "VAPI_DEFAULT_ORG_ID=$$org" >> .env && \
+	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
+	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
+	$(BIN)/honcho start -f Procfile web worker scheduler
+
+## test: the whole suite against real PostgreSQL and Redis
+test: install
+	$(BIN)/pytest
+
+services-stop:
+	@deploy/local/services.sh down
+
+clean:
+	rm -rf $(VENV) .pytest_cache

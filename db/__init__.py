@@ -1,0 +1,1 @@
+"""PostgreSQL schema (numbered migrations), SQL functions and asyncpg access."""

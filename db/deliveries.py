@@ -1,0 +1,267 @@
+"""Queries on ``webhook_delivery_log``: insert once, claim, finish, sweep.
+
+A claim increments ``attempts``; that number is the claim's fencing token.
+Finishing a delivery (complete, fail, dead-letter) checks the token, so a
+worker whose lease expired and was reclaimed cannot overwrite the newer
+claim's outcome, and its handler's effects roll back with the transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER = "pending", "processing", "completed", "failed", "dead_letter"
+STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery claimed for processing.
+
+    Attributes:
+        attempt: This claim's attempt number (1-based), also its fencing token.
+        wait_s: Seconds from when the delivery became due (received, or its
+            backoff ended) to this claim.
+    """
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    event_type: str
+    event_id: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """The parts of an existing row the receiver needs to answer a duplicate."""
+
+    id: uuid.UUID
+    status: str
+    result: Any
+
+
+async def insert(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    org_id: uuid.UUID,
+    event_type: str,
+    event_id: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    job_id: str | None,
+    status: str = PENDING,
+    result: Any = None,
+) -> uuid.UUID | None:
+    """Store a delivery once per ``(org_id, event_id)``.
+
+    ``enqueued_at`` is set optimistically with the Dramatiq message id, so the
+    happy path costs one statement; :func:`mark_not_enqueued` undoes it when
+    the enqueue fails, and the sweeper picks the row up.
+
+    Returns:
+        The new row's id, or ``None`` when the key was already stored.
+    """
+    return await conn.fetchval(
+        """
+        INSERT INTO webhook_delivery_log
+            (org_id, event_type, event_id, payload, max_attempts, job_id, status, result,
+             enqueued_at, completed_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+                CASE WHEN $6::text IS NOT NULL THEN now() END,
+                CASE WHEN $7 = 'completed' THEN now() END)
+        ON CONFLICT (org_id, event_id) DO NOTHING
+        RETURNING id
+        """,
+        org_id, event_type, event_id, payload, max_attempts, job_id, status, result,
+    )  # fmt: skip
+
+
+async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:
+    """The stored row for an idempotency key, if any."""
+    row = await conn.fetchrow(
+        "SELECT id, status, result FROM webhook_delivery_log WHERE org_id = $1 AND event_id = $2",
+        org_id,
+        event_id,
+    )
+    return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
+
+
+async def mark_not_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> None:
+    """Record that no message for these deliveries reached Redis (the sweeper will send one)."""
+    await conn.execute(
+        "UPDATE webhook_delivery_log SET enqueued_at = NULL"
+        " WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'failed')",
+        delivery_ids,
+    )
+
+
+async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
+    """Move a due ``pending`` or ``failed`` delivery to ``processing`` under a lease.
+
+    Returns:
+        The claim, or ``None`` if the delivery is finished, held by another
+        live claim, or waiting out its backoff (a duplicate or early message).
+    """
+    row = await conn.fetchrow(
+        """
+        UPDATE webhook_delivery_log
+           SET status = 'processing', attempts = attempts + 1, last_attempt_at = now(),
+               lease_expires_at = now() + make_interval(secs => $2)
+         WHERE id = $1
+           AND status IN ('pending', 'failed')
+           -- a message may arrive a little early; the sweeper resends later ones
+           AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
+        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts,
+                  greatest(extract(epoch FROM now() - coalesce(next_attempt_at, received_at)), 0)::float8
+                      AS wait_s
+        """,
+        delivery_id,
+        float(lease_s),
+    )
+    if row is None:
+        return None
+    return Claim(
+        id=row["id"],
+        org_id=row["org_id"],
+        event_type=row["event_type"],
+        event_id=row["event_id"],
+        payload=row["payload"],
+        attempt=row["attempts"],
+        max_attempts=row["max_attempts"],
+        wait_s=row["wait_s"],
+    )
+
+
+async def complete(conn: asyncpg.Connection, claim: Claim, result: Any) -> bool:
+    """Mark a claimed delivery completed with its result.
+
+    Returns:
+        False if the claim was lost (lease reclaimed); the caller must roll back.
+    """
+    status = await conn.execute(
+        """
+        UPDATE webhook_delivery_log
+           SET status = 'completed', completed_at = now(), result = $3, error_message = NULL,
+               lease_expires_at = NULL, next_attempt_at = NULL
+         WHERE id = $1 AND status = 'processing' AND attempts = $2
+        """,
+        claim.id,
+        claim.attempt,
+        result,
+    )
+    return status == "UPDATE 1"
+
+
+async def fail(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    claim: Claim,
+    error: str,
+    *,
+    retry_at: datetime | None,
+    job_id: str | None,
+) -> bool:
+    """Record a failed attempt: ``failed`` until ``retry_at``, or ``dead_letter`` when it is None.
+
+    Args:
+        job_id: The Dramatiq message id the caller will send for the retry.
+
+    Returns:
+        False if the claim was lost.
+    """
+    status = await conn.execute(
+        """
+        UPDATE webhook_delivery_log
+           SET status = CASE WHEN $4::timestamptz IS NULL THEN 'dead_letter' ELSE 'failed' END,
+               error_message = $3, next_attempt_at = $4, lease_expires_at = NULL,
+               enqueued_at = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE now() END,
+               job_id = coalesce($5, job_id)
+         WHERE id = $1 AND status = 'processing' AND attempts = $2
+        """,
+        claim.id,
+        claim.attempt,
+        error[:4000],
+        retry_at,
+        job_id,
+    )
+    return status == "UPDATE 1"
+
+
+async def sweep(
+    conn: asyncpg.Connection, *, enqueue_grace_s: float, resend_after_s: float, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """Find deliveries that need a (new) message, and mark them enqueued.
+
+    Takes, with ``FOR UPDATE SKIP LOCKED`` so concurrent sweepers split the
+    work instead of double-sending:
+
+    * ``pending`` rows never enqueued (their enqueue failed) and older than
+      ``enqueue_grace_s``, or enqueued more than ``resend_after_s`` ago
+      (the message was lost, e.g. Redis restarted empty);
+    * ``processing`` rows whose lease expired (a killed worker): set back to
+      ``failed`` with an error note, due now;
+    * ``failed`` rows whose backoff ended more than ``enqueue_grace_s`` ago
+      and whose message was not resent since.
+
+    Must run inside a transaction; the caller enqueues after commit.
+
+    Returns:
+        ``(delivery_id, dramatiq_message_id)`` pairs to enqueue.
+    """
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT id, status FROM webhook_delivery_log
+             WHERE (status = 'pending'
+                    AND ((enqueued_at IS NULL AND received_at < now() - make_interval(secs => $1))
+                         OR enqueued_at < now() - make_interval(secs => $2)))
+                OR (status = 'processing' AND lease_expires_at < now())
+                OR (status = 'failed'
+                    AND next_attempt_at < now() - make_interval(secs => $1)
+                    AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at
+                         OR enqueued_at < now() - make_interval(secs => $2)))
+             ORDER BY received_at
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+        )
+        UPDATE webhook_delivery_log d
+           SET status = CASE WHEN due.status = 'processing' THEN 'failed' ELSE d.status END,
+               error_message = CASE WHEN due.status = 'processing'
+                                    THEN 'lease expired: the worker stopped before finishing'
+                                    ELSE d.error_message END,
+               next_attempt_at = CASE WHEN due.status = 'processing' THEN now() ELSE d.next_attempt_at END,
+               lease_expires_at = NULL,
+               enqueued_at = now(),
+               job_id = gen_random_uuid()::text
+          FROM due
+         WHERE d.id = due.id
+        RETURNING d.id, d.job_id
+        """,
+        float(enqueue_grace_s),
+        float(resend_after_s),
+        limit,
+    )
+    return [(r["id"], r["job_id"]) for r in rows]
+
+
+async def count_by_status(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    """Number of deliveries in each status (every status present, zeros included)."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM webhook_delivery_log GROUP BY status")
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({r["status"]: r["n"] for r in rows})
+    return counts
+
+
+async def oldest_pending_age_s(conn: asyncpg.Connection | asyncpg.Pool) -> float:
+    """Age in seconds of the oldest ``pending`` delivery; 0 when there is none."""
+    value = await conn.fetchval(
+        "SELECT extract(epoch FROM now() - min(received_at))::float8 FROM webhook_delivery_log WHERE status = 'pending'"
+    )
+    return float(value or 0.0)

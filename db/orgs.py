@@ -1,0 +1,105 @@
+"""Tenants (organizations) and the Vapi ids that route messages to them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    """A tenant: a clinic. ``vapi_assistant_id`` answers ``assistant-request``."""
+
+    id: uuid.UUID
+    name: str
+    timezone: str
+    default_region: str
+    vapi_assistant_id: str | None
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Org:
+        return cls(row["id"], row["name"], row["timezone"], row["default_region"], row["vapi_assistant_id"])
+
+
+_ORG_COLUMNS = "o.id, o.name, o.timezone, o.default_region, o.vapi_assistant_id"
+
+
+async def create_org(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    name: str,
+    timezone: str = "UTC",
+    region: str = "US",
+    assistant_id: str | None = None,
+) -> uuid.UUID:
+    """Create an organization and return its id."""
+    return await conn.fetchval(
+        "INSERT INTO organizations (name, timezone, default_region, vapi_assistant_id)"
+        " VALUES ($1, $2, $3, $4) RETURNING id",
+        name,
+        timezone,
+        region.upper(),
+        assistant_id,
+    )
+
+
+async def add_agent(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, assistant_id: str) -> uuid.UUID:
+    """Route messages of a Vapi assistant to ``org_id``.
+
+    Raises:
+        asyncpg.UniqueViolationError: the assistant already belongs to an org.
+        asyncpg.ForeignKeyViolationError: no such org.
+    """
+    return await conn.fetchval(
+        "INSERT INTO agents (org_id, vapi_assistant_id) VALUES ($1, $2) RETURNING id", org_id, assistant_id
+    )
+
+
+async def add_phone_number(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, phone_number_id: str
+) -> uuid.UUID:
+    """Route messages of a Vapi phone number to ``org_id`` (errors as :func:`add_agent`)."""
+    return await conn.fetchval(
+        "INSERT INTO phone_numbers (org_id, vapi_phone_number_id) VALUES ($1, $2) RETURNING id",
+        org_id,
+        phone_number_id,
+    )
+
+
+async def get_org(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID) -> Org | None:
+    """The organization with this id, if any."""
+    row = await conn.fetchrow(f"SELECT {_ORG_COLUMNS} FROM organizations o WHERE o.id = $1", org_id)
+    return Org.from_record(row) if row else None
+
+
+async def route(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    assistant_id: str | None,
+    phone_number_id: str | None,
+    default_org_id: uuid.UUID | None,
+) -> Org | None:
+    """Find the tenant of a message in one round trip.
+
+    Precedence: the assistant (agents table), then the phone number
+    (phone_numbers table), then ``default_org_id``.
+
+    Returns:
+        The org, or ``None`` when nothing matches (the caller quarantines).
+    """
+    row = await conn.fetchrow(
+        f"""
+        SELECT {_ORG_COLUMNS} FROM (
+            SELECT org_id, 1 AS rank FROM agents WHERE vapi_assistant_id = $1
+            UNION ALL SELECT org_id, 2 FROM phone_numbers WHERE vapi_phone_number_id = $2
+            UNION ALL SELECT $3::uuid, 3 WHERE $3::uuid IS NOT NULL
+        ) m JOIN organizations o ON o.id = m.org_id
+        ORDER BY m.rank LIMIT 1
+        """,
+        assistant_id,
+        phone_number_id,
+        default_org_id,
+    )
+    return Org.from_record(row) if row else None

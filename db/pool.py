@@ -1,0 +1,44 @@
+"""asyncpg pools for the service's own connections."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+#: Set on every service connection: the service role bypasses row-level
+#: security explicitly (see the policies in 0001_core.sql).
+SERVICE_SERVER_SETTINGS = {"app.bypass_rls": "on", "application_name": "vapi-ingest"}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb travels as text; decode to Python objects both ways.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+    """Open a pool of service connections (RLS bypass on, JSON codecs installed).
+
+    Args:
+        dsn: A libpq URL; ``PG*`` variables fill what it leaves out.
+
+    Raises:
+        OSError, asyncpg.PostgresError: if PostgreSQL cannot be reached.
+    """
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=SERVICE_SERVER_SETTINGS,
+        **kwargs,
+    )
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """Open one service connection, set up like the pool's."""
+    conn = await asyncpg.connect(dsn, server_settings=SERVICE_SERVER_SETTINGS)
+    await _init_connection(conn)
+    return conn

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Local PostgreSQL and Redis for `make run`.
+#   services.sh up    use what answers on 127.0.0.1:5432/6379; otherwise start
+#                     throwaway servers from the machine's binaries under .data/
+#   services.sh down  stop the servers that `up` started (nothing else)
+#   services.sh env   write .env with a generated webhook secret if it has none
+# Skipped for a service whose URL (DATABASE_URL, REDIS_URL) is set.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DATA="$PWD/.data"
+mkdir -p "$DATA"
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+find_pg_bin() {
+  command -v "$1" 2>/dev/null && return
+  ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+}
+
+as_pg_user() {
+  # initdb and postgres refuse to run as root; use the postgres account if there is one.
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || { echo "PostgreSQL cannot run as root and there is no 'postgres' user: set DATABASE_URL" >&2; exit 1; }
+    chown -R postgres "$DATA/pg" "$DATA/pg.log" 2>/dev/null || true
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+up_postgres() {
+  if [ -n "${DATABASE_URL:-}" ]; then echo "PostgreSQL: using DATABASE_URL"; return; fi
+  if answers 5432; then echo "PostgreSQL: using the server on 127.0.0.1:5432"; return; fi
+  local initdb pg_ctl
+  initdb=$(find_pg_bin initdb); pg_ctl=$(find_pg_bin pg_ctl)
+  if [ -z "$initdb" ] || [ -z "$pg_ctl" ]; then
+    echo "PostgreSQL is not running and initdb/pg_ctl were not found: apt-get install postgresql, or set DATABASE_URL" >&2
+    exit 1
+  fi
+  mkdir -p "$DATA/pg"; touch "$DATA/pg.log"
+  if [ ! -f "$DATA/pg/PG_VERSION" ]; then
+    as_pg_user "$initdb" -D "$DATA/pg" -U postgres --auth=trust >/dev/null
+  fi
+  as_pg_user "$pg_ctl" -D "$DATA/pg" -l "$DATA/pg.log" -w \
+    -o "-p 5432 -c listen_addresses=127.0.0.1 -k $DATA/pg -c fsync=off" start >/dev/null
+  echo "PostgreSQL: started a throwaway server in .data/pg (stop it with: make services-stop)"
+}
+
+up_redis() {
+  if [ -n "${REDIS_URL:-}" ]; then echo "Redis: using REDIS_URL"; return; fi
+  if answers 6379; then echo "Redis: using the server on 127.0.0.1:6379"; return; fi
+  command -v redis-server >/dev/null || {
+    echo "Redis is not running and redis-server was not found: apt-get install redis-server, or set REDIS_URL" >&2
+    exit 1
+  }
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir "$DATA" --pidfile "$DATA/redis.pid" --logfile "$DATA/redis.log"
+  for _ in $(seq 50); do answers 6379 && break; sleep 0.1; done
+  echo "Redis: started a throwaway server from .data (stop it with: make services-stop)"
+}
+
+down() {
+  if [ -f "$DATA/pg/postmaster.pid" ]; then
+    as_pg_user "$(find_pg_bin pg_ctl)" -D "$DATA/pg" -m fast stop >/dev/null && echo "PostgreSQL in .data stopped"
+  fi
+  if [ -f "$DATA/redis.pid" ]; then
+    kill "$(cat "$DATA/redis.pid")" 2>/dev/null && echo "Redis in .data stopped"
+    rm -f "$DATA/redis.pid"
+  fi
+}
+
+write_env() {
+  touch .env
+  if ! grep -q '^VAPI_WEBHOOK_SECRETS=' .env; then
+    echo "VAPI_WEBHOOK_SECRETS=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
+    echo "wrote a local webhook secret to .env (VAPI_WEBHOOK_SECRETS)"
+  fi
+}
+
+case "${1:-}" in
+  up) up_postgres; up_redis ;;
+  down) down ;;
+  env) write_env ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac

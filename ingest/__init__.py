@@ -1,0 +1,1 @@
+"""The aiohttp receiver for Vapi server messages, and the ``vapi-ingest`` CLI."""

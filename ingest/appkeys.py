@@ -1,0 +1,20 @@
+"""Typed keys for what the aiohttp application holds (aiohttp ``AppKey``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import dramatiq
+from aiohttp import web
+
+from ingest.settings import Settings
+from workers.processing import ProcessingConfig
+
+SETTINGS = web.AppKey("settings", Settings)
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+BROKER = web.AppKey("broker", dramatiq.Broker)
+PROCESSING = web.AppKey("processing", ProcessingConfig)
+#: Background enqueues still running; awaited on shutdown so none is cut off.
+TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+STARTED_AT = web.AppKey("started_at", float)

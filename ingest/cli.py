@@ -1,0 +1,228 @@
+"""The ``vapi-ingest`` command: services (serve, worker, scheduler), migrations, tenants, a sender.
+
+Every subcommand reads the same environment as the services (plus a
+``.env`` file in the working directory, if present; real environment
+variables win) and exits non-zero with one line on bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import click
+from dotenv import load_dotenv
+
+from ingest.settings import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(coro: Awaitable[T]) -> T:
+    """Run a coroutine, turning connection failures into one clear line."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
+        raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
+
+
+async def _with_conn(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from db.pool import connect
+
+    conn = await connect(_settings().database_url)
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def _uuid(_: Any, __: Any, value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a UUID") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Receive Vapi server messages, store them once, process them with Dramatiq workers."""
+    load_dotenv(Path.cwd() / ".env", override=False)
+
+
+@main.command()
+def migrate() -> None:
+    """Create the database if needed and apply pending migrations (a no-op when up to date)."""
+    from db.errors import MigrationError
+    from db.migrate import migrate as run_migrations
+
+    settings = _settings()
+    try:
+        applied = _run(run_migrations(settings.database_url))
+    except MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+@main.command()
+def serve() -> None:
+    """Run the web process: POST /webhooks/vapi, /healthz, /readyz, /health, /metrics."""
+    from aiohttp import web
+
+    from ingest import logs
+    from ingest.app import create_app
+
+    settings = _settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    if settings.auth_scheme == "none":
+        click.echo("WARNING: VAPI_AUTH_SCHEME=none: requests are NOT authenticated", err=True)
+    web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None)
+
+
+@main.command()
+def worker() -> None:
+    """Run Dramatiq worker processes (WORKER_PROCESSES x WORKER_THREADS) and their metrics port."""
+    settings = _settings()
+    metrics_dir = Path(tempfile.gettempdir()) / f"vapi-ingest-worker-metrics-{settings.worker_metrics_port}"
+    # Stale files from a previous run would resurrect dead processes' counters.
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    dramatiq_bin = shutil.which("dramatiq") or str(Path(sys.executable).with_name("dramatiq"))
+    argv = [
+        dramatiq_bin, "workers.entry:setup_broker", "--processes", str(settings.worker_processes),
+        "--threads", str(settings.worker_threads), "--queues", "deliveries",
+        "--fork-function", "workers.entry:serve_metrics", "--skip-logging",
+    ]  # fmt: skip
+    os.execv(dramatiq_bin, argv)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the scheduler process: the sweeper every SWEEP_INTERVAL_S."""
+    from ingest import logs
+    from workers.scheduler import run
+
+    settings = _settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    _run(run(settings))
+
+
+@main.group()
+def orgs() -> None:
+    """Manage organizations (tenants)."""
+
+
+@orgs.command("create")
+@click.option("--name", required=True, help="Display name of the clinic.")
+@click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/London.")
+@click.option("--region", default="US", show_default=True, help="Default region for phone numbers (ISO 3166).")
+@click.option("--assistant-id", default=None, help="Vapi assistant id: answers assistant-request and routes its calls.")
+def orgs_create(name: str, tz: str, region: str, assistant_id: str | None) -> None:
+    """Create an organization and print its id."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from db import orgs as orgs_db
+
+    if not name.strip():
+        raise click.BadParameter("must not be empty", param_hint="--name")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"{tz!r} is not an IANA time zone", param_hint="--timezone") from None
+    if len(region) != 2 or not region.isalpha():
+        raise click.BadParameter(f"{region!r} is not a 2-letter region code", param_hint="--region")
+
+    async def create(conn: asyncpg.Connection) -> uuid.UUID:
+        async with conn.transaction():
+            org_id = await orgs_db.create_org(conn, name=name.strip(), timezone=tz, region=region,
+                                              assistant_id=assistant_id)  # fmt: skip
+            if assistant_id:
+                await orgs_db.add_agent(conn, org_id, assistant_id)
+            return org_id
+
+    try:
+        click.echo(_run(_with_conn(create)))
+    except asyncpg.UniqueViolationError:
+        raise click.ClickException(f"assistant {assistant_id} already belongs to an organization") from None
+
+
+def _add_route(kind: str, org_id: uuid.UUID, vapi_id: str) -> None:
+    from db import orgs as orgs_db
+
+    add = orgs_db.add_agent if kind == "assistant" else orgs_db.add_phone_number
+    try:
+        click.echo(_run(_with_conn(lambda conn: add(conn, org_id, vapi_id))))
+    except asyncpg.UniqueViolationError:
+        raise click.ClickException(f"{kind} {vapi_id} already belongs to an organization") from None
+    except asyncpg.ForeignKeyViolationError:
+        raise click.ClickException(f"no organization with id {org_id}") from None
+
+
+@main.group()
+def agents() -> None:
+    """Map Vapi assistants to organizations."""
+
+
+@agents.command("add")
+@click.option("--org", "org_id", required=True, callback=_uuid, help="Organization id.")
+@click.option("--assistant-id", required=True, help="Vapi assistant id.")
+def agents_add(org_id: uuid.UUID, assistant_id: str) -> None:
+    """Route messages of a Vapi assistant to an organization."""
+    _add_route("assistant", org_id, assistant_id)
+
+
+@main.group()
+def numbers() -> None:
+    """Map Vapi phone numbers to organizations."""
+
+
+@numbers.command("add")
+@click.option("--org", "org_id", required=True, callback=_uuid, help="Organization id.")
+@click.option("--phone-number-id", required=True, help="Vapi phone number id (not the E.164 number).")
+def numbers_add(org_id: uuid.UUID, phone_number_id: str) -> None:
+    """Route messages of a Vapi phone number to an organization."""
+    _add_route("phone number", org_id, phone_number_id)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--url", default=None, help="Receiver URL [default: http://127.0.0.1:$PORT/webhooks/vapi].")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 100000))
+def send(paths: tuple[Path, ...], url: str | None, concurrency: int, repeat: int) -> None:
+    """Post payload files (or directories of *.json) signed as Vapi would; print a summary."""
+    import json
+
+    from ingest.sender import collect_files
+    from ingest.sender import send as send_files
+
+    settings = _settings()
+    try:
+        files = collect_files(list(paths))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    target = url or f"http://127.0.0.1:{settings.port}/webhooks/vapi"
+    report = asyncio.run(send_files(settings, files, target, concurrency=concurrency, repeat=repeat))
+    for name, reply in report.tool_replies:
+        click.echo(f"{name}: {json.dumps(reply)}")
+    for name, error in report.errors:
+        click.echo(f"{name}: {error}", err=True)
+    summary = ", ".join(f"{status}: {n}" for status, n in sorted(report.statuses.items()))
+    click.echo(f"sent {len(files) * repeat} request(s) to {target}; {summary or 'no answers'}")
+    if report.errors or any(status >= 300 for status in report.statuses):
+        sys.exit(1)

@@ -1,0 +1,63 @@
+"""structlog set-up: one JSON line per event off a TTY, console lines on one."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+#: Keys whose values never reach a log line, wherever they appear
+#: (payload fields such as Twilio tokens and tool ``server.secret``; FINDINGS.md §2).
+SECRET_KEYS = frozenset(
+    {
+        "secret", "token", "authorization", "password", "x-vapi-secret", "twilioauthtoken",
+        "twilioapikey", "twilioapisecret", "secretkey", "apikey", "api_key", "webhook_secrets",
+    }
+)  # fmt: skip
+
+
+def redact(value: Any) -> Any:
+    """A copy of ``value`` with every secret-named key's value replaced by ``"[redacted]"``."""
+    if isinstance(value, dict):
+        return {k: "[redacted]" if str(k).lower() in SECRET_KEYS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return redact(dict(event_dict))
+
+
+def configure(*, level: str = "INFO", fmt: str = "json") -> None:
+    """Route structlog (and stdlib logging, e.g. Dramatiq's) to stderr in one format."""
+    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact_processor,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # Not cached: configure() may run again (tests, CLI) and must take effect.
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log duplicates our one line per request; APScheduler
+    # logs every run of every job at INFO.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)

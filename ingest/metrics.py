@@ -1,0 +1,49 @@
+"""Prometheus metrics of the receiver, and gauges read from PostgreSQL at scrape time."""
+
+from __future__ import annotations
+
+import asyncpg
+from prometheus_client import Counter, Gauge, Histogram
+
+from db import deliveries, quarantine
+from ingest.envelope import KNOWN_TYPES
+
+WEBHOOKS_RECEIVED = Counter(
+    "vapi_webhooks_received_total",
+    "Requests to POST /webhooks/vapi by message type and outcome.",
+    ["type", "outcome"],
+)
+REQUEST_DURATION = Histogram(
+    "vapi_webhook_request_duration_seconds",
+    "Time to answer POST /webhooks/vapi, by message type.",
+    ["type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DELIVERIES_BY_STATUS = Gauge(
+    "vapi_deliveries", "Deliveries in the log by status (read from PostgreSQL at scrape time).", ["status"]
+)
+DEAD_LETTERS = Gauge("vapi_dead_letters", "Deliveries in dead_letter (read at scrape time).")
+OLDEST_PENDING_AGE = Gauge(
+    "vapi_oldest_pending_delivery_age_seconds", "Age of the oldest pending delivery; 0 when none (read at scrape time)."
+)
+QUARANTINED = Gauge("vapi_quarantined_deliveries", "Unroutable messages waiting in quarantine (read at scrape time).")
+
+
+def type_label(message_type: str | None) -> str:
+    """Bound the label's values: Vapi's known types, ``other``, or ``none`` before parsing."""
+    if message_type is None:
+        return "none"
+    return message_type if message_type in KNOWN_TYPES else "other"
+
+
+async def refresh_db_gauges(pool: asyncpg.Pool) -> None:
+    """Read the gauges' values from PostgreSQL (one connection, three small queries)."""
+    async with pool.acquire() as conn:
+        counts = await deliveries.count_by_status(conn)
+        oldest = await deliveries.oldest_pending_age_s(conn)
+        unrouted = await quarantine.count_unrouted(conn)
+    for status, n in counts.items():
+        DELIVERIES_BY_STATUS.labels(status).set(n)
+    DEAD_LETTERS.set(counts[deliveries.DEAD_LETTER])
+    OLDEST_PENDING_AGE.set(oldest)
+    QUARANTINED.set(unrouted)

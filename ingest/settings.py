@@ -1,0 +1,214 @@
+"""Service configuration: one frozen object, built from the environment once.
+
+Only entrypoints (the CLI, the Dramatiq worker set-up) call
+:meth:`Settings.from_env`; every other module takes the values it needs as
+arguments, so tests build ``Settings(...)`` or pass a dict instead of
+patching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+#: Vapi's chatty streaming types; acknowledged with 200 and never stored.
+DEFAULT_IGNORED_TYPES = (
+    "speech-update",
+    "conversation-update",
+    "model-output",
+    "transcript",
+    "user-interrupted",
+    "voice-input",
+    "assistant.speechStarted",
+)
+
+AUTH_SCHEMES = ("hmac", "bearer", "x-vapi-secret", "none")
+HMAC_ALGORITHMS = ("sha256", "sha512", "sha1")
+HMAC_ENCODINGS = ("hex", "base64")
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the web, worker and scheduler processes read from the environment.
+
+    Secrets and URLs (which may carry passwords) are excluded from ``repr`` so
+    that logging the object never leaks them.
+    """
+
+    database_url: str = field(default="postgresql://postgres@127.0.0.1:5432/vapi_ingest", repr=False)
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    port: int = 8000
+    auth_scheme: str = "hmac"
+    allow_unauthenticated: bool = False
+    #: Any one of these verifies a request, so secrets can be rotated.
+    webhook_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    hmac_algorithm: str = "sha256"
+    hmac_signature_header: str = "x-signature"
+    hmac_timestamp_header: str = "x-timestamp"
+    hmac_payload_format: str = "{timestamp}.{body}"
+    hmac_encoding: str = "hex"
+    hmac_signature_prefix: str = ""
+    hmac_tolerance_s: int = 300
+    bearer_header: str = "Authorization"
+    default_org_id: uuid.UUID | None = None
+    ignored_types: frozenset[str] = frozenset(DEFAULT_IGNORED_TYPES)
+    max_body_bytes: int = 2 * 1024 * 1024
+    retry_max_attempts: int = 5
+    retry_min_backoff_ms: int = 1_000
+    retry_max_backoff_ms: int = 300_000
+    delivery_lease_s: int = 60
+    sweep_interval_s: float = 5.0
+    worker_processes: int = 2
+    worker_threads: int = 8
+    worker_metrics_port: int = 9191
+    db_pool_max_size: int = 20
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (names as in the README table).
+
+        Args:
+            environ: The variables to read; ``os.environ`` when omitted.
+
+        Raises:
+            ConfigError: naming the first variable that is malformed, or missing
+                where the chosen auth scheme needs it.
+        """
+        env = os.environ if environ is None else environ
+        r = _Reader(env)
+        scheme = r.choice("VAPI_AUTH_SCHEME", AUTH_SCHEMES, "hmac")
+        secrets = tuple(
+            s.strip().encode() for s in r.text("VAPI_WEBHOOK_SECRETS", "").split(",") if s.strip()
+        )
+        if scheme != "none" and not secrets:
+            raise ConfigError(
+                f"VAPI_WEBHOOK_SECRETS is required when VAPI_AUTH_SCHEME={scheme} "
+                "(comma-separated; any one verifies)"
+            )
+        allow_unauth = r.flag("VAPI_ALLOW_UNAUTHENTICATED", False)
+        if scheme == "none" and not allow_unauth:
+            raise ConfigError(
+                "VAPI_AUTH_SCHEME=none accepts unauthenticated requests; "
+                "set VAPI_ALLOW_UNAUTHENTICATED=1 to confirm"
+            )
+        ignored = r.text("VAPI_IGNORED_TYPES", ",".join(DEFAULT_IGNORED_TYPES))
+        min_backoff = r.integer("RETRY_MIN_BACKOFF_MS", 1_000, minimum=0)
+        max_backoff = r.integer("RETRY_MAX_BACKOFF_MS", 300_000, minimum=0)
+        if max_backoff < min_backoff:
+            raise ConfigError(
+                f"RETRY_MAX_BACKOFF_MS must be >= RETRY_MIN_BACKOFF_MS ({min_backoff}), got {max_backoff}"
+            )
+        return cls(
+            database_url=r.text("DATABASE_URL", cls.database_url),
+            redis_url=r.text("REDIS_URL", cls.redis_url),
+            port=r.integer("PORT", 8000, minimum=1, maximum=65535),
+            auth_scheme=scheme,
+            allow_unauthenticated=allow_unauth,
+            webhook_secrets=secrets,
+            hmac_algorithm=r.choice("VAPI_HMAC_ALGORITHM", HMAC_ALGORITHMS, "sha256"),
+            hmac_signature_header=r.text("VAPI_HMAC_SIGNATURE_HEADER", "x-signature", required=True),
+            hmac_timestamp_header=r.text("VAPI_HMAC_TIMESTAMP_HEADER", "x-timestamp", required=True),
+            hmac_payload_format=r.payload_format("VAPI_HMAC_PAYLOAD_FORMAT", "{timestamp}.{body}"),
+            hmac_encoding=r.choice("VAPI_HMAC_ENCODING", HMAC_ENCODINGS, "hex"),
+            hmac_signature_prefix=r.text("VAPI_HMAC_SIGNATURE_PREFIX", ""),
+            hmac_tolerance_s=r.integer("VAPI_HMAC_TOLERANCE_S", 300, minimum=1),
+            bearer_header=r.text("VAPI_BEARER_HEADER", "Authorization", required=True),
+            default_org_id=r.parse("VAPI_DEFAULT_ORG_ID", None, uuid.UUID, "a UUID"),
+            ignored_types=frozenset(t.strip() for t in ignored.split(",") if t.strip()),
+            max_body_bytes=r.integer("VAPI_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
+            retry_max_attempts=r.integer("RETRY_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+            retry_min_backoff_ms=min_backoff,
+            retry_max_backoff_ms=max_backoff,
+            delivery_lease_s=r.integer("DELIVERY_LEASE_S", 60, minimum=1),
+            sweep_interval_s=r.number("SWEEP_INTERVAL_S", 5.0, minimum=0.1),
+            worker_processes=r.integer("WORKER_PROCESSES", 2, minimum=1, maximum=64),
+            worker_threads=r.integer("WORKER_THREADS", 8, minimum=1, maximum=256),
+            worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
+            db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
+            log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+            log_format=r.choice("LOG_FORMAT", LOG_FORMATS, _default_log_format()),
+        )
+
+
+def _default_log_format() -> str:
+    """JSON for machines, console lines for a person at a terminal (structlog's advice)."""
+    return "console" if os.isatty(2) else "json"
+
+
+class _Reader:
+    """Reads typed values; every error names the variable and what it expected."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str, *, required: bool = False) -> str:
+        value = self.env.get(name)
+        if value is None or value == "":
+            if required and value == "":
+                raise ConfigError(f"{name} must not be empty")
+            return default
+        return value
+
+    def parse(self, name: str, default: T, conv: Callable[[str], T], what: str) -> T:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return conv(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self.parse(name, default, int, "an integer")
+        self._bounds(name, value, minimum, maximum)
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
+        value = self.parse(name, default, float, "a number")
+        self._bounds(name, value, minimum, None)
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+    def choice(self, name: str, options: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        value = raw.upper() if upper else raw.lower()
+        if value not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    def payload_format(self, name: str, default: str) -> str:
+        value = self.text(name, default, required=True)
+        if "{body}" not in value:
+            raise ConfigError(f"{name} must contain the {{body}} placeholder, got {value!r}")
+        return value
+
+    @staticmethod
+    def _bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{name} must be <= {maximum}, got {value}")

@@ -1,0 +1,1 @@
+"""Dramatiq actors and the plain async handlers they run."""

@@ -1,0 +1,76 @@
+"""Dramatiq actors: thin adapters from a message to :func:`workers.processing.process_delivery`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import dramatiq
+import structlog
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.middleware import Middleware
+
+from db.pool import create_pool
+from workers import broker as broker_mod
+from workers.processing import RETRIED, ProcessingConfig, process_delivery
+
+
+class WorkerResources(Middleware):
+    """Owns the worker process's asyncpg pool, created on Dramatiq's event loop.
+
+    Opened in ``after_worker_boot`` (after the AsyncIO middleware started the
+    loop) and closed in ``after_worker_shutdown``, which Dramatiq runs in
+    reverse middleware order, so before the loop stops.
+    """
+
+    def __init__(self, database_url: str, config: ProcessingConfig, *, pool_max_size: int) -> None:
+        self.database_url = database_url
+        self.config = config
+        self.pool_max_size = pool_max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The pool.
+
+        Raises:
+            RuntimeError: if the worker has not booted (or the pool failed to open).
+        """
+        if self._pool is None:
+            raise RuntimeError("worker database pool not open: did the worker boot with WorkerResources?")
+        return self._pool
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        self._pool = get_event_loop_thread().run_coroutine(
+            create_pool(self.database_url, min_size=1, max_size=self.pool_max_size)
+        )
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        if self._pool is not None:
+            get_event_loop_thread().run_coroutine(self._pool.close())
+            self._pool = None
+
+
+def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> dramatiq.Actor[Any, Any]:
+    """Declare the delivery actor on ``broker`` and return it.
+
+    Retries are ours, not Dramatiq's (``max_retries=0``): the backoff and the
+    dead letter live on the PostgreSQL row, and a retry is a delayed message.
+    """
+
+    async def process_delivery_actor(delivery_id: str) -> None:
+        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
+            outcome = await process_delivery(resources.pool, uuid.UUID(delivery_id), resources.config)
+            if outcome.status == RETRIED:
+                await broker_mod.enqueue(
+                    broker, uuid.UUID(delivery_id), outcome.message_id, delay_ms=outcome.retry_delay_ms
+                )
+
+    return dramatiq.actor(
+        process_delivery_actor,
+        broker=broker,
+        actor_name=broker_mod.ACTOR_NAME,
+        queue_name=broker_mod.QUEUE_NAME,
+        max_retries=0,
+    )

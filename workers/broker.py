@@ -1,0 +1,75 @@
+"""The Dramatiq Redis broker, the delivery message, and enqueueing from asyncio.
+
+Messages carry the delivery id, never the payload: PostgreSQL holds the
+payload and is the record of every outcome, dead letters included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AgeLimit, AsyncIO, Middleware, Retries, ShutdownNotifications, TimeLimit
+
+#: The queue and actor that process deliveries.
+QUEUE_NAME = "deliveries"
+ACTOR_NAME = "process_delivery"
+#: Seconds to wait on Redis before an enqueue counts as failed (the sweeper resends).
+REDIS_SOCKET_TIMEOUT_S = 2.0
+
+
+def build_broker(
+    redis_url: str, *, extra_middleware: Iterable[Middleware] = (), namespace: str = "dramatiq"
+) -> RedisBroker:
+    """A Redis broker with the middleware our actors need (AsyncIO for async actors).
+
+    Dramatiq's own Prometheus middleware is left out on purpose: we export
+    our own metrics, and it reads its settings from the environment at import.
+
+    Args:
+        namespace: Prefix of the Redis keys (tests isolate themselves with it).
+    """
+    client = redis.Redis.from_url(
+        redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S
+    )
+    middleware: list[Middleware] = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Retries(), AsyncIO()]
+    middleware.extend(extra_middleware)
+    return RedisBroker(client=client, middleware=middleware, namespace=namespace)
+
+
+def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> dramatiq.Message:
+    """The message that asks a worker to process ``delivery_id``.
+
+    Args:
+        message_id: The id already written to the row's ``job_id``; new if omitted.
+    """
+    return dramatiq.Message(
+        queue_name=QUEUE_NAME,
+        actor_name=ACTOR_NAME,
+        args=(str(delivery_id),),
+        kwargs={},
+        options={},
+        message_id=message_id or str(uuid.uuid4()),
+        message_timestamp=int(time.time() * 1000),
+    )
+
+
+async def enqueue(
+    broker: dramatiq.Broker, delivery_id: uuid.UUID, message_id: str | None = None, *, delay_ms: int | None = None
+) -> None:
+    """Send a delivery message without blocking the event loop (redis-py is synchronous).
+
+    Args:
+        delay_ms: Deliver no sooner than this many milliseconds from now.
+
+    Raises:
+        redis.RedisError: if Redis is unreachable; callers record the row as
+            not enqueued so the sweeper resends it.
+    """
+    message = delivery_message(delivery_id, message_id)
+    await asyncio.to_thread(broker.enqueue, message, delay=delay_ms)

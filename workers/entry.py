@@ -1,0 +1,46 @@
+"""Entrypoints that Dramatiq's CLI imports in each worker process (``vapi-ingest worker`` runs it).
+
+This is the one place in ``workers/`` that reads the environment.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dramatiq
+
+from ingest import logs
+from ingest.settings import Settings
+from workers.actors import WorkerResources, declare_actors
+from workers.broker import build_broker
+from workers.processing import ProcessingConfig
+
+
+def setup_broker() -> None:
+    """Build the broker with the worker's resources and declare the actors (``dramatiq workers.entry:setup_broker``)."""
+    settings = Settings.from_env()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    resources = WorkerResources(
+        settings.database_url,
+        ProcessingConfig.from_settings(settings),
+        pool_max_size=max(2, settings.worker_threads),
+    )
+    broker = build_broker(settings.redis_url, extra_middleware=[resources])
+    dramatiq.set_broker(broker)
+    declare_actors(broker, resources)
+
+
+def serve_metrics() -> None:
+    """Serve every worker process's metrics on ``WORKER_METRICS_PORT`` (a Dramatiq fork function).
+
+    Worker processes write to ``PROMETHEUS_MULTIPROC_DIR``; this one process
+    aggregates them, so several workers never clash on a port.
+    """
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    settings = Settings.from_env()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=registry)
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,1 @@
+"""Plain async handlers, one per message type, testable without Dramatiq."""

@@ -1,0 +1,78 @@
+"""Answer tool calls (``tool-calls`` and legacy ``function-call``) from a registry of tools.
+
+A tool is an async function ``(conn, org_id, invocation, message) -> str``
+that returns the one-line result Vapi reads to the caller, or raises
+:class:`ToolError` with a one-line error. Results follow Vapi's rules
+(FINDINGS.md §1, "Tool-call reply rules"): strings, single-line, and a
+tool this service does not know gets an ``error`` result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from ingest.envelope import Envelope, ToolInvocation, parse_timestamp
+from workers.errors import PermanentError
+
+Tool = Callable[[asyncpg.Connection, uuid.UUID, ToolInvocation, dict[str, Any]], Awaitable[str]]
+
+#: Tools by the name Vapi sends in ``function.name``.
+TOOLS: dict[str, Tool] = {}
+
+
+class ToolError(Exception):
+    """A tool could not do what was asked; the message is read to the caller."""
+
+
+def tool_event_id(envelope: Envelope, invocation: ToolInvocation) -> str:
+    """Idempotency key of one invocation: its tool-call id (FINDINGS.md §4), else the message's key."""
+    if invocation.tool_call_id:
+        return f"tool-call:{invocation.tool_call_id}"
+    return envelope.event_id()
+
+
+def one_line(text: str) -> str:
+    """Vapi requires single-line strings in tool results."""
+    return " ".join(text.split())
+
+
+def reply_entry(invocation: ToolInvocation, *, result: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """One ``results[]`` entry: ``{toolCallId, name, result|error}``."""
+    entry: dict[str, Any] = {"toolCallId": invocation.tool_call_id, "name": invocation.name}
+    if error is not None:
+        entry["error"] = one_line(error)
+    else:
+        entry["result"] = one_line(result or "")
+    return entry
+
+
+def find_invocation(message: dict[str, Any], event_type: str, event_id: str) -> ToolInvocation:
+    """The invocation a stored tool delivery stands for.
+
+    Raises:
+        PermanentError: the stored message holds no such tool call.
+    """
+    envelope = Envelope(message=message, type=event_type, timestamp=parse_timestamp(message.get("timestamp")),
+                        body_sha256="")  # fmt: skip
+    for invocation in envelope.tool_invocations():
+        if invocation.tool_call_id is None or event_id == f"tool-call:{invocation.tool_call_id}":
+            return invocation
+    raise PermanentError("the message holds no tool call for this delivery")
+
+
+async def handle_tool_call(
+    conn: asyncpg.Connection, org_id: uuid.UUID, message: dict[str, Any], event_type: str, event_id: str
+) -> dict[str, Any]:
+    """Run one tool call and return its ``results[]`` entry (stored as the delivery's result)."""
+    invocation = find_invocation(message, event_type, event_id)
+    tool = TOOLS.get(invocation.name)
+    if tool is None:
+        return reply_entry(invocation, error=f"unknown tool: {invocation.name}")
+    try:
+        return reply_entry(invocation, result=await tool(conn, org_id, invocation, message))
+    except ToolError as exc:
+        return reply_entry(invocation, error=str(exc))

@@ -1,0 +1,25 @@
+"""Prometheus metrics of delivery processing (workers, and inline tool calls in the web process).
+
+Worker processes run under prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, set by ``vapi-ingest worker``), so these
+module-level metrics aggregate across processes on one port.
+"""
+
+from prometheus_client import Counter, Histogram
+
+DELIVERIES_PROCESSED = Counter(
+    "vapi_deliveries_processed_total",
+    "Delivery processing attempts by message type and outcome (completed, retried, dead_lettered).",
+    ["type", "outcome"],
+)
+PROCESSING_DURATION = Histogram(
+    "vapi_delivery_processing_duration_seconds",
+    "Time to process one delivery attempt, claim to outcome.",
+    ["type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+QUEUE_WAIT = Histogram(
+    "vapi_delivery_queue_wait_seconds",
+    "Time from when a delivery became due (received, or its backoff ended) to its claim.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)

@@ -1,0 +1,175 @@
+"""Process one stored delivery: claim, apply, finish, exactly once in effect.
+
+The handler's writes and the ``completed`` mark commit in one transaction,
+fenced by the claim's attempt number, so a redelivered message, a duplicate
+or a worker killed half-way can never apply a delivery twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from db import deliveries
+from ingest.envelope import TOOL_TYPES
+from ingest.settings import Settings
+from workers import metrics
+from workers.errors import LeaseLost, PermanentError
+from workers.handlers import calls, tools
+from workers.retry import RetryPolicy, is_transient
+
+log = structlog.get_logger("workers.processing")
+
+COMPLETED, RETRIED, DEAD_LETTERED, SKIPPED = "completed", "retried", "dead_lettered", "skipped"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessingConfig:
+    """Knobs of :func:`process_delivery`.
+
+    Attributes:
+        lease_s: How long a claim holds a delivery before the sweeper may reclaim it, in seconds.
+        in_transaction_tries: Quick tries of the transaction on transient errors
+            (tenacity) before the attempt counts as failed.
+    """
+
+    lease_s: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    in_transaction_tries: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProcessingConfig:
+        """The knobs the environment defines (shared by the web and worker processes)."""
+        return cls(
+            lease_s=settings.delivery_lease_s,
+            retry=RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                min_backoff_ms=settings.retry_min_backoff_ms,
+                max_backoff_ms=settings.retry_max_backoff_ms,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened: ``status`` is completed, retried, dead_lettered or skipped.
+
+    ``retry_delay_ms`` is set when ``status`` is retried; ``message_id`` is the
+    Dramatiq message id reserved for that retry.
+    """
+
+    status: str
+    result: Any = None
+    retry_delay_ms: int | None = None
+    message_id: str | None = None
+
+
+async def apply(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict[str, Any]:
+    """Dispatch a claimed delivery to its handler by ``event_type``.
+
+    Types without a handler (transfer-update, assistant-request, ...) have
+    nothing to apply and complete with a note.
+
+    Raises:
+        PermanentError: the message is malformed for its type.
+    """
+    message, org_id = claim.payload, claim.org_id
+    if claim.event_type == "status-update":
+        return await calls.handle_status_update(conn, org_id, message)
+    if claim.event_type == "end-of-call-report":
+        return await calls.handle_end_of_call_report(conn, org_id, message)
+    if claim.event_type == "hang":
+        return await calls.handle_hang(conn, org_id, message)
+    if claim.event_type in TOOL_TYPES:
+        return await tools.handle_tool_call(conn, org_id, message, claim.event_type, claim.event_id)
+    return {"applied": False, "reason": f"nothing to apply for {claim.event_type}"}
+
+
+async def process_delivery(
+    pool: asyncpg.Pool, delivery_id: uuid.UUID, config: ProcessingConfig, *, final: bool = False
+) -> Outcome:
+    """Claim and process one delivery.
+
+    Args:
+        final: No retries: any failure dead-letters. Used for tool calls
+            answered inline, whose caller was already told the error, so a
+            later retry must not act behind their back.
+
+    Returns:
+        The outcome. ``skipped`` means there was nothing to do: the delivery
+        is finished, claimed by someone else, or not yet due.
+
+    Raises:
+        asyncpg and OS errors when PostgreSQL is unreachable while claiming or
+        recording a failure; the delivery then stays as it was (or
+        ``processing`` until its lease expires) and the sweeper resends it.
+    """
+    claim = await deliveries.claim(pool, delivery_id, lease_s=config.lease_s)
+    if claim is None:
+        return Outcome(SKIPPED)
+    started = time.perf_counter()
+    metrics.QUEUE_WAIT.observe(claim.wait_s)
+    bound = log.bind(delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type, attempt=claim.attempt)
+    if claim.attempt > claim.max_attempts:
+        # Reclaimed after a crash once too often: the budget is spent.
+        outcome = await _finish_failed(pool, claim, "attempt budget exhausted (worker stopped mid-attempt)", config, True)
+    else:
+        try:
+            result = await _apply_with_tries(pool, claim, config.in_transaction_tries)
+        except LeaseLost:
+            bound.warning("delivery_lease_lost")
+            return Outcome(SKIPPED)
+        except PermanentError as exc:
+            outcome = await _finish_failed(pool, claim, f"permanent: {exc}", config, True)
+        except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
+            outcome = await _finish_failed(pool, claim, f"{type(exc).__name__}: {exc}", config, final)
+        else:
+            outcome = Outcome(COMPLETED, result=result)
+    duration_s = time.perf_counter() - started
+    metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
+    metrics.PROCESSING_DURATION.labels(claim.event_type).observe(duration_s)
+    bound.info(
+        "delivery_processed",
+        outcome=outcome.status,
+        duration_ms=round(duration_s * 1000, 2),
+        queue_wait_ms=round(claim.wait_s * 1000, 2),
+        retry_delay_ms=outcome.retry_delay_ms,
+    )
+    return outcome
+
+
+async def _apply_with_tries(pool: asyncpg.Pool, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(tries),
+        wait=wait_random_exponential(multiplier=0.05, max=1.0),
+        reraise=True,
+    ):
+        with attempt:
+            async with pool.acquire() as conn, conn.transaction():
+                result = await apply(conn, claim)
+                if not await deliveries.complete(conn, claim, result):
+                    raise LeaseLost(str(claim.id))
+                return result
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+async def _finish_failed(
+    pool: asyncpg.Pool, claim: deliveries.Claim, error: str, config: ProcessingConfig, dead: bool
+) -> Outcome:
+    if dead or claim.attempt >= claim.max_attempts:
+        await deliveries.fail(pool, claim, error, retry_at=None, job_id=None)
+        return Outcome(DEAD_LETTERED)
+    delay_ms = config.retry.backoff_ms(claim.attempt)
+    message_id = str(uuid.uuid4())
+    retry_at = datetime.now(timezone.utc) + timedelta(milliseconds=delay_ms)
+    if not await deliveries.fail(pool, claim, error, retry_at=retry_at, job_id=message_id):
+        return Outcome(SKIPPED)
+    return Outcome(RETRIED, retry_delay_ms=delay_ms, message_id=message_id)

@@ -1,0 +1,72 @@
+"""The sweeper: resend messages for deliveries that lost theirs, reclaim expired leases.
+
+Runs in the scheduler process every ``SWEEP_INTERVAL_S``. Rows are taken
+with ``FOR UPDATE SKIP LOCKED`` and marked enqueued in the same
+transaction, so two schedulers never send the same row twice in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import dramatiq
+import redis
+import structlog
+
+from db import deliveries
+from workers.broker import enqueue
+
+log = structlog.get_logger("workers.sweeper")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    """Timing of the sweep, in seconds.
+
+    Attributes:
+        enqueue_grace_s: How long a delivery may wait for its own message
+            before the sweeper assumes it has none.
+        resend_after_s: How long after a send a still-unclaimed delivery's
+            message counts as lost (Redis restarted empty).
+        batch_size: Rows per transaction; a pass loops until none are left.
+    """
+
+    enqueue_grace_s: float = 10.0
+    resend_after_s: float = 300.0
+    batch_size: int = 500
+
+
+async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepConfig) -> int:
+    """Run one sweep pass.
+
+    Returns:
+        How many deliveries were (re)sent to Redis.
+
+    Raises:
+        asyncpg and OS errors when PostgreSQL is unreachable; nothing is lost,
+        the next pass tries again. A Redis failure is logged, and the rows are
+        marked not enqueued for the next pass.
+    """
+    sent = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            batch = await deliveries.sweep(
+                conn,
+                enqueue_grace_s=config.enqueue_grace_s,
+                resend_after_s=config.resend_after_s,
+                limit=config.batch_size,
+            )
+        for index, (delivery_id, message_id) in enumerate(batch):
+            try:
+                await enqueue(broker, delivery_id, message_id)
+            except redis.RedisError as exc:
+                log.warning("sweep_enqueue_failed", unsent=len(batch) - index, error=str(exc))
+                await deliveries.mark_not_enqueued(pool, [d for d, _ in batch[index:]])
+                return sent
+            sent += 1
+        if len(batch) < config.batch_size:
+            break
+    if sent:
+        log.info("sweep_resent", deliveries=sent)
+    return sent
