@@ -5,7 +5,10 @@ This is the one place in ``workers/`` that reads the environment.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from types import FrameType
 
 import dramatiq
 
@@ -28,6 +31,30 @@ def setup_broker() -> None:
     broker = build_broker(settings.redis_url, extra_middleware=[resources])
     dramatiq.set_broker(broker)
     declare_actors(broker, resources)
+    _ignore_repeated_sigterm()
+
+
+def _ignore_repeated_sigterm() -> None:
+    """Make a second SIGTERM harmless in a worker process.
+
+    systemd (KillMode=control-group) and honcho signal every process of the
+    group, and Dramatiq's parent forwards one more; Dramatiq treats the second
+    as "kill now", which exits the main thread while worker threads still hold
+    messages, and the process hangs. The first SIGTERM already stops the
+    worker gracefully; a forced stop remains SIGKILL.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    graceful = signal.getsignal(signal.SIGTERM)
+    seen = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal seen
+        if not seen and callable(graceful):
+            seen = True
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def serve_metrics() -> None:

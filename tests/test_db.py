@@ -1,0 +1,88 @@
+"""Migrations and row-level security on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from db import orgs
+from db.errors import MigrationError
+from db.migrate import discover, migrate
+
+
+async def test_migrate_again_is_a_no_op(db_dsn):
+    """Re-running migrate on an up-to-date database applies nothing and changes no ledger row."""
+    conn = await asyncpg.connect(db_dsn)
+    before = await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+
+    applied = await migrate(db_dsn)
+
+    after = await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+    await conn.close()
+    assert [] == applied
+    assert before == after
+    assert [m.version for m in discover()] == [r["version"] for r in after]
+
+
+def test_migration_files_are_numbered_without_gaps(tmp_path):
+    """Files are NNNN_lower_snake.sql, numbered 0001 upwards; a gap or a bad name is refused."""
+    assert ["0001", "0002"] == [m.version for m in discover()][:2]
+    (tmp_path / "0001_a.sql").write_text("")
+    (tmp_path / "0003_c.sql").write_text("")
+
+    with pytest.raises(MigrationError, match="0003_c.sql"):
+        discover(tmp_path)
+    (tmp_path / "0002-B.sql").write_text("")
+    with pytest.raises(MigrationError, match="0002-B.sql"):
+        discover(tmp_path)
+
+
+async def test_call_status_moves_only_forward_in_sql(pool, org_id):
+    """create_inbound_call_atomically keeps the highest-ranked status whatever the order."""
+    for status in ("in-progress", "ended", "ringing", "queued"):
+        await pool.execute("SELECT create_inbound_call_atomically($1, 'c1', $2)", org_id, status)
+
+    assert "ended" == await pool.fetchval("SELECT status FROM calls")
+
+
+async def test_recording_is_queued_once(pool, org_id):
+    """update_call_with_recording_atomically queues one upload per call, however often it runs."""
+    await pool.execute("SELECT create_inbound_call_atomically($1, 'c1', 'ended')", org_id)
+
+    first = await pool.fetchval("SELECT update_call_with_recording_atomically($1, 'c1', 'https://r/1.wav')", org_id)
+    second = await pool.fetchval("SELECT update_call_with_recording_atomically($1, 'c1', 'https://r/1.wav')", org_id)
+
+    assert (True, False) == (first, second)
+    assert 1 == await pool.fetchval("SELECT count(*) FROM recording_upload_queue")
+
+
+async def test_tenant_session_sees_only_its_org_under_rls(pool, org_id):
+    """With RLS exercised (non-superuser role, app.org_id set), another org's calls are invisible and immutable."""
+    other = await orgs.create_org(pool, name="Other")
+    await pool.execute("SELECT create_inbound_call_atomically($1, 'mine', 'ringing')", org_id)
+    await pool.execute("SELECT create_inbound_call_atomically($1, 'theirs', 'ringing')", other)
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE vapi_tenant")
+        await conn.execute("SELECT set_config('app.bypass_rls', 'off', true)")
+        await conn.execute("SELECT set_config('app.org_id', $1, true)", str(org_id))
+        visible = [r["vapi_call_id"] for r in await conn.fetch("SELECT vapi_call_id FROM calls")]
+        updated = await conn.execute("UPDATE calls SET status = 'ended' WHERE vapi_call_id = 'theirs'")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("INSERT INTO calls (org_id, vapi_call_id) VALUES ($1, 'forged')", other)
+
+    assert ["mine"] == visible
+    assert "UPDATE 0" == updated
+    assert "ringing" == await pool.fetchval("SELECT status FROM calls WHERE vapi_call_id = 'theirs'")
+
+
+async def test_tenant_session_without_org_sees_nothing(pool, org_id):
+    """A tenant session that forgot SET LOCAL app.org_id sees no rows rather than all of them."""
+    await pool.execute("SELECT create_inbound_call_atomically($1, 'mine', 'ringing')", org_id)
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE vapi_tenant")
+        await conn.execute("SELECT set_config('app.bypass_rls', 'off', true)")
+        count = await conn.fetchval("SELECT count(*) FROM calls")
+
+    assert 0 == count
