@@ -220,9 +220,13 @@ def send(paths: tuple[Path, ...], url: str | None, concurrency: int, repeat: int
     report = asyncio.run(send_files(settings, files, target, concurrency=concurrency, repeat=repeat))
     for name, reply in report.tool_replies:
         click.echo(f"{name}: {json.dumps(reply)}")
-    for name, error in report.errors:
+    for name, error in report.errors[:5]:
         click.echo(f"{name}: {error}", err=True)
+    if len(report.errors) > 5:
+        click.echo(f"... and {len(report.errors) - 5} more request(s) failed", err=True)
     summary = ", ".join(f"{status}: {n}" for status, n in sorted(report.statuses.items()))
-    click.echo(f"sent {len(files) * repeat} request(s) to {target}; {summary or 'no answers'}")
+    if report.errors:
+        summary = ", ".join(filter(None, [summary, f"no answer: {len(report.errors)}"]))
+    click.echo(f"sent {len(files) * repeat} request(s) to {target}; {summary}")
     if report.errors or any(status >= 300 for status in report.statuses):
         sys.exit(1)
