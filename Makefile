@@ -23,7 +23,7 @@ run: install
 	  echo "VAPI_DEFAULT_ORG_ID=$$org" >> .env && \
 	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
 	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile web worker scheduler
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
 
 ## test: the whole suite against real PostgreSQL and Redis
 test: install
