@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -32,8 +32,13 @@ def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> 
     return redact(dict(event_dict))
 
 
-def configure(*, level: str = "INFO", fmt: str = "json") -> None:
-    """Route structlog (and stdlib logging, e.g. Dramatiq's) to stderr in one format."""
+def configure(*, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
+    """Route structlog (and stdlib logging, e.g. Dramatiq's) to one stream in one format.
+
+    Args:
+        stream: Where lines go; stderr if omitted.
+    """
+    out = stream or sys.stderr
     renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -44,11 +49,11 @@ def configure(*, level: str = "INFO", fmt: str = "json") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         # Not cached: configure() may run again (tests, CLI) and must take effect.
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]

@@ -222,13 +222,45 @@ async def test_health_endpoints(client):
     assert body["database_size_mb"] > 0
 
 
-async def test_secret_is_absent_from_logs_and_settings_repr(client, settings, capsys):
-    """Neither the webhook secret nor payload secrets reach a log line or the settings' repr."""
+@pytest.fixture
+def log_file(tmp_path):
+    """The service's real log configuration, writing JSON lines to a file for one test."""
+    import logging
+
+    import structlog
+
+    from ingest import logs
+
+    path = tmp_path / "service.log"
+    with path.open("w") as stream:
+        logs.configure(level="DEBUG", fmt="json", stream=stream)
+        yield path
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+async def test_secrets_never_reach_the_logs(client, settings, log_file):
+    """With JSON logging on, a full request cycle logs no webhook secret and no payload secret."""
     payload = status_update("c-s", "ringing")
     payload["message"]["phoneNumber"] = {"id": "pn", "twilioAuthToken": "tw-secret-value"}
+    bad_headers = {"x-vapi-secret": "guess-1", "Authorization": "Bearer guess-2"}
 
     await post(client, settings, payload)
+    await client.post("/webhooks/vapi", json=payload, headers=bad_headers)
 
+    await wait_until(lambda: "delivery_processed" in log_file.read_text(), timeout_s=5)
+    text = log_file.read_text()
+    assert "webhook_received" in text
+    for secret in (SECRET, "tw-secret-value", "guess-1", "guess-2"):
+        assert secret not in text
     assert SECRET not in repr(settings)
-    captured = capsys.readouterr()
-    assert SECRET not in captured.err + captured.out
+
+
+def test_redact_hides_secret_named_keys_at_any_depth():
+    """The log pipeline's redaction covers nested payload fields such as Twilio tokens and tool secrets."""
+    from ingest.logs import redact
+
+    event = {"phoneNumber": {"twilioAuthToken": "a", "id": "pn"}, "tools": [{"server": {"secret": "b"}}], "Token": "c"}
+
+    assert {"phoneNumber": {"twilioAuthToken": "[redacted]", "id": "pn"},
+            "tools": [{"server": {"secret": "[redacted]"}}], "Token": "[redacted]"} == redact(event)  # fmt: skip
