@@ -10,20 +10,32 @@ import asyncpg
 
 @dataclass(frozen=True, slots=True)
 class Org:
-    """A tenant: a clinic. ``vapi_assistant_id`` answers ``assistant-request``."""
+    """A tenant: a clinic.
+
+    Attributes:
+        timezone: IANA name; times without an offset are local to it.
+        default_region: ISO 3166 alpha-2 region for phone numbers without a country code.
+        vapi_assistant_id: The answer to ``assistant-request``.
+        business_hours: Opening hours per weekday, ``{"mon": ["09:00", "17:00"], ...}``;
+            a missing day is closed.
+    """
 
     id: uuid.UUID
     name: str
     timezone: str
     default_region: str
     vapi_assistant_id: str | None
+    business_hours: dict[str, list[str]]
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> Org:
-        return cls(row["id"], row["name"], row["timezone"], row["default_region"], row["vapi_assistant_id"])
+        return cls(
+            row["id"], row["name"], row["timezone"], row["default_region"], row["vapi_assistant_id"],
+            row["business_hours"],
+        )  # fmt: skip
 
 
-_ORG_COLUMNS = "o.id, o.name, o.timezone, o.default_region, o.vapi_assistant_id"
+_ORG_COLUMNS = "o.id, o.name, o.timezone, o.default_region, o.vapi_assistant_id, o.business_hours"
 
 
 async def create_org(

@@ -11,3 +11,16 @@ class PermanentError(WorkerError):
 
 class LeaseLost(WorkerError):
     """Another claim took the delivery (our lease expired); our transaction must roll back."""
+
+
+class ToolError(WorkerError):
+    """A tool could not do what was asked; the message is read to the caller (one line).
+
+    Attributes:
+        code: A stable machine code (``INVALID_PHONE``, ``SLOT_UNAVAILABLE``, ...)
+            for metrics and logs.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -23,3 +23,14 @@ QUEUE_WAIT = Histogram(
     "Time from when a delivery became due (received, or its backoff ended) to its claim.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+BOOKING_ATTEMPTS = Counter(
+    "vapi_booking_attempts_total",
+    "Booking tool calls by tool and outcome (booked, cancelled, checked, slot_unavailable, invalid, not_found, error).",
+    ["tool", "outcome"],
+)
+BOOKING_DURATION = Histogram(
+    "vapi_booking_duration_seconds",
+    "Time to run one booking tool call, arguments to reply.",
+    ["tool"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5),
+)

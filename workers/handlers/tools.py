@@ -2,7 +2,8 @@
 
 A tool is an async function ``(conn, org_id, invocation, message) -> str``
 that returns the one-line result Vapi reads to the caller, or raises
-:class:`ToolError` with a one-line error. Results follow Vapi's rules
+:class:`ToolError` with a one-line error. Tools run inside a tenant scope:
+row-level security, not only their own WHERE clauses, keeps them to their org. Results follow Vapi's rules
 (FINDINGS.md §1, "Tool-call reply rules"): strings, single-line, and a
 tool this service does not know gets an ``error`` result.
 """
@@ -10,22 +11,17 @@ tool this service does not know gets an ``error`` result.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
+from db.tenancy import tenant_scope
 from ingest.envelope import Envelope, ToolInvocation, parse_timestamp
-from workers.errors import PermanentError
-
-Tool = Callable[[asyncpg.Connection, uuid.UUID, ToolInvocation, dict[str, Any]], Awaitable[str]]
+from workers.errors import PermanentError, ToolError
+from workers.handlers.booking import BOOKING_TOOLS, Tool
 
 #: Tools by the name Vapi sends in ``function.name``.
-TOOLS: dict[str, Tool] = {}
-
-
-class ToolError(Exception):
-    """A tool could not do what was asked; the message is read to the caller."""
+TOOLS: dict[str, Tool] = {**BOOKING_TOOLS}
 
 
 def tool_event_id(envelope: Envelope, invocation: ToolInvocation) -> str:
@@ -73,6 +69,8 @@ async def handle_tool_call(
     if tool is None:
         return reply_entry(invocation, error=f"unknown tool: {invocation.name}")
     try:
-        return reply_entry(invocation, result=await tool(conn, org_id, invocation, message))
+        async with tenant_scope(conn, org_id):
+            reply = await tool(conn, org_id, invocation, message)
     except ToolError as exc:
         return reply_entry(invocation, error=str(exc))
+    return reply_entry(invocation, result=reply)

@@ -1,0 +1,86 @@
+"""Calls to the booking SQL functions (0003_booking.sql); each returns their JSONB as a dict."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+async def book(
+    conn: asyncpg.Connection,
+    org_id: uuid.UUID,
+    *,
+    name: str | None,
+    email: str | None,
+    phone: str,
+    service_type: str | None,
+    scheduled_at: datetime,
+    duration_minutes: int,
+) -> dict[str, Any]:
+    """``book_appointment_atomic``: upsert the lead and book, or say why not.
+
+    Returns:
+        ``{success: true, appointment_id, contact_id, scheduled_at, ends_at}`` or
+        ``{success: false, error: SLOT_UNAVAILABLE|INVALID_TIME|ORG_NOT_FOUND, conflicting?}``.
+    """
+    return await conn.fetchval(
+        "SELECT book_appointment_atomic($1, $2, $3, $4, $5, $6, $7)",
+        org_id, name, email, phone, service_type, scheduled_at, duration_minutes,
+    )  # fmt: skip
+
+
+async def check(conn: asyncpg.Connection, org_id: uuid.UUID, scheduled_at: datetime, duration_minutes: int) -> dict[str, Any]:
+    """``check_slot_availability``: ``{available, conflicting?}`` (advisory; booking re-checks under the lock)."""
+    return await conn.fetchval("SELECT check_slot_availability($1, $2, $3)", org_id, scheduled_at, duration_minutes)
+
+
+async def cancel(conn: asyncpg.Connection, org_id: uuid.UUID, appointment_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
+    """``cancel_appointment``: ``{success: true, appointment_id}`` or ``{success: false, error: NOT_FOUND}``."""
+    return await conn.fetchval("SELECT cancel_appointment($1, $2, $3)", org_id, appointment_id, reason)
+
+
+async def reschedule(
+    conn: asyncpg.Connection,
+    org_id: uuid.UUID,
+    appointment_id: uuid.UUID,
+    new_scheduled_at: datetime,
+    duration_minutes: int | None,
+) -> dict[str, Any]:
+    """``reschedule_appointment``: the new booking (plus ``previous_appointment_id``) or the reason it was refused."""
+    return await conn.fetchval(
+        "SELECT reschedule_appointment($1, $2, $3, $4)", org_id, appointment_id, new_scheduled_at, duration_minutes
+    )
+
+
+async def busy_ranges(
+    conn: asyncpg.Connection, org_id: uuid.UUID, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """Active appointments of the org overlapping ``[start, end)``, as (start, end) pairs in time order."""
+    rows = await conn.fetch(
+        """
+        SELECT scheduled_at, ends_at FROM appointments
+         WHERE org_id = $1 AND deleted_at IS NULL AND status IN ('pending', 'confirmed')
+           AND tstzrange(scheduled_at, ends_at) && tstzrange($2, $3)
+         ORDER BY scheduled_at
+        """,
+        org_id,
+        start,
+        end,
+    )
+    return [(r["scheduled_at"], r["ends_at"]) for r in rows]
+
+
+async def get(conn: asyncpg.Connection, appointment_id: uuid.UUID) -> asyncpg.Record | None:
+    """One appointment with its contact's name, as the current session may see it (RLS applies)."""
+    return await conn.fetchrow(
+        """
+        SELECT a.id, a.org_id, a.scheduled_at, a.ends_at, a.duration_minutes, a.service_type, a.status,
+               a.deleted_at, l.name AS contact_name, l.phone AS contact_phone
+          FROM appointments a JOIN leads l ON l.id = a.contact_id
+         WHERE a.id = $1
+        """,
+        appointment_id,
+    )

@@ -1,0 +1,50 @@
+"""Tenant-scoped transactions: row-level security enforced by PostgreSQL, not by WHERE clauses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+#: A role without BYPASSRLS (created by 0001_core.sql).
+TENANT_ROLE = "vapi_tenant"
+
+
+@asynccontextmanager
+async def tenant_scope(conn: asyncpg.Connection, org_id: uuid.UUID) -> AsyncIterator[None]:
+    """Within a transaction, act as ``org_id`` only: every statement sees and writes its rows alone.
+
+    Switches to :data:`TENANT_ROLE`, sets ``app.org_id`` and turns the service
+    bypass off, all ``LOCAL`` to the transaction; on normal exit restores the
+    service role, and after a Python exception too. After a PostgreSQL error
+    the transaction is aborted; its rollback undoes the settings.
+
+    Raises:
+        RuntimeError: if ``conn`` is not inside a transaction.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("tenant_scope needs a transaction (its settings are transaction-local)")
+    # set_config('role', ...) is SET LOCAL ROLE, in one round trip with the rest.
+    await conn.execute(
+        "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true),"
+        " set_config('app.bypass_rls', 'off', true)",
+        TENANT_ROLE,
+        str(org_id),
+    )
+    try:
+        yield
+    except asyncpg.PostgresError:
+        raise
+    except BaseException:
+        await _restore(conn)
+        raise
+    await _restore(conn)
+
+
+async def _restore(conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "SELECT set_config('role', 'none', true), set_config('app.org_id', '', true),"
+        " set_config('app.bypass_rls', 'on', true)"
+    )

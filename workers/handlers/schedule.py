@@ -1,0 +1,163 @@
+"""Requested times: parsing in the org's time zone, date correction, business hours, free slots.
+
+Date correction (seed 002, "date prevention"), stated precisely: language
+models often emit a year that has passed ("2024-06-01" in 2026). When a
+requested time lies in the past **and its year is earlier than the current
+year** (in the org's time zone), it is moved to the next occurrence of the
+same month, day and time that lies in the future: this year if still ahead,
+else next year (29 February moves to the next leap year's). The reply says
+so. A past time in the current year is not guessed at: earlier today, or an
+earlier date this year, is ``INVALID_TIME`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from workers.errors import ToolError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Candidate starts for suggestions are this far apart, in minutes.
+SLOT_STEP_MINUTES = 30
+#: How far ahead suggestions look, in days.
+SEARCH_HORIZON_DAYS = 14
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedTime:
+    """A resolved request: ``start`` is aware (org zone); ``corrected_from`` is the original if the year was moved."""
+
+    start: datetime
+    corrected_from: datetime | None = None
+
+
+def invalid_time(reason: str) -> ToolError:
+    """An ``INVALID_TIME`` refusal with its reason."""
+    return ToolError("INVALID_TIME", f"INVALID_TIME: {reason}")
+
+
+def parse_local(raw: str, tz: ZoneInfo) -> datetime:
+    """Parse ISO 8601; a value without an offset is local time in ``tz``.
+
+    Raises:
+        ToolError: ``INVALID_TIME`` if it is not ISO 8601.
+    """
+    try:
+        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise invalid_time(f"{raw!r} is not an ISO 8601 date and time, like 2026-06-01T14:00") from None
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed.astimezone(tz)
+
+
+def _next_occurrence(value: datetime, now: datetime) -> datetime:
+    for year in range(now.year, now.year + 9):
+        try:
+            candidate = value.replace(year=year)
+        except ValueError:  # 29 February in a common year
+            continue
+        if candidate > now:
+            return candidate
+    raise invalid_time("that date does not recur")
+
+
+def resolve(raw: str, tz: ZoneInfo, now: datetime) -> RequestedTime:
+    """Apply the date-correction rule (module docstring) to a requested start.
+
+    Args:
+        now: The current time, aware.
+
+    Raises:
+        ToolError: ``INVALID_TIME`` for a past time that the rule does not correct.
+    """
+    start = parse_local(raw, tz)
+    local_now = now.astimezone(tz)
+    if start > local_now:
+        return RequestedTime(start)
+    if start.year < local_now.year:
+        return RequestedTime(_next_occurrence(start, local_now), corrected_from=start)
+    if start.date() == local_now.date():
+        raise invalid_time(f"{start:%H:%M} today has already passed")
+    raise invalid_time(f"{format_day(start)} is in the past")
+
+
+class BusinessHours:
+    """Opening hours per weekday from ``organizations.business_hours`` (``{"mon": ["09:00", "17:00"]}``)."""
+
+    def __init__(self, spec: dict[str, list[str]]) -> None:
+        self.hours: dict[int, tuple[time, time]] = {}
+        for day, span in spec.items():
+            if day in WEEKDAYS and isinstance(span, list) and len(span) == 2:
+                self.hours[WEEKDAYS.index(day)] = (time.fromisoformat(span[0]), time.fromisoformat(span[1]))
+
+    def span(self, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
+        """Opening and closing time on ``day`` (aware), or ``None`` if closed."""
+        hours = self.hours.get(day.weekday())
+        if hours is None:
+            return None
+        return datetime.combine(day, hours[0], tz), datetime.combine(day, hours[1], tz)
+
+    def check(self, start: datetime, duration_minutes: int, tz: ZoneInfo) -> None:
+        """Raise ``INVALID_TIME`` unless ``[start, start + duration)`` lies within one day's hours."""
+        span = self.span(start.date(), tz)
+        if span is None:
+            raise invalid_time(f"we are closed on {start:%A}s ({self.describe()})")
+        end = start + timedelta(minutes=duration_minutes)
+        if start < span[0] or end > span[1]:
+            raise invalid_time(f"{start:%H:%M}-{end:%H:%M} is outside our hours on {start:%A} ({self.describe()})")
+
+    def describe(self) -> str:
+        """E.g. ``Mon-Fri 09:00-17:00`` for the usual week, else one entry per open day."""
+        spans = {d: f"{o:%H:%M}-{c:%H:%M}" for d, (o, c) in sorted(self.hours.items())}
+        if sorted(spans) == [0, 1, 2, 3, 4] and len(set(spans.values())) == 1:
+            return f"Mon-Fri {spans[0]}"
+        return ", ".join(f"{WEEKDAYS[d].title()} {s}" for d, s in spans.items()) or "closed"
+
+
+def free_slots(
+    *,
+    after: datetime,
+    duration_minutes: int,
+    busy: list[tuple[datetime, datetime]],
+    hours: BusinessHours,
+    tz: ZoneInfo,
+    limit: int,
+    until: datetime | None = None,
+) -> list[datetime]:
+    """The first ``limit`` starts at or after ``after`` on the slot grid that fit in opening hours and hit no busy range."""
+    found: list[datetime] = []
+    day = after.astimezone(tz).date()
+    last_day = (until or after + timedelta(days=SEARCH_HORIZON_DAYS)).astimezone(tz).date()
+    length = timedelta(minutes=duration_minutes)
+    while day <= last_day and len(found) < limit:
+        span = hours.span(day, tz)
+        if span is not None:
+            cursor = span[0]
+            while cursor + length <= span[1] and len(found) < limit:
+                end = cursor + length
+                if cursor >= after and (until is None or cursor < until) and not any(
+                    b_start < end and cursor < b_end for b_start, b_end in busy
+                ):
+                    found.append(cursor)
+                cursor += timedelta(minutes=SLOT_STEP_MINUTES)
+        day += timedelta(days=1)
+    return found
+
+
+def format_day(value: datetime) -> str:
+    """``Tue 6 Jan 2026``."""
+    return f"{value:%a} {value.day} {value:%b %Y}"
+
+
+def format_long_day(value: datetime) -> str:
+    """``Monday 1 June 2026``."""
+    return f"{value:%A} {value.day} {value:%B %Y}"
+
+
+def format_slots(slots: list[datetime], reference: datetime) -> str:
+    """``14:30, 15:00 and 15:30``; a slot on another day than ``reference`` carries its day."""
+    parts = [f"{s:%H:%M}" if s.date() == reference.date() else f"{format_day(s)} {s:%H:%M}" for s in slots]
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
