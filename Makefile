@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install run test services-stop clean
+.PHONY: install run test bench-booking services-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: install
 ## test: the whole suite against real PostgreSQL and Redis
 test: install
 	$(BIN)/pytest
+
+## bench-booking: booking latency p50/p99 at 1, 10, 50 callers and a same-slot storm, beside SELECT 1
+bench-booking: install
+	$(BIN)/python -m tests.bench.booking
 
 services-stop:
 	@deploy/local/services.sh down

@@ -5,8 +5,10 @@
 -- The seeds lock hash(org, slot start) and then look for conflicts, so
 -- 10:00-11:00 and 10:30-11:30 take different locks and both succeed. Here an
 -- exclusion constraint makes overlapping active appointments of one org
--- impossible for any writer; a per-org advisory transaction lock still
--- serialises contenders so they fail fast with the conflicting booking.
+-- impossible for any writer; advisory transaction locks on each hour of the
+-- org's calendar that a booking touches still serialise contenders, so they
+-- fail fast with the conflicting booking, while bookings in other hours of
+-- the same org run in parallel (two overlapping ranges always share an hour).
 
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
@@ -83,10 +85,25 @@ BEGIN
 END $$;
 GRANT SELECT, INSERT, UPDATE ON leads, appointments, audit_logs TO vapi_tenant;
 
--- Serialise every schedule change of one org (transaction-scoped).
-CREATE FUNCTION lock_org_schedule(p_org_id uuid) RETURNS void
-LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended('appointments:' || p_org_id::text, 0))
+-- Lock every hour of the org's calendar that [p_start, p_end) touches, in
+-- ascending order (so two lockers never deadlock), until the transaction ends.
+-- Keys: (hash of the org, hour number since the epoch); a hash collision
+-- between orgs only serialises more, it never lets an overlap through.
+-- Returns the number of hours locked.
+CREATE FUNCTION lock_schedule_range(p_org_id uuid, p_start timestamptz, p_end timestamptz) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_org integer := hashtext(p_org_id::text);
+    v_hour bigint;
+    v_count integer := 0;
+BEGIN
+    FOR v_hour IN SELECT generate_series(floor(extract(epoch FROM p_start) / 3600)::bigint,
+                                         ceil(extract(epoch FROM p_end) / 3600)::bigint - 1) LOOP
+        PERFORM pg_advisory_xact_lock(v_org, v_hour::integer);
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
 $$;
 
 -- The active appointment of the org overlapping [p_start, p_end), if any, as
@@ -122,7 +139,7 @@ DECLARE
     v_id uuid;
     v_constraint text;
 BEGIN
-    PERFORM lock_org_schedule(p_org_id);
+    PERFORM lock_schedule_range(p_org_id, p_scheduled_at, v_end);
     v_conflict := appointment_conflict(p_org_id, p_scheduled_at, v_end);
     IF v_conflict IS NOT NULL THEN
         RETURN _booking_error('SLOT_UNAVAILABLE', v_conflict);
@@ -182,7 +199,7 @@ BEGIN
         RAISE EXCEPTION 'p_phone is required' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     -- Check before touching the lead, so a refused booking writes nothing.
-    PERFORM lock_org_schedule(p_org_id);
+    PERFORM lock_schedule_range(p_org_id, p_scheduled_at, p_scheduled_at + make_interval(mins => p_duration_minutes));
     v_conflict := appointment_conflict(p_org_id, p_scheduled_at,
                                        p_scheduled_at + make_interval(mins => p_duration_minutes));
     IF v_conflict IS NOT NULL THEN
@@ -242,7 +259,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_id uuid;
 BEGIN
-    PERFORM lock_org_schedule(p_org_id);
+    -- No calendar lock: freeing a slot cannot create an overlap; the row lock suffices.
     UPDATE appointments SET status = 'cancelled', deleted_at = now(), updated_at = now()
      WHERE id = p_appointment_id AND org_id = p_org_id AND deleted_at IS NULL
     RETURNING id INTO v_id;
@@ -268,7 +285,6 @@ DECLARE
     v_conflict jsonb;
     v_result jsonb;
 BEGIN
-    PERFORM lock_org_schedule(p_org_id);
     SELECT * INTO v_old FROM appointments
      WHERE id = p_appointment_id AND org_id = p_org_id AND deleted_at IS NULL AND status <> 'cancelled'
        FOR UPDATE;
@@ -280,6 +296,7 @@ BEGIN
     IF v_invalid IS NOT NULL THEN
         RETURN v_invalid;
     END IF;
+    PERFORM lock_schedule_range(p_org_id, p_new_scheduled_at, p_new_scheduled_at + make_interval(mins => v_duration));
     v_conflict := appointment_conflict(p_org_id, p_new_scheduled_at,
                                        p_new_scheduled_at + make_interval(mins => v_duration), v_old.id);
     IF v_conflict IS NOT NULL THEN

@@ -125,8 +125,14 @@ def free_slots(
     limit: int,
     until: datetime | None = None,
 ) -> list[datetime]:
-    """The first ``limit`` starts at or after ``after`` on the slot grid that fit in opening hours and hit no busy range."""
+    """The first ``limit`` starts at or after ``after`` on the slot grid that fit in opening hours and hit no busy range.
+
+    ``busy`` must be sorted by start. An org's active appointments never
+    overlap (the exclusion constraint), so they are sorted by end too, and
+    one forward pass over them suffices.
+    """
     found: list[datetime] = []
+    index = 0
     day = after.astimezone(tz).date()
     last_day = (until or after + timedelta(days=SEARCH_HORIZON_DAYS)).astimezone(tz).date()
     length = timedelta(minutes=duration_minutes)
@@ -136,9 +142,10 @@ def free_slots(
             cursor = span[0]
             while cursor + length <= span[1] and len(found) < limit:
                 end = cursor + length
-                if cursor >= after and (until is None or cursor < until) and not any(
-                    b_start < end and cursor < b_end for b_start, b_end in busy
-                ):
+                while index < len(busy) and busy[index][1] <= cursor:
+                    index += 1
+                clear = index == len(busy) or busy[index][0] >= end
+                if clear and cursor >= after and (until is None or cursor < until):
                     found.append(cursor)
                 cursor += timedelta(minutes=SLOT_STEP_MINUTES)
         day += timedelta(days=1)
