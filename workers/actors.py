@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -21,7 +22,9 @@ class WorkerResources(Middleware):
 
     Opened in ``after_worker_boot`` (after the AsyncIO middleware started the
     loop) and closed in ``after_worker_shutdown``, which Dramatiq runs in
-    reverse middleware order, so before the loop stops.
+    reverse middleware order, so before the loop stops. If PostgreSQL is down
+    at boot, the first message opens it instead, so the worker recovers
+    without a restart.
     """
 
     def __init__(self, database_url: str, config: ProcessingConfig, *, pool_max_size: int) -> None:
@@ -29,22 +32,27 @@ class WorkerResources(Middleware):
         self.config = config
         self.pool_max_size = pool_max_size
         self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The pool.
+    async def pool(self) -> asyncpg.Pool:
+        """The pool, opened on first use if boot could not open it.
 
         Raises:
-            RuntimeError: if the worker has not booted (or the pool failed to open).
+            OSError, asyncpg.PostgresError: PostgreSQL is unreachable (the
+                message fails; the delivery row is resent by the sweeper).
         """
         if self._pool is None:
-            raise RuntimeError("worker database pool not open: did the worker boot with WorkerResources?")
+            self._opening = self._opening or asyncio.Lock()
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await create_pool(self.database_url, min_size=1, max_size=self.pool_max_size)
         return self._pool
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        self._pool = get_event_loop_thread().run_coroutine(
-            create_pool(self.database_url, min_size=1, max_size=self.pool_max_size)
-        )
+        try:
+            get_event_loop_thread().run_coroutine(self.pool())
+        except (OSError, asyncpg.PostgresError) as exc:
+            structlog.get_logger("workers.actors").warning("worker_db_pool_deferred", error=str(exc))
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         if self._pool is not None:
@@ -61,7 +69,7 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
 
     async def process_delivery_actor(delivery_id: str) -> None:
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-            outcome = await process_delivery(resources.pool, uuid.UUID(delivery_id), resources.config)
+            outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
             if outcome.status == RETRIED:
                 await broker_mod.enqueue(
                     broker, uuid.UUID(delivery_id), outcome.message_id, delay_ms=outcome.retry_delay_ms

@@ -26,7 +26,8 @@ def sweep_config(settings: Settings) -> SweepConfig:
 
 async def run(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT."""
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    # min_size=0: start even while PostgreSQL is down; each sweep retries.
+    pool = await create_pool(settings.database_url, min_size=0, max_size=2)
     broker = build_broker(settings.redis_url)
     config = sweep_config(settings)
 
