@@ -37,6 +37,7 @@ class Claim:
     attempt: int
     max_attempts: int
     wait_s: float
+    replay_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID,
            AND status IN ('pending', 'failed')
            -- a message may arrive a little early; the sweeper resends later ones
            AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
-        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts,
+        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
                   greatest(extract(epoch FROM now() - coalesce(next_attempt_at, received_at)), 0)::float8
                       AS wait_s
         """,
@@ -137,6 +138,7 @@ async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID,
         attempt=row["attempts"],
         max_attempts=row["max_attempts"],
         wait_s=row["wait_s"],
+        replay_count=row["replay_count"],
     )
 
 
@@ -181,6 +183,12 @@ async def fail(
         UPDATE webhook_delivery_log
            SET status = CASE WHEN $4::timestamptz IS NULL THEN 'dead_letter' ELSE 'failed' END,
                error_message = $3, next_attempt_at = $4, lease_expires_at = NULL,
+               -- keep the last 20 errors for `deliveries show`
+               errors = (SELECT coalesce(jsonb_agg(e ORDER BY n), '[]') FROM (
+                           SELECT e, n FROM jsonb_array_elements(
+                               errors || jsonb_build_object('attempt', attempts, 'at', now(), 'error', $3::text))
+                               WITH ORDINALITY AS x(e, n)
+                            ORDER BY n DESC LIMIT 20) last),
                enqueued_at = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE now() END,
                job_id = coalesce($5, job_id)
          WHERE id = $1 AND status = 'processing' AND attempts = $2
@@ -265,3 +273,55 @@ async def oldest_pending_age_s(conn: asyncpg.Connection | asyncpg.Pool) -> float
         "SELECT extract(epoch FROM now() - min(received_at))::float8 FROM webhook_delivery_log WHERE status = 'pending'"
     )
     return float(value or 0.0)
+
+
+async def replay_batch(
+    conn: asyncpg.Connection, where: str, params: list[Any], *, budget: int, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
+
+    Each gets a fresh attempt budget (``max_attempts = attempts + budget``;
+    ``attempts`` itself only grows, as it is the claims' fencing token), one
+    more ``replay_count``, ``replayed_at`` and a new Dramatiq message id.
+    ``FOR UPDATE SKIP LOCKED`` and the status condition make two concurrent
+    replays of one filter replay each delivery once. ``enqueued_at`` stays
+    NULL until :func:`mark_enqueued`, so an interrupted replay is finished by
+    the sweeper.
+
+    Args:
+        where: A clause over ``webhook_delivery_log d`` from
+            :meth:`db.reports.DeliveryFilter.where`, with ``params``.
+
+    Returns:
+        ``(delivery_id, message_id)`` pairs to enqueue after commit.
+    """
+    n = len(params)
+    rows = await conn.fetch(
+        f"""
+        WITH picked AS (
+            SELECT d.id FROM webhook_delivery_log d
+             WHERE ({where}) AND d.status IN ('failed', 'dead_letter')
+             ORDER BY d.received_at, d.id
+             LIMIT ${n + 2}
+               FOR UPDATE SKIP LOCKED
+        )
+        UPDATE webhook_delivery_log d
+           SET status = 'pending', max_attempts = d.attempts + ${n + 1}, replay_count = d.replay_count + 1,
+               replayed_at = now(), next_attempt_at = NULL, lease_expires_at = NULL, enqueued_at = NULL,
+               job_id = gen_random_uuid()::text
+          FROM picked WHERE d.id = picked.id
+        RETURNING d.id, d.job_id
+        """,
+        *params,
+        budget,
+        limit,
+    )
+    return [(r["id"], r["job_id"]) for r in rows]
+
+
+async def mark_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> None:
+    """Record that messages for these pending deliveries reached Redis."""
+    await conn.execute(
+        "UPDATE webhook_delivery_log SET enqueued_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
+        delivery_ids,
+    )

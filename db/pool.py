@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import asyncpg
+
+#: Errors that mean "PostgreSQL is unavailable" (answer 503, retry later), not a bug.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
 
 #: Set on every service connection: the service role bypasses row-level
 #: security explicitly (see the policies in 0001_core.sql).

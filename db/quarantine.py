@@ -44,3 +44,87 @@ async def insert(
 async def count_unrouted(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     """Quarantined messages not yet routed to a tenant."""
     return await conn.fetchval("SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
+
+
+def _where(assistant_id: str | None, phone_number_id: str | None, event_type: str | None) -> tuple[str, list[Any]]:
+    clauses, params = ["q.routed_at IS NULL"], []
+    for column, value in (("assistant_id", assistant_id), ("phone_number_id", phone_number_id),
+                          ("event_type", event_type)):  # fmt: skip
+        if value is not None:
+            params.append(value)
+            clauses.append(f"q.{column} = ${len(params)}")
+    return " AND ".join(clauses), params
+
+
+async def list_unrouted(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    assistant_id: str | None = None,
+    phone_number_id: str | None = None,
+    event_type: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Unrouted messages, oldest first, without payloads."""
+    where, params = _where(assistant_id, phone_number_id, event_type)
+    rows = await conn.fetch(
+        f"SELECT q.id, q.event_type, q.event_id, q.received_at, q.assistant_id, q.phone_number_id"
+        f" FROM webhook_quarantine q WHERE {where} ORDER BY q.received_at LIMIT ${len(params) + 1}",
+        *params,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def route(
+    conn: asyncpg.Connection,
+    org_id: uuid.UUID,
+    *,
+    max_attempts: int,
+    processable: frozenset[str],
+    assistant_id: str | None = None,
+    phone_number_id: str | None = None,
+    event_type: str | None = None,
+) -> list[tuple[uuid.UUID, str]]:
+    """Move matching unrouted messages into ``webhook_delivery_log`` for ``org_id``. Run in a transaction.
+
+    Types in ``processable`` become ``pending`` deliveries; others (tool calls,
+    which were already answered while unroutable, and unknown types) are
+    stored ``completed`` with a note, so nothing acts behind a caller's back.
+    A message whose key the org already has is marked routed to that delivery.
+
+    Returns:
+        ``(delivery_id, message_id)`` pairs to enqueue after commit.
+    """
+    where, params = _where(assistant_id, phone_number_id, event_type)
+    picked = await conn.fetch(
+        f"SELECT q.id, q.event_type, q.event_id, q.payload, q.received_at FROM webhook_quarantine q"
+        f" WHERE {where} ORDER BY q.received_at FOR UPDATE SKIP LOCKED",
+        *params,
+    )
+    to_send: list[tuple[uuid.UUID, str]] = []
+    for row in picked:
+        pending = row["event_type"] in processable
+        message_id = str(uuid.uuid4())
+        delivery_id = await conn.fetchval(
+            """
+            INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, max_attempts, job_id,
+                                              status, result, completed_at, received_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'completed' THEN now() END, $9)
+            ON CONFLICT (org_id, event_id) DO NOTHING
+            RETURNING id
+            """,
+            org_id, row["event_type"], row["event_id"], row["payload"], max_attempts, message_id,
+            "pending" if pending else "completed",
+            None if pending else {"applied": False, "reason": "routed from quarantine; not processed later"},
+            row["received_at"],
+        )  # fmt: skip
+        if delivery_id is None:
+            delivery_id = await conn.fetchval(
+                "SELECT id FROM webhook_delivery_log WHERE org_id = $1 AND event_id = $2", org_id, row["event_id"]
+            )
+        elif pending:
+            to_send.append((delivery_id, message_id))
+        await conn.execute(
+            "UPDATE webhook_quarantine SET routed_at = now(), delivery_id = $2 WHERE id = $1", row["id"], delivery_id
+        )
+    return to_send

@@ -13,10 +13,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from db import migrate
-from db.pool import create_pool
-from ingest import metrics
+from db.pool import UNAVAILABLE_ERRORS, create_pool
+from ingest import admin_api, metrics
 from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS, STARTED_AT, TASKS
-from ingest.receiver import DB_UNAVAILABLE, receive_vapi
+from ingest.receiver import receive_vapi
 from ingest.settings import Settings
 from workers.broker import build_broker
 from workers.processing import ProcessingConfig
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_endpoint)
+    admin_api.add_routes(app)
     return app
 
 
@@ -74,7 +75,7 @@ async def _check_database(app: web.Application) -> tuple[bool, list[str]]:
     try:
         async with app[DB_POOL].acquire(timeout=PROBE_TIMEOUT_S) as conn:
             return True, await asyncio.wait_for(migrate.pending(conn), PROBE_TIMEOUT_S)
-    except DB_UNAVAILABLE:
+    except UNAVAILABLE_ERRORS:
         return False, []
 
 
@@ -105,7 +106,7 @@ async def health(request: web.Request) -> web.Response:
         async with app[DB_POOL].acquire(timeout=PROBE_TIMEOUT_S) as conn:
             size = await conn.fetchval("SELECT pg_database_size(current_database())")
             size_mb = round(size / 1_048_576, 1)
-    except DB_UNAVAILABLE:
+    except UNAVAILABLE_ERRORS:
         pass
     redis_ok = await _check_redis(app)
     ok = size_mb is not None and redis_ok
@@ -123,6 +124,6 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus exposition; PostgreSQL-backed gauges are refreshed first (kept stale if it is down)."""
     try:
         await asyncio.wait_for(metrics.refresh_db_gauges(request.app[DB_POOL]), PROBE_TIMEOUT_S)
-    except DB_UNAVAILABLE:
+    except UNAVAILABLE_ERRORS:
         log.warning("metrics_db_gauges_stale")
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -13,55 +13,26 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 import click
 from dotenv import load_dotenv
 
-from ingest.settings import ConfigError, Settings
-
-T = TypeVar("T")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _run(coro: Awaitable[T]) -> T:
-    """Run a coroutine, turning connection failures into one clear line."""
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
-        raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
-
-
-async def _with_conn(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    from db.pool import connect
-
-    conn = await connect(_settings().database_url)
-    try:
-        return await fn(conn)
-    finally:
-        await conn.close()
-
-
-def _uuid(_: Any, __: Any, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a UUID") from None
-
+from ingest import cli_ops
+from ingest.cli_support import run_async as _run
+from ingest.cli_support import settings as _settings
+from ingest.cli_support import uuid_option as _uuid
+from ingest.cli_support import with_conn as _with_conn
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Receive Vapi server messages, store them once, process them with Dramatiq workers."""
     load_dotenv(Path.cwd() / ".env", override=False)
+
+
+for _command in cli_ops.COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from db import deliveries, orgs, quarantine
+from db.pool import UNAVAILABLE_ERRORS
 from ingest import auth, envelope, metrics
 from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS, TASKS
 from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope
@@ -29,9 +30,6 @@ from workers.processing import process_delivery
 
 log = structlog.get_logger("ingest.receiver")
 
-#: Errors that mean "PostgreSQL is unavailable": answer 503, store nothing.
-DB_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncio.TimeoutError,
-                  asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)  # fmt: skip
 #: How long a duplicate tool call waits for the first copy's result, in seconds.
 DUPLICATE_WAIT_S = 10.0
 
@@ -60,7 +58,7 @@ async def receive_vapi(request: web.Request) -> web.Response:
         answer = await _store_and_answer(request, env, context)
     except _Reject as rej:
         answer = rej.answer
-    except DB_UNAVAILABLE as exc:
+    except UNAVAILABLE_ERRORS as exc:
         answer = _Answer(503, "unavailable", {"error": "database unavailable, retry later"})
         context["error"] = type(exc).__name__
     label = metrics.type_label(mtype)
@@ -227,6 +225,6 @@ async def _enqueue(app: web.Application, delivery_id: uuid.UUID, message_id: str
         log.warning("delivery_enqueue_failed", delivery_id=str(delivery_id), error=str(exc))
         try:
             await deliveries.mark_not_enqueued(app[DB_POOL], [delivery_id])
-        except DB_UNAVAILABLE:
+        except UNAVAILABLE_ERRORS:
             # The row keeps enqueued_at; the sweeper resends it after resend_after_s.
             log.warning("delivery_enqueue_unrecorded", delivery_id=str(delivery_id))

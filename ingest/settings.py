@@ -73,6 +73,10 @@ class Settings:
     worker_threads: int = 8
     worker_metrics_port: int = 9191
     db_pool_max_size: int = 20
+    #: Bearer token of the admin API that sees every org; none means org tokens only.
+    admin_token: str | None = field(default=None, repr=False)
+    retention_days: int = 30
+    scheduler_metrics_port: int = 9192
     log_level: str = "INFO"
     log_format: str = "json"
 
@@ -138,6 +142,9 @@ class Settings:
             worker_threads=r.integer("WORKER_THREADS", 8, minimum=1, maximum=256),
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
+            admin_token=r.admin_token("ADMIN_TOKEN"),
+            retention_days=r.integer("RETENTION_DAYS", 30, minimum=1),
+            scheduler_metrics_port=r.integer("SCHEDULER_METRICS_PORT", 9192, minimum=1, maximum=65535),
             log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
             log_format=r.choice("LOG_FORMAT", LOG_FORMATS, _default_log_format()),
         )
@@ -198,6 +205,14 @@ class _Reader:
         value = raw.upper() if upper else raw.lower()
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return value
+
+    def admin_token(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        if not value:
+            return None
+        if len(value) < 16:
+            raise ConfigError(f"{name} must be at least 16 characters (it guards every org's data)")
         return value
 
     def payload_format(self, name: str, default: str) -> str:

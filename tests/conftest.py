@@ -28,7 +28,6 @@ from ingest.settings import Settings
 from workers.actors import WorkerResources, declare_actors
 from workers.broker import build_broker
 from workers.processing import ProcessingConfig
-from workers.retry import RetryPolicy
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -73,3 +73,18 @@ async def enqueue(
     """
     message = delivery_message(delivery_id, message_id)
     await asyncio.to_thread(broker.enqueue, message, delay=delay_ms)
+
+
+async def enqueue_many(broker: dramatiq.Broker, pairs: list[tuple[uuid.UUID, str]]) -> None:
+    """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
+
+    Raises:
+        redis.RedisError: at the first failure; earlier messages were sent.
+    """
+    messages = [delivery_message(delivery_id, message_id) for delivery_id, message_id in pairs]
+
+    def send_all() -> None:
+        for message in messages:
+            broker.enqueue(message)
+
+    await asyncio.to_thread(send_all)

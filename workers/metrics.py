@@ -34,3 +34,11 @@ BOOKING_DURATION = Histogram(
     ["tool"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5),
 )
+REPLAYS = Counter(
+    "vapi_replays_total",
+    "Replayed deliveries by how their processing ended (completed, dead_lettered).",
+    ["outcome"],
+)
+RETENTION_DELETED = Counter(
+    "vapi_retention_deleted_total", "Deliveries deleted by retention (cleanup_old_webhook_logs)."
+)

@@ -134,6 +134,8 @@ async def process_delivery(
             outcome = Outcome(COMPLETED, result=result)
     duration_s = time.perf_counter() - started
     metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
+    if claim.replay_count and outcome.status in (COMPLETED, DEAD_LETTERED):
+        metrics.REPLAYS.labels(outcome.status).inc()
     metrics.PROCESSING_DURATION.labels(claim.event_type).observe(duration_s)
     bound.info(
         "delivery_processed",

@@ -1,0 +1,163 @@
+"""Read-side queries for operators: filtered delivery lists, details, statistics.
+
+Filters are bound parameters composed into fixed SQL fragments; no request
+value ever becomes SQL text. Callers that act for one org run these inside
+:func:`db.tenancy.tenant_scope`, so row-level security limits what they see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from db.deliveries import STATUSES
+
+
+class InvalidFilter(ValueError):
+    """A filter value is malformed; the message names it (for a 400 or a CLI error)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryFilter:
+    """Which deliveries an operator means.
+
+    Attributes:
+        statuses: Any of these statuses (all when empty).
+        error: A substring of the last error, case-insensitive (matched literally).
+        ids: Exactly these deliveries (other filters still apply).
+    """
+
+    statuses: tuple[str, ...] = ()
+    org_id: uuid.UUID | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    error: str | None = None
+    ids: tuple[uuid.UUID, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.statuses if s not in STATUSES]
+        if bad:
+            raise InvalidFilter(f"status must be one of {', '.join(STATUSES)}, got {bad[0]!r}")
+        if self.since and self.until and self.since > self.until:
+            raise InvalidFilter("since must not be after until")
+
+    def where(self, first_param: int = 1) -> tuple[str, list[Any]]:
+        """``(sql, params)``: a WHERE clause over ``webhook_delivery_log d`` with ``$n`` from ``first_param``."""
+        clauses: list[str] = []
+        params: list[Any] = []
+
+        def add(sql: str, value: Any) -> None:
+            params.append(value)
+            clauses.append(sql.replace("?", f"${first_param + len(params) - 1}"))
+
+        if self.statuses:
+            add("d.status = ANY(?::text[])", list(self.statuses))
+        if self.org_id:
+            add("d.org_id = ?", self.org_id)
+        if self.event_type:
+            add("d.event_type = ?", self.event_type)
+        if self.since:
+            add("d.received_at >= ?", self.since)
+        if self.until:
+            add("d.received_at < ?", self.until)
+        if self.error:
+            escaped = self.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            add("d.error_message ILIKE ?", f"%{escaped}%")
+        if self.ids:
+            add("d.id = ANY(?::uuid[])", list(self.ids))
+        return (" AND ".join(clauses) or "TRUE"), params
+
+
+_LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempts, d.max_attempts, d.received_at,
+    d.last_attempt_at, d.completed_at, d.error_message, d.job_id, d.replay_count, d.replayed_at"""
+
+
+async def count(conn: asyncpg.Connection, flt: DeliveryFilter) -> int:
+    """How many deliveries match."""
+    where, params = flt.where()
+    return await conn.fetchval(f"SELECT count(*) FROM webhook_delivery_log d WHERE {where}", *params)
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Matching deliveries, newest first, without payloads."""
+    where, params = flt.where()
+    n = len(params)
+    rows = await conn.fetch(
+        f"SELECT {_LIST_COLUMNS} FROM webhook_delivery_log d WHERE {where}"
+        f" ORDER BY d.received_at DESC, d.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        *params,
+        limit,
+        offset,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_delivery(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+    """One delivery with payload, result and error history, as the session may see it."""
+    row = await conn.fetchrow(
+        f"SELECT {_LIST_COLUMNS}, d.payload, d.result, d.errors, d.lease_expires_at, d.next_attempt_at, d.enqueued_at"
+        " FROM webhook_delivery_log d WHERE d.id = $1",
+        delivery_id,
+    )
+    return dict(row) if row else None
+
+
+async def delivery_stats(conn: asyncpg.Connection, since: datetime) -> list[dict[str, Any]]:
+    """Per type since ``since``: received, completed, failed, dead_lettered, success_rate, mean_processing_ms."""
+    rows = await conn.fetch(
+        """
+        SELECT event_type AS type, count(*) AS received,
+               count(*) FILTER (WHERE status = 'completed') AS completed,
+               count(*) FILTER (WHERE status = 'failed') AS failed,
+               count(*) FILTER (WHERE status = 'dead_letter') AS dead_lettered,
+               round(count(*) FILTER (WHERE status = 'completed')::numeric / count(*), 4)::float8 AS success_rate,
+               round((avg(extract(epoch FROM completed_at - last_attempt_at)) * 1000)::numeric, 2)::float8
+                   AS mean_processing_ms
+          FROM webhook_delivery_log WHERE received_at >= $1
+         GROUP BY event_type ORDER BY event_type
+        """,
+        since,
+    )
+    return [dict(r) for r in rows]
+
+
+async def processing_time(conn: asyncpg.Connection, since: datetime) -> list[dict[str, Any]]:
+    """Per type since ``since``: p50/p95/p99 in milliseconds of the last attempt of completed deliveries."""
+    rows = await conn.fetch(
+        """
+        SELECT event_type AS type, count(*) AS samples,
+               percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
+                   ORDER BY extract(epoch FROM completed_at - last_attempt_at) * 1000) AS p
+          FROM webhook_delivery_log
+         WHERE status = 'completed' AND received_at >= $1 AND last_attempt_at IS NOT NULL
+         GROUP BY event_type ORDER BY event_type
+        """,
+        since,
+    )
+    return [
+        {"type": r["type"], "samples": r["samples"], "p50_ms": round(r["p"][0], 2), "p95_ms": round(r["p"][1], 2),
+         "p99_ms": round(r["p"][2], 2)}  # fmt: skip
+        for r in rows
+    ]
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO-8601 time with a zone.
+
+    Raises:
+        InvalidFilter: naming ``name``.
+    """
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidFilter(f"{name} must be an ISO-8601 time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidFilter(f"{name} must include a time zone (e.g. Z), got {value!r}")
+    return parsed

@@ -1,0 +1,287 @@
+"""Operator commands: ``deliveries list|show|replay``, ``quarantine list|route``, ``tokens create``.
+
+For the 3 a.m. story: see what failed and why, fix it, then replay exactly
+those deliveries, counted first, with progress, stoppable with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import sys
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from db import deliveries as deliveries_db
+from db import quarantine as quarantine_db
+from db import reports
+from db.reports import DeliveryFilter, InvalidFilter
+from ingest.cli_support import run_async as _run
+from ingest.cli_support import settings as _settings
+from ingest.cli_support import uuid_arguments
+from ingest.cli_support import uuid_option as _org
+from ingest.settings import Settings
+
+#: Replays of more deliveries than this show a progress bar.
+PROGRESS_THRESHOLD = 50
+
+
+def _time(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return reports.parse_time(value, f"--{param.name}")
+    except InvalidFilter as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def filter_options(fn: Any) -> Any:
+    """The filters shared by ``list`` and ``replay``."""
+    for option in reversed([
+        click.option("--status", "statuses", multiple=True, type=click.Choice(deliveries_db.STATUSES),
+                     help="Any of these statuses (repeatable)."),
+        click.option("--org", "org_id", callback=_org, help="Organization id."),
+        click.option("--type", "event_type", help="Message type, e.g. status-update."),
+        click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
+        click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
+        click.option("--error", help="Substring of the last error (case-insensitive)."),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+async def _pool(settings: Settings) -> asyncpg.Pool:
+    from db.pool import create_pool
+
+    return await create_pool(settings.database_url, min_size=1, max_size=4)
+
+
+@click.group()
+def deliveries() -> None:
+    """Inspect and replay deliveries (the webhook_delivery_log)."""
+
+
+@deliveries.command("list")
+@filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
+    """List deliveries, newest first: a table for people, JSON lines with --json."""
+    settings = _settings()
+    flt = DeliveryFilter(**{**filters, "statuses": tuple(filters["statuses"])})
+
+    async def fetch() -> list[dict[str, Any]]:
+        pool = await _pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await reports.list_deliveries(conn, flt, limit=limit)
+        finally:
+            await pool.close()
+
+    rows = _run(fetch())
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    table = Table("id", "type", "status", "attempts", "received", "last error")
+    for row in rows:
+        table.add_row(str(row["id"]), row["event_type"], row["status"], f"{row['attempts']}/{row['max_attempts']}",
+                      f"{row['received_at']:%Y-%m-%d %H:%M:%S}", (row["error_message"] or "")[:80])  # fmt: skip
+    Console().print(table)
+    click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
+
+
+@deliveries.command("show")
+@click.argument("delivery_id", callback=_org)
+def show_cmd(delivery_id: uuid.UUID) -> None:
+    """Show one delivery: payload (secrets redacted), attempts, every error, timestamps, Dramatiq message id."""
+    from ingest.logs import redact
+
+    settings = _settings()
+
+    async def fetch() -> dict[str, Any] | None:
+        pool = await _pool(settings)
+        try:
+            async with pool.acquire() as conn:
+                return await reports.get_delivery(conn, delivery_id)
+        finally:
+            await pool.close()
+
+    row = _run(fetch())
+    if row is None:
+        raise click.ClickException(f"no delivery {delivery_id}")
+    row["payload"] = redact(row["payload"])
+    click.echo(json.dumps(row, default=str, indent=2))
+
+
+@deliveries.command("replay")
+@click.argument("ids", nargs=-1, callback=uuid_arguments)
+@filter_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N deliveries per second.")
+def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float | None, **filters: Any) -> None:
+    """Replay failed/dead-lettered deliveries by id, or by --status dead_letter|failed and filters.
+
+    Each gets a fresh attempt budget and is processed again; handlers are
+    idempotent and completed deliveries are never replayed, so nothing is
+    applied twice. Ctrl-C stops after the current batch and says how far it got.
+    """
+    statuses = tuple(filters.pop("statuses"))
+    if not ids and not statuses:
+        raise click.UsageError("give delivery ids, or --status dead_letter / --status failed")
+    if any(s not in (deliveries_db.FAILED, deliveries_db.DEAD_LETTER) for s in statuses):
+        raise click.BadParameter("only failed and dead_letter deliveries are replayed", param_hint="--status")
+    flt = DeliveryFilter(statuses=statuses or (deliveries_db.FAILED, deliveries_db.DEAD_LETTER), ids=ids, **filters)
+    settings = _settings()
+    _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate))
+
+
+async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run: bool, rate: float | None) -> None:
+    from workers.broker import build_broker
+    from workers.replay import replay
+
+    pool = await _pool(settings)
+    broker = build_broker(settings.redis_url)
+    try:
+        async with pool.acquire() as conn:
+            matched = await reports.count(conn, flt)
+        click.echo(f"{matched} deliver{'y' if matched == 1 else 'ies'} match")
+        if dry_run or matched == 0:
+            return
+        if not yes and not await asyncio.to_thread(click.confirm, f"Replay {matched}?", default=False):
+            click.echo("nothing replayed")
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        done = 0
+        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      disable=matched <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
+                      console=Console(stderr=True)) as progress:  # fmt: skip
+            task = progress.add_task("replay", total=matched)
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                progress.advance(task, n)
+
+            await replay(pool, broker, flt, budget=settings.retry_max_attempts, rate_per_s=rate,
+                         on_progress=advance, should_stop=stop.is_set)  # fmt: skip
+        loop.remove_signal_handler(signal.SIGINT)
+        if stop.is_set():
+            click.echo(f"stopped by Ctrl-C: replayed {done} of {matched}; run the same command again to continue")
+        else:
+            click.echo(f"replayed {done} of {matched}")
+    finally:
+        await pool.close()
+        broker.close()
+
+
+@click.group()
+def quarantine() -> None:
+    """Messages no organization matched: list them, and route them once mapped."""
+
+
+def quarantine_filters(fn: Any) -> Any:
+    """Filters of the quarantine commands."""
+    fn = click.option("--type", "event_type", help="Message type.")(fn)
+    fn = click.option("--phone-number-id", help="Vapi phone number id.")(fn)
+    return click.option("--assistant-id", help="Vapi assistant id.")(fn)
+
+
+@quarantine.command("list")
+@quarantine_filters
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+def quarantine_list(limit: int, **filters: Any) -> None:
+    """List unrouted messages, oldest first."""
+    settings = _settings()
+
+    async def fetch() -> list[dict[str, Any]]:
+        pool = await _pool(settings)
+        try:
+            return await quarantine_db.list_unrouted(pool, limit=limit, **filters)
+        finally:
+            await pool.close()
+
+    rows = _run(fetch())
+    table = Table("id", "type", "received", "assistant", "phone number")
+    for row in rows:
+        table.add_row(str(row["id"]), row["event_type"], f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
+                      row["assistant_id"] or "", row["phone_number_id"] or "")  # fmt: skip
+    Console().print(table)
+    click.echo(f"{len(rows)} unrouted message(s)")
+
+
+@quarantine.command("route")
+@click.option("--org", "org_id", required=True, callback=_org, help="The organization to route them to.")
+@quarantine_filters
+def quarantine_route(org_id: uuid.UUID, **filters: Any) -> None:
+    """Move matching unrouted messages into the delivery log of --org, then process them."""
+    from ingest.envelope import KNOWN_TYPES, TOOL_TYPES
+    from workers.broker import build_broker, enqueue_many
+
+    settings = _settings()
+
+    async def route() -> int:
+        pool = await _pool(settings)
+        broker = build_broker(settings.redis_url)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                pairs = await quarantine_db.route(conn, org_id, max_attempts=settings.retry_max_attempts,
+                                                  processable=KNOWN_TYPES - TOOL_TYPES, **filters)  # fmt: skip
+            if pairs:
+                await enqueue_many(broker, pairs)
+                await deliveries_db.mark_enqueued(pool, [d for d, _ in pairs])
+            return len(pairs)
+        finally:
+            await pool.close()
+            broker.close()
+
+    try:
+        sent = _run(route())
+    except asyncpg.ForeignKeyViolationError:
+        raise click.ClickException(f"no organization with id {org_id}") from None
+    click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
+
+
+@click.group()
+def tokens() -> None:
+    """Admin API tokens scoped to one organization."""
+
+
+@tokens.command("create")
+@click.option("--org", "org_id", required=True, callback=_org, help="The organization the token may see.")
+@click.option("--name", default=None, help="A label, e.g. who holds it.")
+def tokens_create(org_id: uuid.UUID, name: str | None) -> None:
+    """Create a token and print it once (only its SHA-256 is stored)."""
+    from ingest.admin_api import token_sha256
+
+    settings = _settings()
+    token = "vit_" + secrets.token_urlsafe(32)
+
+    async def store() -> None:
+        pool = await _pool(settings)
+        try:
+            await pool.execute("INSERT INTO api_tokens (org_id, token_sha256, name) VALUES ($1, $2, $3)",
+                               org_id, token_sha256(token), name)  # fmt: skip
+        finally:
+            await pool.close()
+
+    try:
+        _run(store())
+    except asyncpg.ForeignKeyViolationError:
+        raise click.ClickException(f"no organization with id {org_id}") from None
+    click.echo(token)
+
+
+COMMANDS = (deliveries, quarantine, tokens)

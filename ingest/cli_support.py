@@ -1,0 +1,57 @@
+"""Helpers shared by the CLI modules: settings, running coroutines, argument types."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+import click
+
+from ingest.settings import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def settings() -> Settings:
+    """The environment's settings; a bad value exits with one line naming the variable."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def run_async(coro: Awaitable[T]) -> T:
+    """Run a coroutine, turning connection failures into one clear line."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
+        raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
+
+
+async def with_conn(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``fn`` on one service connection."""
+    from db.pool import connect
+
+    conn = await connect(settings().database_url)
+    try:
+        return await fn(conn)
+    finally:
+        await conn.close()
+
+
+def uuid_option(_: Any, __: Any, value: str | None) -> uuid.UUID | None:
+    """A click callback: the value as a UUID, or a usage error naming it."""
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a UUID") from None
+
+
+def uuid_arguments(_: Any, __: Any, values: tuple[str, ...]) -> tuple[uuid.UUID, ...]:
+    """A click callback for variadic UUID arguments."""
+    return tuple(uuid_option(None, None, v) for v in values)  # type: ignore[misc]

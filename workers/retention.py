@@ -1,0 +1,29 @@
+"""Retention: delete finished deliveries older than ``RETENTION_DAYS``, one short transaction per batch."""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from workers import metrics
+
+log = structlog.get_logger("workers.retention")
+
+
+async def cleanup(pool: asyncpg.Pool, *, retention_days: int, batch_size: int = 1000) -> int:
+    """Call ``cleanup_old_webhook_logs`` until a batch comes back short.
+
+    Each call is its own transaction, so no lock outlives one batch.
+
+    Returns:
+        How many deliveries were deleted.
+    """
+    total = 0
+    while True:
+        deleted = await pool.fetchval("SELECT cleanup_old_webhook_logs($1, $2)", retention_days, batch_size)
+        total += deleted
+        metrics.RETENTION_DELETED.inc(deleted)
+        if deleted < batch_size:
+            break
+    log.info("retention_done", deleted=total, retention_days=retention_days)
+    return total
