@@ -1,0 +1,140 @@
+"""Operations on real PostgreSQL and Redis: replay, retention, scheduler job locks, quarantine routing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+
+from db import deliveries, quarantine
+from db.reports import DeliveryFilter
+from ingest.envelope import KNOWN_TYPES, TOOL_TYPES
+from tests.conftest import status_update, wait_until
+from workers.replay import replay
+from workers.retention import cleanup
+from workers.scheduler import run_exclusively
+
+
+async def _dead_letters(pool: asyncpg.Pool, org_id: uuid.UUID, n: int) -> list[uuid.UUID]:
+    ids = []
+    for i in range(n):
+        message = status_update(f"c-dl-{i}", "in-progress")["message"]
+        delivery_id = await deliveries.insert(pool, org_id=org_id, event_type="status-update",
+                                              event_id=f"status-update:c-dl-{i}:in-progress", payload=message,
+                                              max_attempts=1, job_id=None)  # fmt: skip
+        ids.append(delivery_id)
+    await pool.execute(
+        "UPDATE webhook_delivery_log SET status = 'dead_letter', attempts = 1, error_message = 'boom: handler broke'"
+    )
+    return ids
+
+
+async def test_two_concurrent_replays_of_one_filter_replay_each_delivery_once(pool, org_id, broker):
+    """Two operators replaying the same filter at once: every dead letter replayed exactly once, all complete."""
+    await _dead_letters(pool, org_id, 60)
+    flt = DeliveryFilter(statuses=("dead_letter",))
+
+    counts = await asyncio.gather(*(replay(pool, broker, flt, budget=3, batch_size=7) for _ in range(2)))
+
+    assert 60 == sum(counts)
+    assert [1] == [r["replay_count"] for r in await pool.fetch("SELECT DISTINCT replay_count FROM webhook_delivery_log")]
+    await wait_until(lambda: pool.fetchval("SELECT bool_and(status = 'completed') FROM webhook_delivery_log"))
+    assert 60 == await pool.fetchval("SELECT count(*) FROM calls")
+
+
+async def test_replay_gives_a_fresh_budget_but_keeps_the_fencing_token_growing(pool, org_id, broker):
+    """attempts never go back (they fence claims); max_attempts moves up by the budget."""
+    await _dead_letters(pool, org_id, 1)
+
+    await replay(pool, broker, DeliveryFilter(statuses=("dead_letter",)), budget=3)
+
+    await wait_until(lambda: pool.fetchval("SELECT status = 'completed' FROM webhook_delivery_log"))
+    row = await pool.fetchrow("SELECT attempts, max_attempts, replayed_at FROM webhook_delivery_log")
+    assert (2, 4) == (row["attempts"], row["max_attempts"])
+    assert row["replayed_at"] is not None
+
+
+async def test_completed_deliveries_are_never_replayed(pool, org_id, broker):
+    """A filter or id that names a completed delivery replays nothing: a hang is never counted twice."""
+    await pool.execute("SELECT record_call_hang($1, 'c-h')", org_id)
+    delivery_id = await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id="hang:c-h:x",
+                                          payload={"type": "hang"}, max_attempts=3, job_id=None,
+                                          status="completed")  # fmt: skip
+
+    replayed = await replay(pool, broker, DeliveryFilter(ids=(delivery_id,), statuses=("failed", "dead_letter")), budget=3)
+
+    assert 0 == replayed
+    assert 1 == await pool.fetchval("SELECT hang_count FROM calls")
+
+
+async def test_replay_filters_by_error_text_literally(pool, org_id, broker):
+    """--error matches a substring case-insensitively; % and _ in it are literal, not wildcards."""
+    await _dead_letters(pool, org_id, 3)
+    await pool.execute("UPDATE webhook_delivery_log SET error_message = 'x' WHERE event_id LIKE '%c-dl-0%'")
+
+    none = await replay(pool, broker, DeliveryFilter(statuses=("dead_letter",), error="HANDLER_%"), budget=3)
+    some = await replay(pool, broker, DeliveryFilter(statuses=("dead_letter",), error="HANDLER BROKE"), budget=3)
+
+    assert (0, 2) == (none, some)
+
+
+async def test_retention_deletes_only_old_finished_rows_in_batches(pool, org_id):
+    """Old completed/dead_letter rows go, batch by batch; old pending/failed and recent rows stay."""
+    for i, status in enumerate(["completed"] * 5 + ["dead_letter"] * 2 + ["pending", "failed"]):
+        await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id=f"old-{i}", payload={},
+                                max_attempts=3, job_id=None, status=status)  # fmt: skip
+    await pool.execute("UPDATE webhook_delivery_log SET received_at = now() - interval '31 days'")
+    await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id="new", payload={}, max_attempts=3,
+                            job_id=None, status="completed")  # fmt: skip
+
+    one_batch = await pool.fetchval("SELECT cleanup_old_webhook_logs(30, 3)")
+    rest = await cleanup(pool, retention_days=30, batch_size=3)
+
+    assert (3, 4) == (one_batch, rest)
+    left = sorted(r["event_id"] for r in await pool.fetch("SELECT event_id FROM webhook_delivery_log"))
+    assert ["new", "old-7", "old-8"] == left
+
+
+async def test_a_scheduler_job_runs_in_one_process_at_a_time(pool):
+    """Two schedulers firing the same job at once: one runs it, the other skips (advisory lock)."""
+    running = asyncio.Event()
+    release = asyncio.Event()
+    runs = []
+
+    async def job() -> None:
+        runs.append(1)
+        running.set()
+        await release.wait()
+
+    first = asyncio.create_task(run_exclusively(pool, "retention", job))
+    await running.wait()
+    second = await run_exclusively(pool, "retention", job)
+    release.set()
+
+    assert (False, True, 1) == (second, await first, len(runs))
+
+
+async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(pool, org_id, broker):
+    """Unroutable messages are routed to an org once mapped, processed, and never routed twice."""
+    from workers.broker import enqueue_many
+
+    for i in range(3):
+        message = status_update(f"c-q-{i}", "ringing")["message"]
+        await quarantine.insert(pool, event_type="status-update", event_id=f"status-update:c-q-{i}:ringing",
+                                assistant_id="asst-new", phone_number_id=None, payload=message)  # fmt: skip
+    await quarantine.insert(pool, event_type="tool-calls", event_id="tool-calls:t1", assistant_id="asst-new",
+                            phone_number_id=None, payload={"type": "tool-calls"})  # fmt: skip
+
+    async with pool.acquire() as conn, conn.transaction():
+        pairs = await quarantine.route(conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES,
+                                       assistant_id="asst-new")  # fmt: skip
+    await enqueue_many(broker, pairs)
+    async with pool.acquire() as conn, conn.transaction():
+        again = await quarantine.route(conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES)
+
+    assert (3, []) == (len(pairs), again)
+    await wait_until(lambda: pool.fetchval("SELECT count(*) = 3 FROM calls"))
+    assert 0 == await quarantine.count_unrouted(pool)
+    tool_row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log WHERE event_type = 'tool-calls'")
+    assert "completed" == tool_row["status"]
