@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ def env(db_dsn: str, redis_namespace: str) -> dict[str, str]:
         "VAPI_WEBHOOK_SECRETS": SECRET,
         "PORT": str(_free_port()),
         "WORKER_METRICS_PORT": str(_free_port()),
+        "SCHEDULER_METRICS_PORT": str(_free_port()),
         "WORKER_PROCESSES": "2",
         "WORKER_THREADS": "2",
         "SWEEP_INTERVAL_S": "0.5",
@@ -123,6 +125,117 @@ def test_send_corpus_through_the_real_processes(services):
     assert _metric(web, 'vapi_webhooks_received_total{outcome="accepted"') == _metric(
         web, 'vapi_webhooks_received_total{outcome="duplicate"'
     )
+
+
+def _dsn_query(env: dict[str, str], sql: str) -> object:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> object:
+        conn = await asyncpg.connect(env["DATABASE_URL"])
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _wait_sql(env: dict[str, str], sql: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _dsn_query(env, sql):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {sql}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def fast_retries(env: dict[str, str]) -> dict[str, str]:
+    """Two attempts, short backoff: failures dead-letter within a second."""
+    env.update(RETRY_MAX_ATTEMPTS="2", RETRY_MIN_BACKOFF_MS="50", RETRY_MAX_BACKOFF_MS="100")
+    return env
+
+
+def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, services, tmp_path):
+    """A broken handler dead-letters a batch; after the fix, list shows the errors and replay completes each exactly once."""
+    env = services
+    for sql in ("ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
+                "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken"):  # fmt: skip
+        _dsn_query(env, sql)
+    from tests.test_booking_tools import book_args, business_day, tool_call
+
+    for i in range(8):
+        body = {"message": {"type": "status-update", "status": "in-progress", "timestamp": 1727030665008,
+                            "call": {"id": f"c-3am-{i}", "assistantId": "asst-proc"}}}  # fmt: skip
+        (tmp_path / f"status-{i}.json").write_text(json.dumps(body))
+    booking = tool_call("t-3am", "bookClinicAppointment", book_args(business_day(), "10:00", phone="+44 20 7183 8750"))
+    booking["message"]["call"]["assistantId"] = "asst-proc"
+    (tmp_path / "tool-calls-booking.json").write_text(json.dumps(booking))
+
+    sent = _cli(env, "send", str(tmp_path))
+    assert 0 == sent.returncode, sent.stdout + sent.stderr
+    _wait_sql(env, "SELECT count(*) = 9 FROM webhook_delivery_log WHERE status = 'dead_letter'")
+
+    listed = _cli(env, "deliveries", "list", "--status", "dead_letter", "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert 9 == len(rows)
+    assert all("_atomic" in row["error_message"] for row in rows), rows
+    shown = _cli(env, "deliveries", "show", rows[0]["id"])
+    assert '"errors"' in shown.stdout and "_atomic" in shown.stdout
+
+    for sql in ("ALTER FUNCTION create_inbound_call_atomically_broken RENAME TO create_inbound_call_atomically",
+                "ALTER FUNCTION book_appointment_atomic_broken RENAME TO book_appointment_atomic"):  # fmt: skip
+        _dsn_query(env, sql)
+    replayed = _cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
+
+    assert 0 == replayed.returncode, replayed.stderr
+    assert "9 deliveries match" in replayed.stdout and "replayed 9 of 9" in replayed.stdout
+    _wait_sql(env, "SELECT bool_and(status = 'completed') FROM webhook_delivery_log")
+    assert 8 == _dsn_query(env, "SELECT count(*) FROM calls")
+    assert 1 == _dsn_query(env, "SELECT count(*) FROM appointments")
+
+    again = _cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
+    resent = _cli(env, "send", str(tmp_path))
+    time.sleep(1)
+    assert "0 deliveries match" in again.stdout and 0 == resent.returncode
+    assert (8, 1) == (_dsn_query(env, "SELECT count(*) FROM calls"), _dsn_query(env, "SELECT count(*) FROM appointments"))
+
+
+def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path):
+    """Debian's Prometheus scrapes the three processes on loopback and answers a query for our counter."""
+    from tests.test_deploy import _tool
+
+    prometheus = _tool("prometheus")
+    env = services
+    port = _free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n"
+        f"  - {{job_name: vapi-ingest-web, static_configs: [{{targets: ['127.0.0.1:{env['PORT']}']}}]}}\n"
+        f"  - {{job_name: vapi-ingest-worker, static_configs: [{{targets: ['127.0.0.1:{env['WORKER_METRICS_PORT']}']}}]}}\n"
+        f"  - {{job_name: vapi-ingest-scheduler, static_configs: [{{targets: ['127.0.0.1:{env['SCHEDULER_METRICS_PORT']}']}}]}}\n"
+    )
+    assert 0 == _cli(env, "send", str(corpus_files()[0])).returncode
+    proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=(tmp_path / "prometheus.log").open("w"))  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1/query?query="
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                received = json.loads(_get(base + "vapi_webhooks_received_total"))["data"]["result"]
+                up = json.loads(_get(base + "up"))["data"]["result"]
+            except OSError:
+                received, up = [], []
+            if received and len([u for u in up if u["value"][1] == "1"]) == 3:
+                break
+            assert time.monotonic() < deadline, (received, up)
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert {"vapi-ingest-web", "vapi-ingest-worker", "vapi-ingest-scheduler"} == {u["metric"]["job"] for u in up}
 
 
 def test_cli_commands_print_ids_and_fail_with_one_line(env):

@@ -1,0 +1,112 @@
+"""deploy/: Prometheus config and alert rules (promtool), the Grafana dashboard, systemd units, Vapi tools."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml"), ("test", "rules", "alerts_test.yml")],
+)
+def test_promtool_accepts_config_rules_and_alert_unit_tests(args):
+    """promtool validates the scrape config and rules, and every alert's unit test passes."""
+    result = subprocess.run([_tool("promtool"), *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
+
+    assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_unit_test_and_a_runbook_line():
+    """Each alert in alerts.yml is exercised in alerts_test.yml and has a runbook entry in the README."""
+    alerts = re.findall(r"- alert: (\w+)", (PROMETHEUS / "alerts.yml").read_text())
+    tested = set(re.findall(r"alertname: (\w+)", (PROMETHEUS / "alerts_test.yml").read_text()))
+    readme = (DEPLOY.parent / "README.md").read_text()
+
+    assert len(alerts) == 6
+    assert set(alerts) == tested
+    for alert in alerts:
+        assert f"**{alert}**" in readme, alert
+
+
+def _metric_names(text: str) -> set[str]:
+    return {m for m in re.findall(r"\b(vapi_[a-z_]+)", text)}
+
+
+def test_every_metric_in_the_dashboard_and_alerts_is_exposed():
+    """Names used by the dashboard and alert rules exist in the service's exposition (web, workers, scheduler)."""
+    import ingest.app  # noqa: F401 - registers the web and worker metrics in this process
+    import workers.scheduler  # noqa: F401
+
+    exposed = set()
+    for line in generate_latest(REGISTRY).decode().splitlines():
+        if line.startswith("# TYPE vapi_"):
+            name, kind = line.split()[2:4]
+            exposed.add(name)
+            if kind == "histogram":
+                exposed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+            if kind == "counter":
+                exposed.add(f"{name}_total" if not name.endswith("_total") else name)
+    used = _metric_names((DEPLOY / "grafana" / "dashboard.json").read_text())
+    used |= _metric_names((PROMETHEUS / "alerts.yml").read_text())
+
+    assert used, "no metric names found"
+    assert set() == used - exposed
+
+
+def test_dashboard_is_grafana_json_with_the_expected_panels():
+    """The dashboard parses and covers throughput, latency, outcomes, dead letters and booking outcomes."""
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+
+    for metric in ("vapi_webhooks_received_total", "vapi_webhook_request_duration_seconds_bucket",
+                   "vapi_deliveries_processed_total", "vapi_dead_letters", "vapi_booking_attempts_total"):  # fmt: skip
+        assert metric in exprs
+
+
+def test_systemd_units_verify():
+    """Each unit parses, runs its vapi-ingest command, and passes systemd-analyze verify when it is available."""
+    binary = str(Path(sys.executable).with_name("vapi-ingest"))
+    units = sorted((DEPLOY / "systemd").glob("*.service"))
+    assert {"vapi-ingest-web.service", "vapi-ingest-worker.service", "vapi-ingest-scheduler.service"} == {
+        u.name for u in units
+    }
+    for unit in units:
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        parser.read_string(unit.read_text())
+        assert parser["Service"]["ExecStart"].split()[-1] in ("serve", "worker", "scheduler")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return
+    # Verify copies whose ExecStart points at this checkout's binary (the real path is /opt/...).
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"vapi-units-{os.getpid()}"
+    tmp.mkdir(exist_ok=True)
+    copies = []
+    for unit in units:
+        copy = tmp / unit.name
+        copy.write_text(unit.read_text().replace("/opt/vapi-ingest/.venv/bin/vapi-ingest", binary))
+        copies.append(str(copy))
+    result = subprocess.run([analyze, "verify", *copies], capture_output=True, text=True, timeout=60)
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert 0 == result.returncode, result.stdout + result.stderr
