@@ -189,3 +189,7 @@ def status_update(call_id: str, status: str, **extra: Any) -> dict[str, Any]:
     return {"message": {"type": "status-update", "status": status, "timestamp": 1727030665008,
                         "call": {"id": call_id, "type": "inboundPhoneCall"}, **extra}}  # fmt: skip
 
+
+
+# Fixtures that run the real processes (tests/procs.py), available to every test module.
+from tests.procs import env, fast_retries, org_for_env, services  # noqa: E402,F401

@@ -3,94 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import REDIS_URL, SECRET, corpus_files
-
-BIN = Path(sys.executable).with_name("vapi-ingest")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def env(db_dsn: str, redis_namespace: str) -> dict[str, str]:
-    """The environment a user would export: test database, test Redis, HMAC secret, free ports."""
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "PROMETHEUS"))},
-        "DATABASE_URL": db_dsn,
-        "REDIS_URL": REDIS_URL,
-        "VAPI_WEBHOOK_SECRETS": SECRET,
-        "PORT": str(_free_port()),
-        "WORKER_METRICS_PORT": str(_free_port()),
-        "SCHEDULER_METRICS_PORT": str(_free_port()),
-        "WORKER_PROCESSES": "2",
-        "WORKER_THREADS": "2",
-        "SWEEP_INTERVAL_S": "0.5",
-        "LOG_FORMAT": "json",
-    }
-
-
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=2) as resp:
-        return resp.read().decode()
-
-
-def _wait_for(url: str, timeout_s: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return _get(url)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-@pytest.fixture
-def services(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    """web, worker and scheduler started with the CLI, stopped with SIGTERM."""
-    org = _cli(env, "orgs", "create", "--name", "Process clinic", "--assistant-id", "asst-proc")
-    assert 0 == org.returncode, org.stderr
-    env = {**env, "VAPI_DEFAULT_ORG_ID": org.stdout.strip()}
-    procs = [
-        subprocess.Popen([str(BIN), cmd], env=env, stdout=(tmp_path / f"{cmd}.log").open("w"), stderr=subprocess.STDOUT,
-                         start_new_session=True)  # fmt: skip
-        for cmd in ("serve", "worker", "scheduler")
-    ]
-    try:
-        _wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
-        yield env
-    finally:
-        # As systemd and honcho do: SIGTERM to every process of each group.
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        hung = []
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                hung.append(p.args[1])
-                os.killpg(p.pid, signal.SIGKILL)
-        assert [] == hung, f"did not stop within 15 s of SIGTERM: {hung}"
+from tests.conftest import corpus_files
+from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
 
 
 def _metric(text: str, prefix: str) -> float:
@@ -102,67 +22,38 @@ def test_send_corpus_through_the_real_processes(services):
     files = corpus_files()
     env = services
 
-    sent = _cli(env, "send", str(files[0].parent))
+    sent = cli(env, "send", str(files[0].parent))
 
     assert 0 == sent.returncode, sent.stdout + sent.stderr
     assert f"sent {len(files)} request(s)" in sent.stdout
     deadline = time.monotonic() + 30
     while True:
-        web = _get(f"http://127.0.0.1:{env['PORT']}/metrics")
+        web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
         if _metric(web, 'vapi_deliveries{status="pending"}') == 0 and _metric(web, 'vapi_deliveries{status="processing"}') == 0:
             break
         assert time.monotonic() < deadline, "deliveries still pending after 30 s"
         time.sleep(0.3)
-    workers = _wait_for(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
+    workers = wait_for(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
     assert _metric(web, 'vapi_deliveries{status="completed"}') > 0
     assert 0 == _metric(web, 'vapi_deliveries{status="dead_letter"}')
     assert _metric(workers, 'vapi_deliveries_processed_total{outcome="completed"') > 0
     assert _metric(web, "vapi_webhooks_received_total") == len(files)
 
-    again = _cli(env, "send", str(files[0].parent))
+    again = cli(env, "send", str(files[0].parent))
 
     assert 0 == again.returncode
-    web = _get(f"http://127.0.0.1:{env['PORT']}/metrics")
+    web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
     assert _metric(web, 'vapi_webhooks_received_total{outcome="accepted"') == _metric(
         web, 'vapi_webhooks_received_total{outcome="duplicate"'
     )
 
 
-def _dsn_query(env: dict[str, str], sql: str) -> object:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> object:
-        conn = await asyncpg.connect(env["DATABASE_URL"])
-        try:
-            return await conn.fetchval(sql)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-def _wait_sql(env: dict[str, str], sql: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not _dsn_query(env, sql):
-        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {sql}"
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def fast_retries(env: dict[str, str]) -> dict[str, str]:
-    """Two attempts, short backoff: failures dead-letter within a second."""
-    env.update(RETRY_MAX_ATTEMPTS="2", RETRY_MIN_BACKOFF_MS="50", RETRY_MAX_BACKOFF_MS="100")
-    return env
-
-
 def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, services, tmp_path):
     """A broken handler dead-letters a batch; after the fix, list shows the errors and replay completes each exactly once."""
     env = services
-    for sql in ("ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
-                "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken"):  # fmt: skip
-        _dsn_query(env, sql)
+    for statement in ("ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
+                      "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken"):  # fmt: skip
+        sql(env, statement)
     from tests.test_booking_tools import book_args, business_day, tool_call
 
     for i in range(8):
@@ -173,33 +64,33 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
     booking["message"]["call"]["assistantId"] = "asst-proc"
     (tmp_path / "tool-calls-booking.json").write_text(json.dumps(booking))
 
-    sent = _cli(env, "send", str(tmp_path))
+    sent = cli(env, "send", str(tmp_path))
     assert 0 == sent.returncode, sent.stdout + sent.stderr
-    _wait_sql(env, "SELECT count(*) = 9 FROM webhook_delivery_log WHERE status = 'dead_letter'")
+    wait_sql(env, "SELECT count(*) = 9 FROM webhook_delivery_log WHERE status = 'dead_letter'")
 
-    listed = _cli(env, "deliveries", "list", "--status", "dead_letter", "--json")
+    listed = cli(env, "deliveries", "list", "--status", "dead_letter", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert 9 == len(rows)
     assert all("_atomic" in row["error_message"] for row in rows), rows
-    shown = _cli(env, "deliveries", "show", rows[0]["id"])
+    shown = cli(env, "deliveries", "show", rows[0]["id"])
     assert '"errors"' in shown.stdout and "_atomic" in shown.stdout
 
-    for sql in ("ALTER FUNCTION create_inbound_call_atomically_broken RENAME TO create_inbound_call_atomically",
-                "ALTER FUNCTION book_appointment_atomic_broken RENAME TO book_appointment_atomic"):  # fmt: skip
-        _dsn_query(env, sql)
-    replayed = _cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
+    for statement in ("ALTER FUNCTION create_inbound_call_atomically_broken RENAME TO create_inbound_call_atomically",
+                      "ALTER FUNCTION book_appointment_atomic_broken RENAME TO book_appointment_atomic"):  # fmt: skip
+        sql(env, statement)
+    replayed = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
 
     assert 0 == replayed.returncode, replayed.stderr
     assert "9 deliveries match" in replayed.stdout and "replayed 9 of 9" in replayed.stdout
-    _wait_sql(env, "SELECT bool_and(status = 'completed') FROM webhook_delivery_log")
-    assert 8 == _dsn_query(env, "SELECT count(*) FROM calls")
-    assert 1 == _dsn_query(env, "SELECT count(*) FROM appointments")
+    wait_sql(env, "SELECT bool_and(status = 'completed') FROM webhook_delivery_log")
+    assert 8 == sql(env, "SELECT count(*) FROM calls")
+    assert 1 == sql(env, "SELECT count(*) FROM appointments")
 
-    again = _cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
-    resent = _cli(env, "send", str(tmp_path))
+    again = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
+    resent = cli(env, "send", str(tmp_path))
     time.sleep(1)
     assert "0 deliveries match" in again.stdout and 0 == resent.returncode
-    assert (8, 1) == (_dsn_query(env, "SELECT count(*) FROM calls"), _dsn_query(env, "SELECT count(*) FROM appointments"))
+    assert (8, 1) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT count(*) FROM appointments"))
 
 
 def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path):
@@ -208,7 +99,7 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
 
     prometheus = _tool("prometheus")
     env = services
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s}\nscrape_configs:\n"
@@ -216,7 +107,7 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
         f"  - {{job_name: vapi-ingest-worker, static_configs: [{{targets: ['127.0.0.1:{env['WORKER_METRICS_PORT']}']}}]}}\n"
         f"  - {{job_name: vapi-ingest-scheduler, static_configs: [{{targets: ['127.0.0.1:{env['SCHEDULER_METRICS_PORT']}']}}]}}\n"
     )
-    assert 0 == _cli(env, "send", str(corpus_files()[0])).returncode
+    assert 0 == cli(env, "send", str(corpus_files()[0])).returncode
     proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
                             stderr=(tmp_path / "prometheus.log").open("w"))  # fmt: skip
@@ -225,8 +116,8 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
         deadline = time.monotonic() + 60
         while True:
             try:
-                received = json.loads(_get(base + "vapi_webhooks_received_total"))["data"]["result"]
-                up = json.loads(_get(base + "up"))["data"]["result"]
+                received = json.loads(get(base + "vapi_webhooks_received_total"))["data"]["result"]
+                up = json.loads(get(base + "up"))["data"]["result"]
             except OSError:
                 received, up = [], []
             if received and len([u for u in up if u["value"][1] == "1"]) == 3:
@@ -241,7 +132,7 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
 
 def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env):
     """SIGINT during a rate-limited replay: it finishes the batch, exits 0, and the count matches the rows."""
-    _dsn_query(env, f"""
+    sql(env, f"""
         INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message)
         SELECT '{org_for_env}', 'hang', 'hang:' || i, '{{}}', 'dead_letter', 1, 'boom'
           FROM generate_series(1, 50) AS i""")
@@ -255,26 +146,18 @@ def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env
     done = int(re.search(r"replayed (\d+) of 50", out).group(1))
     assert "stopped by Ctrl-C" in out
     assert 0 < done < 50
-    assert done == _dsn_query(env, "SELECT count(*) FROM webhook_delivery_log WHERE replay_count = 1")
-    assert 50 - done == _dsn_query(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'dead_letter'")
-
-
-@pytest.fixture
-def org_for_env(env: dict[str, str]) -> str:
-    """An organization in the test database, created with the CLI."""
-    result = _cli(env, "orgs", "create", "--name", "Replay clinic")
-    assert 0 == result.returncode, result.stderr
-    return result.stdout.strip()
+    assert done == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE replay_count = 1")
+    assert 50 - done == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'dead_letter'")
 
 
 def test_cli_commands_print_ids_and_fail_with_one_line(env):
     """orgs/agents/numbers print ids; bad input exits non-zero with one clear line."""
-    org = _cli(env, "orgs", "create", "--name", "Clinic", "--timezone", "Europe/Paris", "--region", "FR")
+    org = cli(env, "orgs", "create", "--name", "Clinic", "--timezone", "Europe/Paris", "--region", "FR")
     assert 0 == org.returncode, org.stderr
     org_id = org.stdout.strip()
 
-    assert 0 == _cli(env, "agents", "add", "--org", org_id, "--assistant-id", "a-1").returncode
-    assert 0 == _cli(env, "numbers", "add", "--org", org_id, "--phone-number-id", "pn-1").returncode
+    assert 0 == cli(env, "agents", "add", "--org", org_id, "--assistant-id", "a-1").returncode
+    assert 0 == cli(env, "numbers", "add", "--org", org_id, "--phone-number-id", "pn-1").returncode
     for args, reason in [
         (("orgs", "create", "--name", "X", "--timezone", "Mars/Olympus"), "IANA"),
         (("agents", "add", "--org", "nope", "--assistant-id", "a"), "not a UUID"),
@@ -282,7 +165,7 @@ def test_cli_commands_print_ids_and_fail_with_one_line(env):
         (("numbers", "add", "--org", "00000000-0000-0000-0000-000000000000", "--phone-number-id", "p"), "no organization"),
         (("send", "/no/such/dir"), "no such file"),
     ]:
-        result = _cli(env, *args)
+        result = cli(env, *args)
         assert 0 != result.returncode, args
         assert reason in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -290,7 +173,7 @@ def test_cli_commands_print_ids_and_fail_with_one_line(env):
 
 def test_bad_setting_stops_start_up_with_one_line(env):
     """A malformed variable stops `serve` before it starts, naming the variable."""
-    result = _cli({**env, "VAPI_HMAC_ALGORITHM": "md5"}, "serve")
+    result = cli({**env, "VAPI_HMAC_ALGORITHM": "md5"}, "serve")
 
     assert 0 != result.returncode
     assert "VAPI_HMAC_ALGORITHM" in result.stderr
@@ -299,7 +182,7 @@ def test_bad_setting_stops_start_up_with_one_line(env):
 
 def test_migrate_twice_is_a_no_op(env):
     """`vapi-ingest migrate` on a migrated database applies nothing."""
-    result = _cli(env, "migrate")
+    result = cli(env, "migrate")
 
     assert 0 == result.returncode
     assert "applied 0 migration(s)" in result.stdout

@@ -31,10 +31,16 @@ RETENTION_CRON = CronTrigger(hour=4, minute=0, timezone="UTC")
 
 
 def sweep_config(settings: Settings) -> SweepConfig:
-    """Derive the sweep's timing: wait two intervals (at least 10 s) before assuming a message is missing."""
+    """Derive the sweep's timing from the settings.
+
+    A delivery whose enqueue failed is sent after two sweep intervals (at
+    least 1 s). A message sent but not claimed within two leases counts as
+    lost (a killed worker's prefetched messages, Redis restarted empty) and is
+    sent again; a duplicate is harmless, the claim lets one through.
+    """
     return SweepConfig(
-        enqueue_grace_s=max(10.0, 2 * settings.sweep_interval_s),
-        resend_after_s=max(300.0, 5.0 * settings.delivery_lease_s),
+        enqueue_grace_s=max(1.0, 2 * settings.sweep_interval_s),
+        resend_after_s=max(2.0, 2.0 * settings.delivery_lease_s),
     )
 
 

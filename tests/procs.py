@@ -1,0 +1,137 @@
+"""Running the real `vapi-ingest` processes in tests: environment, start/stop, polling helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import REDIS_URL, SECRET
+
+BIN = Path(sys.executable).with_name("vapi-ingest")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def env(db_dsn: str, redis_namespace: str) -> dict[str, str]:
+    """The environment a user would export: test database, test Redis, HMAC secret, free ports."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VAPI_", "PROMETHEUS"))},
+        "DATABASE_URL": db_dsn,
+        "REDIS_URL": REDIS_URL,
+        "VAPI_WEBHOOK_SECRETS": SECRET,
+        "PORT": str(free_port()),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "SCHEDULER_METRICS_PORT": str(free_port()),
+        "WORKER_PROCESSES": "2",
+        "WORKER_THREADS": "2",
+        "SWEEP_INTERVAL_S": "0.5",
+        "LOG_FORMAT": "json",
+    }
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.read().decode()
+
+
+def wait_for(url: str, timeout_s: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return get(url)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start(cmd: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``vapi-ingest <cmd>`` in its own process group, logging to ``log``."""
+    return subprocess.Popen([str(BIN), cmd], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
+    """Signal a process group; True if it exited in time (else it is SIGKILLed)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return True
+    try:
+        proc.wait(timeout=timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        return False
+
+
+def sql(env: dict[str, str], query: str) -> object:
+    """Run one statement against the test database and return the first value."""
+
+    async def run() -> object:
+        conn = await asyncpg.connect(env["DATABASE_URL"])
+        try:
+            return await conn.fetchval(query)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def wait_sql(env: dict[str, str], query: str, timeout_s: float = 30.0) -> None:
+    """Poll until ``query`` returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while not sql(env, query):
+        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {query}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def services(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """web, worker and scheduler started with the CLI; stopped as systemd and honcho do (SIGTERM to each group)."""
+    org = cli(env, "orgs", "create", "--name", "Process clinic", "--assistant-id", "asst-proc")
+    assert 0 == org.returncode, org.stderr
+    env = {**env, "VAPI_DEFAULT_ORG_ID": org.stdout.strip()}
+    procs = {cmd: start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")}
+    try:
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+        yield env
+    finally:
+        hung = [cmd for cmd, proc in procs.items() if not stop(proc)]
+        assert [] == hung, f"did not stop within 15 s of SIGTERM: {hung}"
+
+
+@pytest.fixture
+def fast_retries(env: dict[str, str]) -> dict[str, str]:
+    """Two attempts, short backoff: failures dead-letter within a second."""
+    env.update(RETRY_MAX_ATTEMPTS="2", RETRY_MIN_BACKOFF_MS="50", RETRY_MAX_BACKOFF_MS="100")
+    return env
+@pytest.fixture
+def org_for_env(env: dict[str, str]) -> str:
+    """An organization in the test database, created with the CLI."""
+    result = cli(env, "orgs", "create", "--name", "Replay clinic")
+    assert 0 == result.returncode, result.stderr
+    return result.stdout.strip()
+
+
