@@ -99,6 +99,19 @@ def sql(env: dict[str, str], query: str) -> object:
     return asyncio.run(run())
 
 
+def sql_script(env: dict[str, str], script: str) -> None:
+    """Run several statements (DDL for fault injection) against the test database."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(env["DATABASE_URL"])
+        try:
+            await conn.execute(script)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def wait_sql(env: dict[str, str], query: str, timeout_s: float = 30.0) -> None:
     """Poll until ``query`` returns something truthy."""
     deadline = time.monotonic() + timeout_s
