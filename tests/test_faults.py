@@ -252,3 +252,74 @@ def test_sigterm_web_finishes_in_flight_and_worker_finishes_its_messages(org, tm
     completed = sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'completed' AND event_type = 'hang'")
     assert completed >= 1
     assert completed == sql(env, "SELECT coalesce(sum(hang_count), 0) FROM calls")
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None)
+    assert found, f"{name} is needed for this test (Debian: postgresql)"
+    return str(found)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[dict[str, object]]:
+    """A PostgreSQL server of this test's own (initdb in a temp dir), which it may stop and start again."""
+    import pwd
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="vapi-pg-"))
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        pw = pwd.getpwnam("postgres")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)  # fmt: skip
+    ctl = [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log")]
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data} -c fsync=off"
+
+    def up() -> None:
+        subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True)
+
+    def down() -> None:
+        subprocess.run([*ctl, "-m", "fast", "stop"], check=True, capture_output=True)
+
+    up()
+    yield {"url": f"postgresql://postgres@127.0.0.1:{port}/vapi_faults", "up": up, "down": down}
+    subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(env, private_postgres, tmp_path):
+    """Stops PostgreSQL in the middle of a stream and starts it again, without restarting our processes.
+
+    Asserts: during the outage every answer is 503 (never a 2xx); afterwards the service answers 200
+    again by itself, and every 2xx answered delivery is stored and completed.
+    """
+    env = {**env, "DATABASE_URL": str(private_postgres["url"]), "SWEEP_INTERVAL_S": "0.5", "DELIVERY_LEASE_S": "2"}
+    assert 0 == cli(env, "migrate").returncode
+    org = cli(env, "orgs", "create", "--name", "Outage clinic", "--assistant-id", "asst-proc")
+    env["VAPI_DEFAULT_ORG_ID"] = org.stdout.strip()
+    procs = [start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")]
+    url = f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
+    try:
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+        before = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20)]))
+        private_postgres["down"]()  # type: ignore[operator]
+        during = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20, 40)]))
+        private_postgres["up"]()  # type: ignore[operator]
+        deadline = time.monotonic() + 20
+        while asyncio.run(_stream(url, [_hang("c-p-probe", 5_000)])) != [200]:
+            assert time.monotonic() < deadline, "the receiver did not recover within 20 s"
+            time.sleep(0.2)
+        after = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(40, 60)]))
+        acknowledged = sum(1 for code in before + during + after if 200 <= code < 300) + 1
+        wait_sql(env, f"SELECT count(*) = {acknowledged} FROM webhook_delivery_log WHERE status = 'completed'",
+                 timeout_s=60)  # fmt: skip
+    finally:
+        for proc in procs:
+            stop(proc)
+    assert [200] * 20 == before
+    assert set(during) == {503}
+    assert [200] * 20 == after
+    assert acknowledged == sql(env, "SELECT sum(hang_count) FROM calls")
