@@ -265,7 +265,14 @@ async def replay_deliveries(request: web.Request, caller: Caller) -> web.Respons
 
 def _filter_from(body: dict[str, Any]) -> DeliveryFilter:
     status = body.get("status")
-    statuses = (status,) if isinstance(status, str) else tuple(status or ())
+    if status is None:
+        statuses: tuple[Any, ...] = ()
+    elif isinstance(status, str):
+        statuses = (status,)
+    elif isinstance(status, list):
+        statuses = tuple(status)
+    else:
+        raise ApiError(400, "status must be a string or a list of strings")
     if not all(isinstance(s, str) for s in statuses):
         raise ApiError(400, "status must be a string or a list of strings")
     if any(s not in (deliveries.FAILED, deliveries.DEAD_LETTER) for s in statuses):

@@ -160,13 +160,15 @@ class Envelope:
 def parse(body: bytes) -> Envelope:
     """Parse a request body into an :class:`Envelope`.
 
+    NUL characters in strings become U+FFFD (PostgreSQL cannot store them).
+
     Raises:
-        InvalidEnvelope: if the body is not JSON, not an object, has no
+        InvalidEnvelope: if the body is not JSON (NaN and Infinity are not), not an object, has no
             ``message`` object, or no string ``message.type`` (a missing type
             is accepted only with a ``toolCallList``, as the OAS allows).
     """
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise InvalidEnvelope("body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -174,6 +176,9 @@ def parse(body: bytes) -> Envelope:
     message = data.get("message")
     if not isinstance(message, dict):
         raise InvalidEnvelope("body has no 'message' object")
+    if b"\\u0000" in body:
+        # PostgreSQL cannot store NUL in text or jsonb; keep the message, mark the spot.
+        message = _without_nul(message)
     mtype = message.get("type")
     if mtype is None and isinstance(message.get("toolCallList"), list):
         mtype = "tool-calls"
@@ -214,6 +219,22 @@ def parse_timestamp(value: Any) -> datetime | None:
             parsed = parsed.replace(tzinfo=timezone.utc)
         return parsed.astimezone(timezone.utc)
     return None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python would accept them and PostgreSQL would not."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL character in strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
 
 
 def _str(value: Any) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 #: Keys whose values never reach a log line, wherever they appear
 #: (payload fields such as Twilio tokens and tool ``server.secret``; FINDINGS.md §2).
@@ -30,6 +31,20 @@ def redact(value: Any) -> Any:
 
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return redact(dict(event_dict))
+
+
+def _malformed_http_is_a_client_error(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (bad header bytes) as an error with a traceback.
+
+    The client already got a 400; for us it is a one-line warning, not an
+    unhandled exception.
+    """
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and (exc.code or 500) < 500:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args, record.exc_info = "malformed_http_request", (), None
+        record.__dict__["reason"] = exc.message
+    return True
 
 
 def configure(*, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
@@ -56,9 +71,15 @@ def configure(*, level: str = "INFO", fmt: str = "json", stream: TextIO | None =
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared, processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
         )
     )
+    handler.addFilter(_malformed_http_is_a_client_error)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 
-from tests.conftest import corpus_files
+from tests.conftest import SECRET, corpus_files
 from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
 
 
@@ -17,8 +17,9 @@ def _metric(text: str, prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
-def test_send_corpus_through_the_real_processes(services):
-    """`vapi-ingest send` on the corpus: all 2xx, all processed by worker processes, counted on both metrics ports."""
+def test_send_corpus_through_the_real_processes(services, tmp_path):
+    """`vapi-ingest send` on the corpus: all 2xx, all processed by worker processes, counted on both metrics ports,
+    and no secret (the webhook secret, payload tokens) in any process's log."""
     files = corpus_files()
     env = services
 
@@ -46,6 +47,10 @@ def test_send_corpus_through_the_real_processes(services):
     assert _metric(web, 'vapi_webhooks_received_total{outcome="accepted"') == _metric(
         web, 'vapi_webhooks_received_total{outcome="duplicate"'
     )
+    logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
+    assert "webhook_received" in logs and "delivery_processed" in logs
+    assert SECRET not in logs
+    assert not re.search(r'"(twilioAuthToken|secret|token)": "[^"\[]', logs)
 
 
 def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, services, tmp_path):
