@@ -15,10 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
 from ingest import admin_api, metrics
-from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS, STARTED_AT, TASKS
+from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS
 from ingest.receiver import receive_vapi
+from ingest.routing import Router
 from ingest.settings import Settings
 from workers.broker import build_broker
+from workers.enqueuer import AsyncEnqueuer
 from workers.processing import ProcessingConfig
 
 log = structlog.get_logger("ingest.app")
@@ -57,7 +59,10 @@ async def _db_pool(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, min_size=0, max_size=settings.db_pool_max_size, timeout=PROBE_TIMEOUT_S
     )
     app[DB_POOL] = pool
+    app[ROUTER] = Router(pool, settings.default_org_id)
+    app[ENQUEUER] = AsyncEnqueuer(app[BROKER])  # type: ignore[arg-type]
     yield
+    await app[ENQUEUER].close()
     await pool.close()
 
 

@@ -8,13 +8,17 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
+from ingest.routing import Router
 from ingest.settings import Settings
+from workers.enqueuer import AsyncEnqueuer
 from workers.processing import ProcessingConfig
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 BROKER = web.AppKey("broker", dramatiq.Broker)
 PROCESSING = web.AppKey("processing", ProcessingConfig)
+ROUTER = web.AppKey("router", Router)
+ENQUEUER = web.AppKey("enqueuer", AsyncEnqueuer)
 #: Background enqueues still running; awaited on shutdown so none is cut off.
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 STARTED_AT = web.AppKey("started_at", float)

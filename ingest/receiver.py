@@ -22,9 +22,8 @@ from aiohttp import web
 from db import deliveries, orgs, quarantine
 from db.pool import UNAVAILABLE_ERRORS
 from ingest import auth, envelope, metrics
-from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS, TASKS
+from ingest.appkeys import DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, TASKS
 from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope
-from workers import broker as broker_mod
 from workers.handlers.tools import reply_entry, tool_event_id
 from workers.processing import process_delivery
 
@@ -101,9 +100,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
     pool = request.app[DB_POOL]
     if env.type in settings.ignored_types:
         return _Answer(200, "ignored", {})
-    org = await orgs.route(
-        pool, assistant_id=env.assistant_id, phone_number_id=env.phone_number_id, default_org_id=settings.default_org_id
-    )
+    org = await request.app[ROUTER].route(env.assistant_id, env.phone_number_id)
     if org is None:
         return await _quarantine(pool, env, context)
     context["org_id"] = str(org.id)
@@ -220,7 +217,7 @@ def _enqueue_in_background(app: web.Application, delivery_id: uuid.UUID, message
 
 async def _enqueue(app: web.Application, delivery_id: uuid.UUID, message_id: str) -> None:
     try:
-        await broker_mod.enqueue(app[BROKER], delivery_id, message_id)
+        await app[ENQUEUER].enqueue(delivery_id, message_id)
     except redis.RedisError as exc:
         log.warning("delivery_enqueue_failed", delivery_id=str(delivery_id), error=str(exc))
         try:
