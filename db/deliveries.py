@@ -85,6 +85,47 @@ async def insert(
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery to store (see :func:`insert` for the columns' meaning)."""
+
+    org_id: uuid.UUID
+    event_type: str
+    event_id: str
+    payload: dict[str, Any]
+    max_attempts: int
+    job_id: str | None
+    status: str = PENDING
+    result: Any = None
+
+
+async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
+    """Store many deliveries in one statement (one commit), each once per ``(org_id, event_id)``.
+
+    Returns:
+        For each row, in order, its new id, or ``None`` when its key was stored
+        before or by an earlier row of the same call.
+    """
+    stored = await conn.fetch(
+        """
+        INSERT INTO webhook_delivery_log
+            (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at)
+        SELECT o, t, e, p, m, j, s, r, CASE WHEN j IS NOT NULL THEN now() END,
+               CASE WHEN s = 'completed' THEN now() END
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
+               AS u(o, t, e, p, m, j, s, r)
+        ON CONFLICT (org_id, event_id) DO NOTHING
+        RETURNING id, org_id, event_id
+        """,
+        [r.org_id for r in rows], [r.event_type for r in rows], [r.event_id for r in rows],
+        [r.payload for r in rows], [r.max_attempts for r in rows], [r.job_id for r in rows],
+        [r.status for r in rows], [r.result for r in rows],
+    )  # fmt: skip
+    new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
+    # The first row with a key gets its id; a later copy in the same call is a duplicate.
+    return [new_ids.pop((r.org_id, r.event_id), None) for r in rows]
+
+
 async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:
     """The stored row for an idempotency key, if any."""
     row = await conn.fetchrow(

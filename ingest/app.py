@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
 from ingest import admin_api, metrics
-from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS
+from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS, WRITER
+from ingest.group_commit import GroupCommitWriter
 from ingest.receiver import receive_vapi
 from ingest.routing import Router
 from ingest.settings import Settings
@@ -60,6 +61,7 @@ async def _db_pool(app: web.Application) -> AsyncIterator[None]:
     )
     app[DB_POOL] = pool
     app[ROUTER] = Router(pool, settings.default_org_id)
+    app[WRITER] = GroupCommitWriter(pool)
     app[ENQUEUER] = AsyncEnqueuer(app[BROKER])  # type: ignore[arg-type]
     yield
     await app[ENQUEUER].close()

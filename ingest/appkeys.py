@@ -8,6 +8,7 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
+from ingest.group_commit import GroupCommitWriter
 from ingest.routing import Router
 from ingest.settings import Settings
 from workers.enqueuer import AsyncEnqueuer
@@ -19,6 +20,7 @@ BROKER = web.AppKey("broker", dramatiq.Broker)
 PROCESSING = web.AppKey("processing", ProcessingConfig)
 ROUTER = web.AppKey("router", Router)
 ENQUEUER = web.AppKey("enqueuer", AsyncEnqueuer)
+WRITER = web.AppKey("writer", GroupCommitWriter)
 #: Background enqueues still running; awaited on shutdown so none is cut off.
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 STARTED_AT = web.AppKey("started_at", float)

@@ -61,7 +61,15 @@ def serve() -> None:
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     if settings.auth_scheme == "none":
         click.echo("WARNING: VAPI_AUTH_SCHEME=none: requests are NOT authenticated", err=True)
-    web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None)
+    web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None,
+                loop=_new_event_loop())  # fmt: skip
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (libuv): the web process spends most of its time in socket I/O."""
+    import uvloop
+
+    return uvloop.new_event_loop()
 
 
 @main.command()

@@ -20,9 +20,10 @@ import structlog
 from aiohttp import web
 
 from db import deliveries, orgs, quarantine
+from db.deliveries import NewDelivery
 from db.pool import UNAVAILABLE_ERRORS
 from ingest import auth, envelope, metrics
-from ingest.appkeys import DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, TASKS
+from ingest.appkeys import DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, TASKS, WRITER
 from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope
 from workers.handlers.tools import reply_entry, tool_event_id
 from workers.processing import process_delivery
@@ -109,16 +110,17 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
         return await _answer_tool_calls(request, env, org.id, invocations, context)
     known = env.type in KNOWN_TYPES
     message_id = str(uuid.uuid4()) if known else None
-    delivery_id = await deliveries.insert(
-        pool,
-        org_id=org.id,
-        event_type=env.type,
-        event_id=env.event_id(),
-        payload=env.message,
-        max_attempts=settings.retry_max_attempts,
-        job_id=message_id,
-        status=deliveries.PENDING if known else deliveries.COMPLETED,
-        result=None if known else {"applied": False, "reason": "unhandled message type"},
+    delivery_id = await request.app[WRITER].insert(
+        NewDelivery(
+            org_id=org.id,
+            event_type=env.type,
+            event_id=env.event_id(),
+            payload=env.message,
+            max_attempts=settings.retry_max_attempts,
+            job_id=message_id,
+            status=deliveries.PENDING if known else deliveries.COMPLETED,
+            result=None if known else {"applied": False, "reason": "unhandled message type"},
+        )
     )
     if delivery_id is None:
         return _Answer(200, "duplicate", _reply_for(env, org, {"status": "duplicate"}))
