@@ -81,6 +81,12 @@ def worker() -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    # Dramatiq's Redis consumer stops fetching once `prefetch` messages are
+    # unacked and then sleeps with backoff up to the worker timeout; with the
+    # defaults (2 x threads, 1 s) a busy worker starves itself. Measured on the
+    # drain benchmark: see README "Performance".
+    os.environ.setdefault("dramatiq_queue_prefetch", str(settings.worker_threads * 8))
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
     dramatiq_bin = shutil.which("dramatiq") or str(Path(sys.executable).with_name("dramatiq"))
     argv = [
         dramatiq_bin, "workers.entry:setup_broker", "--processes", str(settings.worker_processes),

@@ -111,27 +111,30 @@ async def process_delivery(
         recording a failure; the delivery then stays as it was (or
         ``processing`` until its lease expires) and the sweeper resends it.
     """
-    claim = await deliveries.claim(pool, delivery_id, lease_s=config.lease_s)
-    if claim is None:
-        return Outcome(SKIPPED)
-    started = time.perf_counter()
-    metrics.QUEUE_WAIT.observe(claim.wait_s)
-    bound = log.bind(delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type, attempt=claim.attempt)
-    if claim.attempt > claim.max_attempts:
-        # Reclaimed after a crash once too often: the budget is spent.
-        outcome = await _finish_failed(pool, claim, "attempt budget exhausted (worker stopped mid-attempt)", config, True)
-    else:
-        try:
-            result = await _apply_with_tries(pool, claim, config.in_transaction_tries)
-        except LeaseLost:
-            bound.warning("delivery_lease_lost")
+    async with pool.acquire() as conn:
+        claim = await deliveries.claim(conn, delivery_id, lease_s=config.lease_s)
+        if claim is None:
             return Outcome(SKIPPED)
-        except PermanentError as exc:
-            outcome = await _finish_failed(pool, claim, f"permanent: {exc}", config, True)
-        except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
-            outcome = await _finish_failed(pool, claim, f"{type(exc).__name__}: {exc}", config, final)
+        started = time.perf_counter()
+        metrics.QUEUE_WAIT.observe(claim.wait_s)
+        bound = log.bind(delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type,
+                         attempt=claim.attempt)  # fmt: skip
+        if claim.attempt > claim.max_attempts:
+            # Reclaimed after a crash once too often: the budget is spent.
+            outcome = await _finish_failed(conn, claim, "attempt budget exhausted (worker stopped mid-attempt)",
+                                           config, True)  # fmt: skip
         else:
-            outcome = Outcome(COMPLETED, result=result)
+            try:
+                result = await _apply_with_tries(conn, claim, config.in_transaction_tries)
+            except LeaseLost:
+                bound.warning("delivery_lease_lost")
+                return Outcome(SKIPPED)
+            except PermanentError as exc:
+                outcome = await _finish_failed(conn, claim, f"permanent: {exc}", config, True)
+            except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
+                outcome = await _finish_failed(conn, claim, f"{type(exc).__name__}: {exc}", config, final)
+            else:
+                outcome = Outcome(COMPLETED, result=result)
     duration_s = time.perf_counter() - started
     metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
     if claim.replay_count and outcome.status in (COMPLETED, DEAD_LETTERED):
@@ -147,7 +150,14 @@ async def process_delivery(
     return outcome
 
 
-async def _apply_with_tries(pool: asyncpg.Pool, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
+async def _apply_with_tries(conn: asyncpg.Connection, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
+    """The handler and the completion in one transaction, tried again on serialization failures and deadlocks.
+
+    Everything runs on the connection that made the claim: one connection per
+    delivery, so a full pool can never deadlock on a second acquire. If that
+    connection is lost, the error propagates and the lease brings the
+    delivery back.
+    """
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(tries),
@@ -155,23 +165,27 @@ async def _apply_with_tries(pool: asyncpg.Pool, claim: deliveries.Claim, tries: 
         reraise=True,
     ):
         with attempt:
-            async with pool.acquire() as conn, conn.transaction():
-                result = await apply(conn, claim)
-                if not await deliveries.complete(conn, claim, result):
-                    raise LeaseLost(str(claim.id))
-                return result
+            return await _apply_once(conn, claim)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
+async def _apply_once(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict[str, Any]:
+    async with conn.transaction():
+        result = await apply(conn, claim)
+        if not await deliveries.complete(conn, claim, result):
+            raise LeaseLost(str(claim.id))
+        return result
+
+
 async def _finish_failed(
-    pool: asyncpg.Pool, claim: deliveries.Claim, error: str, config: ProcessingConfig, dead: bool
+    conn: asyncpg.Connection, claim: deliveries.Claim, error: str, config: ProcessingConfig, dead: bool
 ) -> Outcome:
     if dead or claim.attempt >= claim.max_attempts:
-        await deliveries.fail(pool, claim, error, retry_at=None, job_id=None)
+        await deliveries.fail(conn, claim, error, retry_at=None, job_id=None)
         return Outcome(DEAD_LETTERED)
     delay_ms = config.retry.backoff_ms(claim.attempt)
     message_id = str(uuid.uuid4())
     retry_at = datetime.now(timezone.utc) + timedelta(milliseconds=delay_ms)
-    if not await deliveries.fail(pool, claim, error, retry_at=retry_at, job_id=message_id):
+    if not await deliveries.fail(conn, claim, error, retry_at=retry_at, job_id=message_id):
         return Outcome(SKIPPED)
     return Outcome(RETRIED, retry_delay_ms=delay_ms, message_id=message_id)

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 
 import asyncpg
 
-#: Errors worth retrying at once inside the transaction (tenacity), before the
-#: attempt counts as failed: lost connections, serialization failures, deadlocks.
+#: Errors worth retrying at once, on the same connection (tenacity), before the
+#: attempt counts as failed: serialization failures and deadlocks. A lost
+#: connection is not retried in place: the delivery's lease expires and the
+#: sweeper sends it again (as ``failed``, with the backoff of the next attempt).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    asyncio.TimeoutError,
 )
 
 

@@ -257,6 +257,23 @@ async def wait_completed(dsn: str, n: int, timeout_s: float = 600) -> float:
         await conn.close()
 
 
+async def noop_drain(env: dict[str, str], pairs: list[tuple[uuid.UUID, str]], tmp: Path) -> float:
+    """Dramatiq alone: the same messages drained by a do-nothing async actor (2 processes); messages/s."""
+    noop_broker = build_broker(REDIS_URL, namespace="noop")
+    await enqueue_many(noop_broker, pairs)
+    client = redis.Redis.from_url(REDIS_URL)
+    workers = start([str(Path(sys.executable).with_name("dramatiq")), "tests.bench.noop_worker:setup_broker",
+                     "--processes", "2", "--threads", "8", "--queues", "deliveries"],
+                    {**env, "dramatiq_queue_prefetch": "64", "dramatiq_worker_timeout": "100"}, tmp / "noop.log")  # fmt: skip
+    started = time.monotonic()
+    while client.llen("noop:deliveries") or client.hlen("noop:deliveries.msgs"):
+        await asyncio.sleep(0.02)
+    elapsed = time.monotonic() - started
+    stop(workers)
+    noop_broker.close()
+    return round(len(pairs) / elapsed)
+
+
 async def sql(dsn: str, query: str) -> object:
     conn = await asyncpg.connect(dsn)
     try:
@@ -318,6 +335,8 @@ async def run(seconds: int, out_dir: Path) -> dict:
                             "queue_wait_p99_s": round(float(wait_p99), 2)}  # fmt: skip
         results["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(worker.pid)]
 
+        results["dramatiq_noop_per_s"] = await noop_drain(env, pairs, tmp)
+
         await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
         await backlog(dsn, org_id, 10_000, "dead_letter")
         started = time.monotonic()
@@ -374,7 +393,8 @@ def markdown(r: dict) -> str:
         f"{fixed['p99_ms']:.1f} / {fixed['p999_ms']:.1f} ({fixed['errors']} errors) | | | p99 <= 25: "
         f"{_verdict(fixed['p99_ms'], 25.0, higher_is_better=False)} |",
         f"| drain 20,000 mixed, 2 worker processes (deliveries/s) | {drain['per_s']} ({drain['seconds']} s; queue "
-        f"wait p99 {drain['queue_wait_p99_s']} s) | | | >= 2,000: "
+        f"wait p99 {drain['queue_wait_p99_s']} s) | Dramatiq no-op actor: {r['dramatiq_noop_per_s']} messages/s | "
+        f"{drain['per_s'] / r['dramatiq_noop_per_s']:.2f} | >= 2,000: "
         f"{_verdict(drain['per_s'], 2000, higher_is_better=True)} |",
         f"| replay 10,000 dead letters to completed (s) | {r['replay_10k_s']} | | | <= 10: "
         f"{_verdict(r['replay_10k_s'], 10.0, higher_is_better=False)} |",
