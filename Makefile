@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install run test bench-booking services-stop clean
+.PHONY: install run test bench bench-booking services-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: install
 ## test: the whole suite against real PostgreSQL and Redis
 test: install
 	$(BIN)/pytest
+
+## bench: the service benchmark beside its baselines (wrk, pgbench); writes tests/bench/results/<date>.{json,md}
+bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m tests.bench.service
 
 ## bench-booking: booking latency p50/p99 at 1, 10, 50 callers and a same-slot storm, beside SELECT 1
 bench-booking: install
