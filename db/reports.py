@@ -45,6 +45,10 @@ class DeliveryFilter:
             raise InvalidFilter(f"status must be one of {', '.join(STATUSES)}, got {bad[0]!r}")
         if self.since and self.until and self.since > self.until:
             raise InvalidFilter("since must not be after until")
+        for name in ("event_type", "error"):
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                raise InvalidFilter(f"{name} must not contain NUL characters")
 
     def where(self, first_param: int = 1) -> tuple[str, list[Any]]:
         """``(sql, params)``: a WHERE clause over ``webhook_delivery_log d`` with ``$n`` from ``first_param``."""

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import dramatiq
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
@@ -133,4 +133,4 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         await asyncio.wait_for(metrics.refresh_db_gauges(request.app[DB_POOL]), PROBE_TIMEOUT_S)
     except UNAVAILABLE_ERRORS:
         log.warning("metrics_db_gauges_stale")
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -20,6 +20,7 @@ import click
 from dotenv import load_dotenv
 
 from ingest import cli_ops
+from ingest.settings import Settings
 from ingest.cli_support import run_async as _run
 from ingest.cli_support import settings as _settings
 from ingest.cli_support import uuid_option as _uuid
@@ -51,18 +52,71 @@ def migrate() -> None:
 
 @main.command()
 def serve() -> None:
-    """Run the web process: POST /webhooks/vapi, /healthz, /readyz, /health, /metrics."""
+    """Run the web process(es): POST /webhooks/vapi, the admin API, /healthz, /readyz, /health, /metrics."""
+    settings = _settings()
+    if settings.auth_scheme == "none":
+        click.echo("WARNING: VAPI_AUTH_SCHEME=none: requests are NOT authenticated", err=True)
+    if settings.web_processes == 1:
+        _serve(settings, reuse_port=False)
+    else:
+        _serve_forked(settings)
+
+
+def _serve(settings: Settings, *, reuse_port: bool) -> None:
     from aiohttp import web
 
     from ingest import logs
     from ingest.app import create_app
 
-    settings = _settings()
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    if settings.auth_scheme == "none":
-        click.echo("WARNING: VAPI_AUTH_SCHEME=none: requests are NOT authenticated", err=True)
     web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None,
-                loop=_new_event_loop())  # fmt: skip
+                reuse_port=reuse_port, loop=_new_event_loop())  # fmt: skip
+
+
+def _serve_forked(settings: Settings) -> None:
+    """WEB_PROCESSES children on one port (SO_REUSEPORT), metrics aggregated across them.
+
+    The parent only forwards SIGTERM/SIGINT and waits; each child shuts down
+    gracefully on its own. prometheus-client's multiprocess mode needs its
+    directory before the library is imported, hence before the fork.
+    """
+    import signal
+
+    if "prometheus_client" in sys.modules:
+        raise click.ClickException("internal: prometheus_client imported before the web processes forked")
+    metrics_dir = Path(tempfile.gettempdir()) / f"vapi-ingest-web-metrics-{settings.port}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    children = []
+    for _ in range(settings.web_processes):
+        pid = os.fork()
+        if pid == 0:
+            # A group of its own: a signal to the parent's group (honcho, a terminal) reaches the
+            # parent alone, which forwards it once; aiohttp treats a second SIGTERM as "stop now".
+            os.setpgid(0, 0)
+            code = 0
+            try:
+                _serve(settings, reuse_port=True)
+            except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    sys.exit(worst)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncpg
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from db import deliveries, quarantine
 from ingest.envelope import KNOWN_TYPES
@@ -19,14 +21,30 @@ REQUEST_DURATION = Histogram(
     ["type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Read from PostgreSQL by whichever web process serves the scrape; with several
+# web processes the most recent reading wins ("mostrecent").
 DELIVERIES_BY_STATUS = Gauge(
-    "vapi_deliveries", "Deliveries in the log by status (read from PostgreSQL at scrape time).", ["status"]
-)
-DEAD_LETTERS = Gauge("vapi_dead_letters", "Deliveries in dead_letter (read at scrape time).")
+    "vapi_deliveries", "Deliveries in the log by status (read from PostgreSQL at scrape time).", ["status"],
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+DEAD_LETTERS = Gauge("vapi_dead_letters", "Deliveries in dead_letter (read at scrape time).", multiprocess_mode="mostrecent")
 OLDEST_PENDING_AGE = Gauge(
-    "vapi_oldest_pending_delivery_age_seconds", "Age of the oldest pending delivery; 0 when none (read at scrape time)."
-)
-QUARANTINED = Gauge("vapi_quarantined_deliveries", "Unroutable messages waiting in quarantine (read at scrape time).")
+    "vapi_oldest_pending_delivery_age_seconds", "Age of the oldest pending delivery; 0 when none (read at scrape time).",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+QUARANTINED = Gauge(
+    "vapi_quarantined_deliveries", "Unroutable messages waiting in quarantine (read at scrape time).",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
+
+
+def exposition() -> bytes:
+    """The metrics text: this process's registry, or every web process's under multiprocess mode."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
 
 
 def type_label(message_type: str | None) -> str:

@@ -49,6 +49,8 @@ class Settings:
     database_url: str = field(default="postgresql://postgres@127.0.0.1:5432/vapi_ingest", repr=False)
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
     port: int = 8000
+    #: Web processes sharing PORT (SO_REUSEPORT); the web process is CPU-bound, so one per core.
+    web_processes: int = 1
     auth_scheme: str = "hmac"
     allow_unauthenticated: bool = False
     #: Any one of these verifies a request, so secrets can be rotated.
@@ -119,6 +121,7 @@ class Settings:
             database_url=r.text("DATABASE_URL", cls.database_url),
             redis_url=r.text("REDIS_URL", cls.redis_url),
             port=r.integer("PORT", 8000, minimum=1, maximum=65535),
+            web_processes=r.integer("WEB_PROCESSES", 1, minimum=1, maximum=64),
             auth_scheme=scheme,
             allow_unauthenticated=allow_unauth,
             webhook_secrets=secrets,

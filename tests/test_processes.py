@@ -155,6 +155,29 @@ def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env
     assert 50 - done == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'dead_letter'")
 
 
+def test_two_web_processes_share_the_port_and_their_metrics(env, tmp_path):
+    """WEB_PROCESSES=2: both answer on PORT, /metrics sums their counters, and SIGTERM stops both cleanly."""
+    from tests.procs import start, stop
+
+    env = {**env, "WEB_PROCESSES": "2"}
+    org = cli(env, "orgs", "create", "--name", "Two", "--assistant-id", "asst-two")
+    env["VAPI_DEFAULT_ORG_ID"] = org.stdout.strip()
+    web = start("serve", env, tmp_path / "web.log")
+    try:
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+        files = corpus_files()
+        sent = cli(env, "send", str(files[0].parent), "--concurrency", "16")
+        metrics = get(f"http://127.0.0.1:{env['PORT']}/metrics")
+    finally:
+        clean = stop(web)
+    assert 0 == sent.returncode, sent.stdout
+    assert len(files) == _metric(metrics, "vapi_webhooks_received_total")
+    assert sql(env, "SELECT count(*) FROM webhook_delivery_log") == _metric(
+        metrics, 'vapi_webhooks_received_total{outcome="accepted"'
+    )
+    assert clean and 0 == web.returncode
+
+
 def test_cli_commands_print_ids_and_fail_with_one_line(env):
     """orgs/agents/numbers print ids; bad input exits non-zero with one clear line."""
     org = cli(env, "orgs", "create", "--name", "Clinic", "--timezone", "Europe/Paris", "--region", "FR")
