@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app[PROCESSING] = ProcessingConfig.from_settings(settings)
     app[TASKS] = set()
     app[STARTED_AT] = time.monotonic()
-    app.cleanup_ctx.append(_db_pool)
+    app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_drain_tasks)
     app.router.add_post("/webhooks/vapi", receive_vapi)
     app.router.add_get("/healthz", healthz)
@@ -53,7 +53,8 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     return app
 
 
-async def _db_pool(app: web.Application) -> AsyncIterator[None]:
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    """The pool, and what writes and routes through it: group commit, the routing cache, the enqueuer."""
     settings = app[SETTINGS]
     # min_size=0: the web process starts (and answers 503) even while PostgreSQL is down.
     pool = await create_pool(

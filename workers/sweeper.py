@@ -15,7 +15,7 @@ import redis
 import structlog
 
 from db import deliveries
-from workers.broker import enqueue
+from workers.broker import enqueue_many
 
 log = structlog.get_logger("workers.sweeper")
 
@@ -57,14 +57,14 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
                 resend_after_s=config.resend_after_s,
                 limit=config.batch_size,
             )
-        for index, (delivery_id, message_id) in enumerate(batch):
-            try:
-                await enqueue(broker, delivery_id, message_id)
-            except redis.RedisError as exc:
-                log.warning("sweep_enqueue_failed", unsent=len(batch) - index, error=str(exc))
-                await deliveries.mark_not_enqueued(pool, [d for d, _ in batch[index:]])
-                return sent
-            sent += 1
+        try:
+            await enqueue_many(broker, batch)
+        except redis.RedisError as exc:
+            # Some of the batch may have gone out; resending those later is harmless (one claim wins).
+            log.warning("sweep_enqueue_failed", unsent=len(batch), error=str(exc))
+            await deliveries.mark_not_enqueued(pool, [d for d, _ in batch])
+            return sent
+        sent += len(batch)
         if len(batch) < config.batch_size:
             break
     if sent:
