@@ -206,8 +206,8 @@ async def test_lead_is_upserted_by_phone(pool, org_id):
     assert [("Jane Smith", "pending")] == [(r["name"], r["status"]) for r in rows]
 
 
-async def test_calendar_locks_cover_every_hour_a_booking_touches(pool, org_id):
-    """10:00-11:00 takes one hour lock, 10:30-11:30 two, so any two overlapping bookings share a lock."""
+async def test_calendar_locks_cover_every_quarter_hour_a_booking_touches(pool, org_id):
+    """10:00-11:00 takes 4 quarter-hour locks, 10:30-11:30 4 more of which 2 are shared: 6 held in all."""
     async with pool.acquire() as conn, conn.transaction():
         one = await conn.fetchval("SELECT lock_schedule_range($1, $2, $3)", org_id, future_slot(hour=10),
                                   future_slot(hour=11))  # fmt: skip
@@ -215,4 +215,4 @@ async def test_calendar_locks_cover_every_hour_a_booking_touches(pool, org_id):
                                   future_slot(hour=11, minute=30))  # fmt: skip
         held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
 
-    assert (1, 2, 2) == (one, two, held)
+    assert (4, 4, 6) == (one, two, held)

@@ -5,10 +5,10 @@
 -- The seeds lock hash(org, slot start) and then look for conflicts, so
 -- 10:00-11:00 and 10:30-11:30 take different locks and both succeed. Here an
 -- exclusion constraint makes overlapping active appointments of one org
--- impossible for any writer; advisory transaction locks on each hour of the
--- org's calendar that a booking touches still serialise contenders, so they
--- fail fast with the conflicting booking, while bookings in other hours of
--- the same org run in parallel (two overlapping ranges always share an hour).
+-- impossible for any writer; advisory transaction locks on each quarter hour
+-- of the org's calendar that a booking touches still serialise contenders, so
+-- they fail fast with the conflicting booking, while bookings at other times
+-- of the same org run in parallel (two overlapping ranges always share one).
 
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
@@ -85,21 +85,22 @@ BEGIN
 END $$;
 GRANT SELECT, INSERT, UPDATE ON leads, appointments, audit_logs TO vapi_tenant;
 
--- Lock every hour of the org's calendar that [p_start, p_end) touches, in
--- ascending order (so two lockers never deadlock), until the transaction ends.
--- Keys: (hash of the org, hour number since the epoch); a hash collision
--- between orgs only serialises more, it never lets an overlap through.
--- Returns the number of hours locked.
+-- Lock every quarter hour of the org's calendar that [p_start, p_end) touches,
+-- in ascending order (so two lockers never deadlock), until the transaction
+-- ends. Keys: (hash of the org, quarter-hour number since the epoch); a hash
+-- collision between orgs only serialises more, it never lets an overlap
+-- through. Quarter hours, not hours: back-to-back half-hour bookings then
+-- share no lock. Returns the number of quarter hours locked.
 CREATE FUNCTION lock_schedule_range(p_org_id uuid, p_start timestamptz, p_end timestamptz) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     v_org integer := hashtext(p_org_id::text);
-    v_hour bigint;
+    v_slot bigint;
     v_count integer := 0;
 BEGIN
-    FOR v_hour IN SELECT generate_series(floor(extract(epoch FROM p_start) / 3600)::bigint,
-                                         ceil(extract(epoch FROM p_end) / 3600)::bigint - 1) LOOP
-        PERFORM pg_advisory_xact_lock(v_org, v_hour::integer);
+    FOR v_slot IN SELECT generate_series(floor(extract(epoch FROM p_start) / 900)::bigint,
+                                         ceil(extract(epoch FROM p_end) / 900)::bigint - 1) LOOP
+        PERFORM pg_advisory_xact_lock(v_org, v_slot::integer);
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;
