@@ -86,3 +86,20 @@ async def test_tenant_session_without_org_sees_nothing(pool, org_id):
         count = await conn.fetchval("SELECT count(*) FROM calls")
 
     assert 0 == count
+
+
+async def test_every_tenant_table_has_forced_rls_and_both_policies(pool):
+    """Each table with an org_id column (api_tokens aside, read before a tenant is known) enforces row-level security."""
+    tables = {r["table_name"] for r in await pool.fetch(
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'org_id' AND table_schema = 'public'")}  # fmt: skip
+    rows = await pool.fetch(
+        """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
+                  array(SELECT policyname FROM pg_policies p WHERE p.tablename = c.relname ORDER BY 1) AS policies
+             FROM pg_class c WHERE c.relname = ANY($1::text[])""",
+        sorted(tables - {"api_tokens"}),
+    )
+
+    assert len(rows) == len(tables) - 1 >= 8
+    for row in rows:
+        assert (True, True) == (row["relrowsecurity"], row["relforcerowsecurity"]), row["relname"]
+        assert [f"{row['relname']}_org_isolation", f"{row['relname']}_service_role_bypass"] == list(row["policies"])

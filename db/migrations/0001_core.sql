@@ -113,23 +113,25 @@ CREATE TABLE recording_upload_queue (
 -- app.bypass_rls = 'on' explicitly (db/pool.py), so bypassing is a visible
 -- choice, not an accident of connecting as the table owner. FORCE makes the
 -- policies apply to the owner too; superusers still bypass RLS by design.
-DO $$
-DECLARE t text;
+-- Later migrations call this for their tenant tables.
+CREATE FUNCTION enable_tenant_rls(p_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
 BEGIN
-    FOREACH t IN ARRAY ARRAY['webhook_delivery_log', 'calls', 'recording_upload_queue',
-                             'agents', 'phone_numbers'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
-            WITH CHECK (org_id = nullif(current_setting('app.org_id', true), '')::uuid)$p$,
-            t || '_org_isolation', t);
-        EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (current_setting('app.bypass_rls', true) = 'on')
-            WITH CHECK (current_setting('app.bypass_rls', true) = 'on')$p$,
-            t || '_service_role_bypass', t);
-    END LOOP;
-END $$;
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', p_table);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', p_table);
+    EXECUTE format($p$CREATE POLICY %I ON %s
+        USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
+        WITH CHECK (org_id = nullif(current_setting('app.org_id', true), '')::uuid)$p$,
+        p_table::text || '_org_isolation', p_table);
+    EXECUTE format($p$CREATE POLICY %I ON %s
+        USING (current_setting('app.bypass_rls', true) = 'on')
+        WITH CHECK (current_setting('app.bypass_rls', true) = 'on')$p$,
+        p_table::text || '_service_role_bypass', p_table);
+END
+$$;
+
+SELECT enable_tenant_rls(t) FROM unnest(ARRAY['webhook_delivery_log', 'calls', 'recording_upload_queue',
+                                              'agents', 'phone_numbers']::regclass[]) AS t;
 
 -- A role without superuser or BYPASSRLS, for tenant-scoped sessions
 -- (SET LOCAL ROLE vapi_tenant). Roles are cluster-wide, hence the guard.

@@ -67,22 +67,7 @@ CREATE TABLE audit_logs (
 );
 CREATE INDEX idx_audit_logs_org_entity ON audit_logs (org_id, entity, entity_id);
 
-DO $$
-DECLARE t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['leads', 'appointments', 'audit_logs'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (org_id = nullif(current_setting('app.org_id', true), '')::uuid)
-            WITH CHECK (org_id = nullif(current_setting('app.org_id', true), '')::uuid)$p$,
-            t || '_org_isolation', t);
-        EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (current_setting('app.bypass_rls', true) = 'on')
-            WITH CHECK (current_setting('app.bypass_rls', true) = 'on')$p$,
-            t || '_service_role_bypass', t);
-    END LOOP;
-END $$;
+SELECT enable_tenant_rls(t) FROM unnest(ARRAY['leads', 'appointments', 'audit_logs']::regclass[]) AS t;
 GRANT SELECT, INSERT, UPDATE ON leads, appointments, audit_logs TO vapi_tenant;
 
 -- Lock every quarter hour of the org's calendar that [p_start, p_end) touches,
