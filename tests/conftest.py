@@ -180,7 +180,7 @@ async def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 15.0, i
 def corpus_files() -> list[Path]:
     """The shared payload corpus; skips (with the reason) when ``../shared`` is absent."""
     if not CORPUS_DIR.is_dir():
-        pytest.skip(f"payload corpus not found at {CORPUS_DIR} (../shared/vapi/payloads)")
+        _unavailable(f"the payload corpus at {CORPUS_DIR} (../shared/vapi/payloads)")
     return sorted(CORPUS_DIR.glob("*.json"))
 
 
