@@ -49,45 +49,16 @@ class StoredDelivery:
     result: Any
 
 
-async def insert(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    org_id: uuid.UUID,
-    event_type: str,
-    event_id: str,
-    payload: dict[str, Any],
-    max_attempts: int,
-    job_id: str | None,
-    status: str = PENDING,
-    result: Any = None,
-) -> uuid.UUID | None:
-    """Store a delivery once per ``(org_id, event_id)``.
-
-    ``enqueued_at`` is set optimistically with the Dramatiq message id, so the
-    happy path costs one statement; :func:`mark_not_enqueued` undoes it when
-    the enqueue fails, and the sweeper picks the row up.
-
-    Returns:
-        The new row's id, or ``None`` when the key was already stored.
-    """
-    return await conn.fetchval(
-        """
-        INSERT INTO webhook_delivery_log
-            (org_id, event_type, event_id, payload, max_attempts, job_id, status, result,
-             enqueued_at, completed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-                CASE WHEN $6::text IS NOT NULL THEN now() END,
-                CASE WHEN $7 = 'completed' THEN now() END)
-        ON CONFLICT (org_id, event_id) DO NOTHING
-        RETURNING id
-        """,
-        org_id, event_type, event_id, payload, max_attempts, job_id, status, result,
-    )  # fmt: skip
-
-
 @dataclass(frozen=True, slots=True)
 class NewDelivery:
-    """A delivery to store (see :func:`insert` for the columns' meaning)."""
+    """A delivery to store once per ``(org_id, event_id)``.
+
+    ``job_id`` is the Dramatiq message id the caller will send; with one,
+    ``enqueued_at`` is set optimistically, so the happy path costs one
+    statement, and :func:`mark_not_enqueued` undoes it when the enqueue fails
+    (the sweeper then sends it). Without one the row waits for inline
+    processing (tool calls) or, after a grace period, the sweeper.
+    """
 
     org_id: uuid.UUID
     event_type: str
@@ -124,6 +95,15 @@ async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDel
     new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
     # The first row with a key gets its id; a later copy in the same call is a duplicate.
     return [new_ids.pop((r.org_id, r.event_id), None) for r in rows]
+
+
+async def insert(conn: asyncpg.Connection | asyncpg.Pool, **row: Any) -> uuid.UUID | None:
+    """Store one delivery (keyword arguments as :class:`NewDelivery`).
+
+    Returns:
+        The new row's id, or ``None`` when the key was already stored.
+    """
+    return (await insert_many(conn, [NewDelivery(**row)]))[0]
 
 
 async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:

@@ -24,9 +24,9 @@ from db.deliveries import NewDelivery
 from db.pool import UNAVAILABLE_ERRORS
 from ingest import auth, envelope, metrics
 from ingest.appkeys import DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, TASKS, WRITER
-from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope
+from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope, ToolInvocation
 from workers.handlers.tools import reply_entry, tool_event_id
-from workers.processing import process_delivery
+from workers.processing import COMPLETED, process_delivery
 
 log = structlog.get_logger("ingest.receiver")
 
@@ -161,7 +161,7 @@ def _quarantine_tool_key(env: Envelope) -> str:
 
 
 async def _answer_tool_calls(
-    request: web.Request, env: Envelope, org_id: uuid.UUID, invocations: list[Any], context: dict[str, Any]
+    request: web.Request, env: Envelope, org_id: uuid.UUID, invocations: list[ToolInvocation], context: dict[str, Any]
 ) -> _Answer:
     """Store each tool call once, run new ones inline, and answer every one (FINDINGS.md §1)."""
     settings = request.app[SETTINGS]
@@ -170,18 +170,13 @@ async def _answer_tool_calls(
     duplicates = 0
     for invocation in invocations:
         event_id = tool_event_id(env, invocation)
-        delivery_id = await deliveries.insert(
-            pool,
-            org_id=org_id,
-            event_type=env.type,
-            event_id=event_id,
-            payload=env.message,
-            max_attempts=settings.retry_max_attempts,
-            job_id=None,
+        delivery_id = await request.app[WRITER].insert(
+            NewDelivery(org_id=org_id, event_type=env.type, event_id=event_id, payload=env.message,
+                        max_attempts=settings.retry_max_attempts, job_id=None)  # fmt: skip
         )
         if delivery_id is not None:
             outcome = await process_delivery(pool, delivery_id, request.app[PROCESSING], final=True)
-            if outcome.status == "completed":
+            if outcome.status == COMPLETED:
                 entries.append(outcome.result)
                 continue
         else:
@@ -195,7 +190,9 @@ async def _answer_tool_calls(
     return _Answer(200, outcome_label, {"results": entries})
 
 
-async def _stored_tool_reply(pool: asyncpg.Pool, org_id: uuid.UUID, event_id: str, invocation: Any) -> dict[str, Any]:
+async def _stored_tool_reply(
+    pool: asyncpg.Pool, org_id: uuid.UUID, event_id: str, invocation: ToolInvocation
+) -> dict[str, Any]:
     """The reply recorded for a tool call, waiting briefly while another request runs it."""
     deadline = time.monotonic() + DUPLICATE_WAIT_S
     delay_s = 0.01

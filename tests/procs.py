@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -120,19 +121,30 @@ def wait_sql(env: dict[str, str], query: str, timeout_s: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def services(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
-    """web, worker and scheduler started with the CLI; stopped as systemd and honcho do (SIGTERM to each group)."""
-    org = cli(env, "orgs", "create", "--name", "Process clinic", "--assistant-id", "asst-proc")
-    assert 0 == org.returncode, org.stderr
-    env = {**env, "VAPI_DEFAULT_ORG_ID": org.stdout.strip()}
-    procs = {cmd: start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")}
+@contextmanager
+def running(env: dict[str, str], logs: Path) -> Iterator[str]:
+    """web, worker and scheduler started with the CLI; yields the webhook URL once web is ready.
+
+    Afterwards each is stopped as systemd and honcho do (SIGTERM to its group),
+    and any that does not stop within 15 s fails the test.
+    """
+    procs = {cmd: start(cmd, env, logs / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")}
     try:
         wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
-        yield env
+        yield f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
     finally:
         hung = [cmd for cmd, proc in procs.items() if not stop(proc)]
         assert [] == hung, f"did not stop within 15 s of SIGTERM: {hung}"
+
+
+@pytest.fixture
+def services(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The three processes running for an org that owns assistant asst-proc (the default org too)."""
+    org = cli(env, "orgs", "create", "--name", "Process clinic", "--assistant-id", "asst-proc")
+    assert 0 == org.returncode, org.stderr
+    env = {**env, "VAPI_DEFAULT_ORG_ID": org.stdout.strip()}
+    with running(env, tmp_path):
+        yield env
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 from ingest import auth
 from ingest.settings import Settings
 from tests.conftest import SECRET, post, status_update, wait_until
-from tests.procs import cli, free_port, sql, sql_script, start, stop, wait_for, wait_sql
+from tests.procs import cli, free_port, running, sql, sql_script, start, stop, wait_for, wait_sql
 
 
 def _hang(call_id: str, ts: int) -> dict:
@@ -154,10 +154,7 @@ def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_re
     back every delivery is processed, none lost.
     """
     env = {**org, "REDIS_URL": str(private_redis["url"]), "SWEEP_INTERVAL_S": "0.5", "DELIVERY_LEASE_S": "2"}
-    procs = [start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")]
-    url = f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
-    try:
-        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+    with running(env, tmp_path) as url:
         first = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20)]))
         private_redis["down"]()  # type: ignore[operator]
         during = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20, 60)]))
@@ -165,9 +162,6 @@ def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_re
         pending_while_down = sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'pending'")
         private_redis["up"]()  # type: ignore[operator]
         wait_sql(env, "SELECT count(*) = 60 FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=60)
-    finally:
-        for proc in procs:
-            stop(proc)
     assert [200] * 20 == first
     assert [200] * 40 == during
     assert pending_while_down >= 40
@@ -300,10 +294,7 @@ def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(en
     assert 0 == cli(env, "migrate").returncode
     org = cli(env, "orgs", "create", "--name", "Outage clinic", "--assistant-id", "asst-proc")
     env["VAPI_DEFAULT_ORG_ID"] = org.stdout.strip()
-    procs = [start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")]
-    url = f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
-    try:
-        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+    with running(env, tmp_path) as url:
         before = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20)]))
         private_postgres["down"]()  # type: ignore[operator]
         during = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20, 40)]))
@@ -316,9 +307,6 @@ def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(en
         acknowledged = sum(1 for code in before + during + after if 200 <= code < 300) + 1
         wait_sql(env, f"SELECT count(*) = {acknowledged} FROM webhook_delivery_log WHERE status = 'completed'",
                  timeout_s=60)  # fmt: skip
-    finally:
-        for proc in procs:
-            stop(proc)
     assert [200] * 20 == before
     assert set(during) == {503}
     assert [200] * 20 == after

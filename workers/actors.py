@@ -71,8 +71,8 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
             outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
             if outcome.status == RETRIED:
-                await broker_mod.enqueue(
-                    broker, uuid.UUID(delivery_id), outcome.message_id, delay_ms=outcome.retry_delay_ms
+                await broker_mod.enqueue_many(
+                    broker, [(uuid.UUID(delivery_id), outcome.message_id)], delay_ms=outcome.retry_delay_ms
                 )
 
     return dramatiq.actor(

@@ -59,32 +59,26 @@ def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> d
     )
 
 
-async def enqueue(
-    broker: dramatiq.Broker, delivery_id: uuid.UUID, message_id: str | None = None, *, delay_ms: int | None = None
+async def enqueue_many(
+    broker: dramatiq.Broker, pairs: list[tuple[uuid.UUID, str | None]], *, delay_ms: int | None = None
 ) -> None:
-    """Send a delivery message without blocking the event loop (redis-py is synchronous).
+    """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
+
+    The broker's client is redis-py's blocking one, hence the thread: the
+    event loop never waits on Redis. (The web process's hot path uses
+    :class:`workers.enqueuer.AsyncEnqueuer` instead.)
 
     Args:
-        delay_ms: Deliver no sooner than this many milliseconds from now.
-
-    Raises:
-        redis.RedisError: if Redis is unreachable; callers record the row as
-            not enqueued so the sweeper resends it.
-    """
-    message = delivery_message(delivery_id, message_id)
-    await asyncio.to_thread(broker.enqueue, message, delay=delay_ms)
-
-
-async def enqueue_many(broker: dramatiq.Broker, pairs: list[tuple[uuid.UUID, str]]) -> None:
-    """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
+        delay_ms: Deliver no sooner than this many milliseconds from now (retries).
 
     Raises:
         redis.RedisError: at the first failure; earlier messages were sent.
+            Callers record the rest as not enqueued, or leave them to the sweeper.
     """
     messages = [delivery_message(delivery_id, message_id) for delivery_id, message_id in pairs]
 
     def send_all() -> None:
         for message in messages:
-            broker.enqueue(message)
+            broker.enqueue(message, delay=delay_ms)
 
     await asyncio.to_thread(send_all)

@@ -98,6 +98,25 @@ async def _taken(
     return ToolError("SLOT_UNAVAILABLE", f"That time is taken.{tail}")
 
 
+def _requested(
+    invocation: ToolInvocation, name: str, tz: ZoneInfo, hours: schedule.BusinessHours, duration: int
+) -> schedule.RequestedTime:
+    """The requested start from argument ``name``, date-corrected and within opening hours."""
+    requested = schedule.resolve(_arg(invocation, name, required=True) or "", tz, _now())
+    hours.check(requested.start, duration, tz)
+    return requested
+
+
+async def _refusal(
+    conn: asyncpg.Connection, org_id: uuid.UUID, result: dict[str, Any], requested: schedule.RequestedTime,
+    duration: int, hours: schedule.BusinessHours, tz: ZoneInfo,
+) -> ToolError:  # fmt: skip
+    """Why the SQL function said no: a taken slot comes with the nearest free times."""
+    if result.get("error") == "SLOT_UNAVAILABLE":
+        return await _taken(conn, org_id, requested.start, duration, hours, tz)
+    return _refused(result)
+
+
 def _refused(result: dict[str, Any]) -> ToolError:
     code = str(result.get("error", "ERROR"))
     messages = {
@@ -141,8 +160,7 @@ async def book_clinic_appointment(
     email = contacts.normalise_email(raw_email) if raw_email else None
     service = _arg(invocation, "serviceType") or "appointment"
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
-    requested = schedule.resolve(_arg(invocation, "scheduledAt", required=True) or "", tz, _now())
-    hours.check(requested.start, duration, tz)
+    requested = _requested(invocation, "scheduledAt", tz, hours, duration)
     result = await appointments.book(conn, org_id, name=name, email=email, phone=phone, service_type=service,
                                      scheduled_at=requested.start, duration_minutes=duration)  # fmt: skip
     if result.get("success"):
@@ -153,9 +171,7 @@ async def book_clinic_appointment(
             f"Booked {service}{who} on {schedule.format_day(start)} at {start:%H:%M}.{_correction_note(requested)}"
             f" Appointment id {result['appointment_id']}."
         )
-    if result.get("error") == "SLOT_UNAVAILABLE":
-        raise await _taken(conn, org_id, requested.start, duration, hours, tz)
-    raise _refused(result)
+    raise await _refusal(conn, org_id, result, requested, duration, hours, tz)
 
 
 async def check_availability(
@@ -164,10 +180,8 @@ async def check_availability(
     """Free times: ``scheduledAt`` checks one slot; ``date`` (YYYY-MM-DD) lists that day's free starts."""
     _, tz, hours = await _org(conn, org_id)
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
-    at = _arg(invocation, "scheduledAt")
-    if at:
-        requested = schedule.resolve(at, tz, _now())
-        hours.check(requested.start, duration, tz)
+    if _arg(invocation, "scheduledAt"):
+        requested = _requested(invocation, "scheduledAt", tz, hours, duration)
         result = await appointments.check(conn, org_id, requested.start, duration)
         if result.get("available"):
             return f"{schedule.format_day(requested.start)} at {requested.start:%H:%M} is free.{_correction_note(requested)}"
@@ -210,8 +224,7 @@ async def reschedule_appointment(
     if existing is None or existing["deleted_at"] is not None:
         raise ToolError("NOT_FOUND", "NOT_FOUND: there is no such appointment")
     duration = _duration(invocation) or existing["duration_minutes"]
-    requested = schedule.resolve(_arg(invocation, "newScheduledAt", required=True) or "", tz, _now())
-    hours.check(requested.start, duration, tz)
+    requested = _requested(invocation, "newScheduledAt", tz, hours, duration)
     result = await appointments.reschedule(conn, org_id, appointment_id, requested.start, duration)
     if result.get("success"):
         start = requested.start
@@ -219,9 +232,7 @@ async def reschedule_appointment(
             f"Moved to {schedule.format_day(start)} at {start:%H:%M}. "
             f"New appointment id {result['appointment_id']}.{_correction_note(requested)}"
         )
-    if result.get("error") == "SLOT_UNAVAILABLE":
-        raise await _taken(conn, org_id, requested.start, duration, hours, tz)
-    raise _refused(result)
+    raise await _refusal(conn, org_id, result, requested, duration, hours, tz)
 
 
 _OUTCOME_OF_SUCCESS = {
