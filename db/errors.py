@@ -1,4 +1,32 @@
-"""Errors raised by the db package."""
+"""Errors raised by the db package, and the one place asyncpg errors are classified.
+
+Two classes matter to callers: "PostgreSQL is unavailable" (answer 503, try
+again later; nothing is the request's fault) and "PostgreSQL refuses this
+data" (SQLSTATE class 22 data exceptions and class 54 program limits, such
+as a value jsonb cannot hold or an index entry over the btree limit; the
+request is at fault, and only that request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+#: Errors that mean "PostgreSQL is unavailable" (answer 503, retry later), not a bug.
+#: Shutdown and crash notices (57P01, 57P02) and asyncpg's internal state
+#: errors arrive while a server restarts; they are outages too.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
 
 
 class DatabaseError(Exception):
@@ -7,3 +35,30 @@ class DatabaseError(Exception):
 
 class MigrationError(DatabaseError):
     """A migration file is misnamed or failed to apply; the message names it."""
+
+
+class RowRefused(DatabaseError):
+    """PostgreSQL refused one row's data; the message is a one-line reason safe to return."""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True if ``exc`` is PostgreSQL (or asyncpg's encoder) refusing the data of a statement.
+
+    SQLSTATE class 22 (data exception: invalid JSON text, an unencodable
+    character, a numeric overflow) and class 54 (program limit exceeded: an
+    index row over the btree maximum, nesting beyond the stack depth). asyncpg
+    reports its own encoding failures as a ``DataError`` with SQLSTATE 22000.
+    """
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and state[:2] in ("22", "54")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True if ``exc`` means PostgreSQL cannot be reached or is restarting (see :data:`UNAVAILABLE_ERRORS`)."""
+    return isinstance(exc, UNAVAILABLE_ERRORS) and not is_data_error(exc)
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """The first line of a data error's message (never the DETAIL, which may quote the data)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]

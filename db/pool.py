@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 import asyncpg
 
-#: Errors that mean "PostgreSQL is unavailable" (answer 503, retry later), not a bug.
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
+from db import jsonb
+from db.errors import UNAVAILABLE_ERRORS
+
+__all__ = ["UNAVAILABLE_ERRORS", "connect", "create_pool"]
 
 #: Set on every service connection: the service role bypasses row-level
 #: security explicitly (see the policies in 0001_core.sql).
@@ -25,8 +18,8 @@ SERVICE_SERVER_SETTINGS = {"app.bypass_rls": "on", "application_name": "vapi-ing
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb travels as text; decode to Python objects both ways.
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=jsonb.encode, decoder=jsonb.decode, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=jsonb.encode, decoder=jsonb.decode, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

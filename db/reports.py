@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
@@ -49,6 +49,8 @@ class DeliveryFilter:
             value = getattr(self, name)
             if value is not None and "\x00" in value:
                 raise InvalidFilter(f"{name} must not contain NUL characters")
+            if value is not None and not _encodable(value):
+                raise InvalidFilter(f"{name} must be valid Unicode text (it has an unpaired surrogate)")
 
     def where(self, first_param: int = 1) -> tuple[str, list[Any]]:
         """``(sql, params)``: a WHERE clause over ``webhook_delivery_log d`` with ``$n`` from ``first_param``."""
@@ -78,13 +80,42 @@ class DeliveryFilter:
 
 
 _LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempts, d.max_attempts, d.received_at,
-    d.last_attempt_at, d.completed_at, d.error_message, d.job_id, d.replay_count, d.replayed_at"""
+    d.last_attempt_at, d.completed_at, d.error_message, d.job_id, d.replay_count, d.replayed_at, d.answer_by,
+    d.normalised"""
 
 
 async def count(conn: asyncpg.Connection, flt: DeliveryFilter) -> int:
     """How many deliveries match."""
     where, params = flt.where()
     return await conn.fetchval(f"SELECT count(*) FROM webhook_delivery_log d WHERE {where}", *params)
+
+
+async def replay_counts(conn: asyncpg.Connection, flt: DeliveryFilter) -> tuple[int, int]:
+    """``(replayable, refused)`` among matching deliveries.
+
+    Replayable: ``failed``/``dead_letter`` and not a synchronous tool call.
+    Refused: matching synchronous tool calls (``answer_by`` set) that did not
+    complete: their caller has gone, so running them now would act behind the
+    caller's back.
+    """
+    where, params = flt.where()
+    row = await conn.fetchrow(
+        f"SELECT count(*) FILTER (WHERE d.answer_by IS NULL AND d.status IN ('failed', 'dead_letter'))"
+        f"           AS replayable,"
+        f"       count(*) FILTER (WHERE d.answer_by IS NOT NULL AND d.status <> 'completed') AS refused"
+        f"  FROM webhook_delivery_log d WHERE {where}",
+        *params,
+    )
+    return row["replayable"], row["refused"]
+
+
+async def is_sync_tool_call(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> bool:
+    """True if the delivery is a synchronous tool call (never replayed)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT answer_by IS NOT NULL FROM webhook_delivery_log WHERE id = $1", delivery_id
+        )
+    )
 
 
 async def list_deliveries(
@@ -158,10 +189,23 @@ def parse_time(value: str, name: str) -> datetime:
     Raises:
         InvalidFilter: naming ``name``.
     """
+    if len(value) > 64 or not _encodable(value):
+        raise InvalidFilter(f"{name} must be an ISO-8601 time, got {value[:64]!r}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidFilter(f"{name} must be an ISO-8601 time, got {value!r}") from None
     if parsed.tzinfo is None:
         raise InvalidFilter(f"{name} must include a time zone (e.g. Z), got {value!r}")
-    return parsed
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidFilter(f"{name} is outside the calendar once moved to UTC, got {value!r}") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

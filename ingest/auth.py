@@ -50,7 +50,7 @@ def verify(settings: Settings, headers: Mapping[str, str], body: bytes, *, now_s
     else:
         header = "x-vapi-secret"
         value = headers.get(header, "")
-    if not _matches_any(value.strip().encode(), settings.webhook_secrets):
+    if not _matches_any(_raw(value.strip()), settings.webhook_secrets):
         raise Unauthorized(f"missing or wrong {header}")
 
 
@@ -98,11 +98,17 @@ def _verify_hmac(settings: Settings, headers: Mapping[str, str], body: bytes, no
     prefix = settings.hmac_signature_prefix
     if prefix and not signature.startswith(prefix):
         raise Unauthorized("signature prefix mismatch")
-    presented = signature[len(prefix) :].encode()
+    presented = _raw(signature[len(prefix) :])
     payload = _signed_payload(settings, timestamp, body)
     expected = [_encode(settings, _hmac_digest(settings, s, payload)).encode() for s in settings.webhook_secrets]
     if not _matches_any(presented, tuple(expected)):
         raise Unauthorized("signature mismatch")
+
+
+def _raw(header_value: str) -> bytes:
+    """A header value's bytes as sent: aiohttp decodes them as UTF-8 with ``surrogateescape``, so any
+    bytes (not valid UTF-8 included) come back unchanged and simply fail to match."""
+    return header_value.encode("utf-8", "surrogateescape")
 
 
 def _timestamp_seconds(raw: str) -> float | None:

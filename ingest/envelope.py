@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from db.jsonb import loads_lossless
+from ingest import sanitize
 
 #: Types in Vapi's ServerMessage union and serverMessages enum (FINDINGS.md §1).
 #: Anything else is stored and marked completed as unhandled.
@@ -46,11 +49,16 @@ class ToolInvocation:
         name: The tool (function) name.
         arguments: Parsed arguments; a JSON-string argument is decoded, and
             anything that is not an object becomes ``{}``.
+        item: The list entry (or legacy ``functionCall`` object) as sent.
+        is_async: The tool is defined ``async: true`` in Vapi (its
+            ``toolWithToolCallList`` entry says so): nobody waits for the reply.
     """
 
     tool_call_id: str | None
     name: str
     arguments: dict[str, Any]
+    item: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    is_async: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +72,15 @@ class Envelope:
         timestamp: ``message.timestamp`` normalised to an aware UTC datetime,
             from an ISO-8601 string or epoch milliseconds; ``None`` if absent
             or unparseable.
+        normalised: Kinds of text replaced to make the message storable
+            (``invalid_utf8``, ``nul``, ``unpaired_surrogate``), sorted; empty if none.
     """
 
     message: dict[str, Any]
     type: str
     timestamp: datetime | None
     body_sha256: str
+    normalised: tuple[str, ...] = ()
 
     @property
     def call(self) -> dict[str, Any]:
@@ -108,21 +119,69 @@ class Envelope:
             fc = self.message.get("functionCall")
             if not isinstance(fc, dict) or not _str(fc.get("name")):
                 return []
-            return [ToolInvocation(_str(fc.get("id")), str(fc["name"]), _arguments(fc.get("parameters")))]
+            return [ToolInvocation(_str(fc.get("id")), str(fc["name"]), _arguments(fc.get("parameters")), fc)]
         items = self.message.get("toolCallList")
         if not isinstance(items, list):
             return []
+        async_ids = self._async_tool_call_ids()
         out: list[ToolInvocation] = []
         for item in items:
             if not isinstance(item, dict) or not _str(item.get("id")):
                 continue
+            call_id = str(item["id"])
             fn = item.get("function")
             if isinstance(fn, dict) and _str(fn.get("name")):
-                out.append(ToolInvocation(str(item["id"]), str(fn["name"]), _arguments(fn.get("arguments"))))
+                name, args = str(fn["name"]), fn.get("arguments")
             elif _str(item.get("name")):
-                args = item.get("parameters", item.get("arguments"))
-                out.append(ToolInvocation(str(item["id"]), str(item["name"]), _arguments(args)))
+                name, args = str(item["name"]), item.get("parameters", item.get("arguments"))
+            else:
+                continue
+            out.append(ToolInvocation(call_id, name, _arguments(args), item, call_id in async_ids))
         return out
+
+    def _async_tool_call_ids(self) -> frozenset[str]:
+        """Ids of tool calls whose tool is ``async: true`` (``toolWithToolCallList[i]``; FINDINGS.md §1)."""
+        tools = self.message.get("toolWithToolCallList")
+        if not isinstance(tools, list):
+            return frozenset()
+        ids = set()
+        for tool in tools:
+            if isinstance(tool, dict) and tool.get("async") is True:
+                call = tool.get("toolCall")
+                if isinstance(call, dict) and _str(call.get("id")):
+                    ids.add(str(call["id"]))
+        return frozenset(ids)
+
+    def tool_call_message(self, invocation: ToolInvocation) -> dict[str, Any]:
+        """What one tool call's delivery stores: its own entry and who is calling, not the whole message.
+
+        A message's other parts (the conversation so far, n tool calls) are
+        stored once, in the message's own row, so storage stays linear in the
+        message. Keeps the shape of a Vapi message (``toolCallList`` of one,
+        or ``functionCall``), so :meth:`tool_invocations` reads it back.
+        """
+        call = self.call
+        slim_call: dict[str, Any] = {k: call[k] for k in ("id", "assistantId", "phoneNumberId") if _str(call.get(k))}
+        for customer in (call.get("customer"), self.message.get("customer")):
+            if isinstance(customer, dict):
+                slim = {k: customer[k] for k in ("number", "name") if _short(customer.get(k))}
+                if slim:
+                    slim_call["customer"] = slim
+                    break
+        slim: dict[str, Any] = {"type": self.type, "call": slim_call}
+        if "timestamp" in self.message:
+            slim["timestamp"] = self.message["timestamp"]
+        if self.type == "function-call":
+            slim["functionCall"] = invocation.item
+        else:
+            slim["toolCallList"] = [invocation.item]
+        return slim
+
+    def message_key(self) -> str:
+        """Idempotency key of a tool-call message's own row: its tool-call ids, hashed (bounded length)."""
+        ids = sorted(i.tool_call_id or "" for i in self.tool_invocations())
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest() if any(ids) else self.body_sha256
+        return f"{self.type}:message:{digest}"
 
     def event_id(self) -> str:
         """The idempotency key for messages other than tool calls (FINDINGS.md §4).
@@ -157,28 +216,46 @@ class Envelope:
         return f"campaign:{campaign}" if campaign else None
 
 
-def parse(body: bytes) -> Envelope:
-    """Parse a request body into an :class:`Envelope`.
+#: Longest id accepted where an id becomes part of an idempotency key (README, answer table).
+MAX_ID_CHARS = 256
 
-    NUL characters in strings become U+FFFD (PostgreSQL cannot store them).
+
+def parse(body: bytes) -> Envelope:
+    """Parse a request body into an :class:`Envelope`, made storable (:mod:`ingest.sanitize`).
+
+    Invalid UTF-8 bytes, NUL characters and unpaired surrogates become
+    U+FFFD (recorded in :attr:`Envelope.normalised`); numbers beyond double
+    range keep their text (:func:`db.jsonb.loads_lossless`); credential values are
+    redacted.
 
     Raises:
-        InvalidEnvelope: if the body is not JSON (NaN and Infinity are not), not an object, has no
-            ``message`` object, or no string ``message.type`` (a missing type
-            is accepted only with a ``toolCallList``, as the OAS allows).
+        InvalidEnvelope: if the body is not JSON (NaN and Infinity are not), is
+            nested too deeply to parse, is not an object, has no ``message``
+            object, no string ``message.type`` (a missing type is accepted only
+            with a ``toolCallList``, as the OAS allows), or an id used in an
+            idempotency key longer than :data:`MAX_ID_CHARS` characters.
     """
+    normalised: set[str] = set()
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", "replace")
+        normalised.add("invalid_utf8")
+    try:
+        data = loads_lossless(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidEnvelope("body is nested too deeply") from None
+    except ValueError:
         raise InvalidEnvelope("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidEnvelope("body is not a JSON object")
     message = data.get("message")
     if not isinstance(message, dict):
         raise InvalidEnvelope("body has no 'message' object")
-    if b"\\u0000" in body:
-        # PostgreSQL cannot store NUL in text or jsonb; keep the message, mark the spot.
-        message = _without_nul(message)
+    fix_text = sanitize.may_hold_unstorable_text(text)
+    redact = sanitize.may_hold_credentials(text.lower())
+    if fix_text or redact:
+        normalised |= sanitize.scrub(message, fix_text=fix_text, redact=redact)
     mtype = message.get("type")
     if mtype is None and isinstance(message.get("toolCallList"), list):
         mtype = "tool-calls"
@@ -186,12 +263,36 @@ def parse(body: bytes) -> Envelope:
         raise InvalidEnvelope("message.type is missing or not a string")
     if len(mtype) > 200:
         raise InvalidEnvelope("message.type is longer than 200 characters")
-    return Envelope(
+    envelope = Envelope(
         message=message,
         type=mtype,
         timestamp=parse_timestamp(message.get("timestamp")),
         body_sha256=hashlib.sha256(body).hexdigest(),
+        normalised=tuple(sorted(normalised)),
     )
+    _check_key_parts(envelope)
+    return envelope
+
+
+def _check_key_parts(envelope: Envelope) -> None:
+    """Ids that become idempotency keys are bounded, so a key always fits a btree index entry."""
+    message = envelope.message
+    parts: list[tuple[str, Any]] = [
+        ("message.call.id", envelope.call.get("id")),
+        ("message.call.assistantId", envelope.call.get("assistantId")),
+        ("message.call.phoneNumberId", envelope.call.get("phoneNumberId")),
+        ("message.status", message.get("status") if envelope.type == "status-update" else None),
+        ("message.campaignId", message.get("campaignId")),
+    ]
+    for key in ("assistant", "phoneNumber", "chat", "session"):
+        obj = message.get(key)
+        if isinstance(obj, dict):
+            parts.append((f"message.{key}.id", obj.get("id")))
+    for invocation in envelope.tool_invocations():
+        parts += [("tool call id", invocation.tool_call_id), ("tool name", invocation.name)]
+    for name, value in parts:
+        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+            raise InvalidEnvelope(f"{name} is longer than {MAX_ID_CHARS} characters")
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -199,7 +300,8 @@ def parse_timestamp(value: Any) -> datetime | None:
 
     Returns:
         An aware UTC datetime, or ``None`` for anything else (including
-        numbers outside years 1970-9999).
+        numbers outside years 1970-9999, strings of any length that are not
+        such a time, and times that leave the calendar when moved to UTC).
     """
     if isinstance(value, bool):
         return None
@@ -207,17 +309,17 @@ def parse_timestamp(value: Any) -> datetime | None:
         if not 0 <= value < 253402300800000:
             return None
         return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and 0 < len(value) <= 64:
         text = value.strip()
-        if text.isdigit():
-            return parse_timestamp(int(text))
         try:
+            if text.isascii() and text.isdigit():
+                return parse_timestamp(int(text))
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            return parsed.astimezone(timezone.utc)
+        except (ValueError, OverflowError):
             return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
     return None
 
 
@@ -226,19 +328,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _without_nul(value: Any) -> Any:
-    """``value`` with every NUL character in strings and keys replaced by U+FFFD."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    return value
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
 
 
 def _arguments(value: Any) -> dict[str, Any]:

@@ -10,23 +10,15 @@ from typing import Any, TextIO
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
-#: Keys whose values never reach a log line, wherever they appear
-#: (payload fields such as Twilio tokens and tool ``server.secret``; FINDINGS.md §2).
-SECRET_KEYS = frozenset(
-    {
-        "secret", "token", "authorization", "password", "x-vapi-secret", "twilioauthtoken",
-        "twilioapikey", "twilioapisecret", "secretkey", "apikey", "api_key", "webhook_secrets",
-    }
-)  # fmt: skip
-
+from ingest import sanitize
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with every secret-named key's value replaced by ``"[redacted]"``."""
-    if isinstance(value, dict):
-        return {k: "[redacted]" if str(k).lower() in SECRET_KEYS else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+    """A copy of ``value`` with credential values replaced by ``"[redacted]"`` (:mod:`ingest.sanitize`'s rule).
+
+    Stored payloads are redacted before they are stored; this is the second
+    line, for log events and anything displayed.
+    """
+    return sanitize.redact(value)
 
 
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

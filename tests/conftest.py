@@ -177,6 +177,16 @@ async def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 15.0, i
         await asyncio.sleep(interval_s)
 
 
+async def received(client: Any, type_label: str, outcome: str) -> float:
+    """The counter's value now (metrics are process-wide, so tests compare before and after)."""
+    text = await (await client.get("/metrics")).text()
+    line = f'vapi_webhooks_received_total{{outcome="{outcome}",type="{type_label}"}} '
+    for row in text.splitlines():
+        if row.startswith(line):
+            return float(row[len(line):])
+    return 0.0
+
+
 def corpus_files() -> list[Path]:
     """The shared payload corpus; skips (with the reason) when ``../shared`` is absent."""
     if not CORPUS_DIR.is_dir():
@@ -192,4 +202,4 @@ def status_update(call_id: str, status: str, **extra: Any) -> dict[str, Any]:
 
 
 # Fixtures that run the real processes (tests/procs.py), available to every test module.
-from tests.procs import env, fast_retries, org_for_env, services  # noqa: E402,F401
+from tests.procs import env, fast_retries, org_for_env, private_postgres, services  # noqa: E402,F401

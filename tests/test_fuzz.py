@@ -125,6 +125,126 @@ def test_signed_deeply_nested_and_huge_numbers_never_5xx(web):
         assert _post(env, body, headers) < 500
 
 
+#: Any text, unpaired surrogates included (what JavaScript sends when a string is cut mid-emoji).
+any_text = st.lists(st.integers(0, 0x10FFFF), max_size=40).map(lambda cps: "".join(map(chr, cps)))
+#: Ids of every size around the 256-character bound, in any script, or not strings at all.
+hostile_ids = any_text | st.text(min_size=250, max_size=300) | st.just("x" * 5000) | json_values
+#: Timestamps in every form: epoch ms of any size, floats, digit strings of any length, calendar edges, junk.
+hostile_timestamps = (
+    st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 10**400).map(str)
+    | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 6000, "²³", "1e400",
+                       "2024-02-30T00:00:00Z", "-1", " ", "T"]) | any_text
+)  # fmt: skip
+hostile_messages = st.fixed_dictionaries(
+    {"type": st.sampled_from(["status-update", "end-of-call-report", "hang", "tool-calls", "function-call"])
+             | any_text},
+    optional={
+        "status": hostile_ids, "timestamp": hostile_timestamps, "campaignId": hostile_ids,
+        "call": st.fixed_dictionaries({}, optional={"id": hostile_ids, "assistantId": hostile_ids,
+                                                    "phoneNumberId": hostile_ids, "customer": json_values}),
+        "chat": st.fixed_dictionaries({}, optional={"id": hostile_ids}),
+        "toolCallList": st.lists(st.fixed_dictionaries({"id": hostile_ids}, optional={
+            "function": st.fixed_dictionaries({"name": hostile_ids}, optional={"arguments": any_text | json_values})}),
+            max_size=40),
+        "transcript": any_text, "cost": st.sampled_from(["1e400", "-1e400", "1e-400", "9" * 5000]),
+        "nested": st.integers(1, 3000),
+    },
+)  # fmt: skip
+
+
+def _hostile_body(message: dict) -> bytes:
+    """JSON text of ``message``; ``cost`` becomes a bare number, ``nested`` that many levels of arrays."""
+    message = dict(message)
+    cost, depth = message.pop("cost", None), message.pop("nested", None)
+    text = json.dumps({"message": message})[:-2]
+    if cost is not None:
+        text += f', "cost": {cost}'
+    if depth is not None:
+        text += ', "deep": ' + "[" * depth + "]" * depth
+    return (text + "}}").encode()
+
+
+def test_signed_hostile_envelopes_never_5xx(web):
+    """Every envelope field in hostile forms (surrogates, ids at and past the bound, timestamps at the calendar's
+    edges and of any length, numbers beyond double range, deep nesting, 40 tool calls): 2xx or 4xx, never 5xx."""
+    env, _ = web
+
+    @FUZZ
+    @given(message=hostile_messages)
+    def check(message: dict) -> None:
+        body = _hostile_body(message)
+        headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+        status = _post(env, body, headers)
+        assert status < 500, (status, body[:300])
+
+    check()
+
+
+def test_credential_headers_of_any_bytes_never_5xx(web):
+    """Credential headers carrying any bytes (not UTF-8 included), on a signed body: 401, never 5xx, nothing stored."""
+    env, _ = web
+    body = json.dumps({"message": {"type": "hang", "timestamp": 1, "call": {"id": "c-hdr"}}}).encode()
+
+    @FUZZ
+    @given(values=st.dictionaries(st.sampled_from(["x-signature", "x-timestamp", "x-vapi-secret", "authorization"]),
+                                  st.binary(min_size=1, max_size=60).filter(lambda b: not set(b) & {0, 10, 13}),
+                                  min_size=1))  # fmt: skip
+    def check(values: dict[str, bytes]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
+        try:
+            conn.putrequest("POST", "/webhooks/vapi")
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(body)))
+            for name, value in values.items():
+                conn.putheader(name, value)
+            conn.endheaders(body)
+            status = conn.getresponse().status
+        finally:
+            conn.close()
+        assert 400 <= status < 500, status
+
+    check()
+    assert 0 == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE '%c-hdr%'")
+
+
+def test_admin_api_hostile_parameters_and_bodies_never_5xx(web):
+    """Admin API query parameters of any text (surrogates percent-encoded) and replay bodies of any shape, with
+    extreme dates and deep nesting: 2xx or 4xx with a reason, never 5xx."""
+    from urllib.parse import quote
+
+    env, _ = web
+    auth_header = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+    dates = st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 100, "2024-01-01"]) | any_text
+
+    @FUZZ
+    @given(path=st.sampled_from(["dead-letter-queue?page=", "recent-failures?limit=", "delivery-stats?range=",
+                                 "processing-time?range=", "dead-letter-queue?per_page="]),
+           value=any_text | st.integers().map(str),
+           body=st.fixed_dictionaries({}, optional={"status": json_values | st.sampled_from(["failed", "dead_letter"]),
+                                                    "ids": json_values, "since": dates, "until": dates,
+                                                    "error": any_text, "type": any_text, "org_id": json_values}),
+           depth=st.integers(0, 5000))  # fmt: skip
+    def check(path: str, value: str, body: dict, depth: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
+        try:
+            conn.request("GET", f"/api/webhook-metrics/{path}" + quote(value.encode("utf-8", "surrogatepass")),
+                         headers=auth_header)  # fmt: skip
+            got = conn.getresponse()
+            got.read()
+            assert got.status < 500, (path, value)
+            raw = json.dumps({**body, "dry_run": True}).encode()
+            if depth:
+                raw = raw[:-1] + b', "deep": ' + b"[" * depth + b"]" * depth + b"}"
+            conn.request("POST", "/api/webhook-metrics/replay", body=raw, headers=auth_header)
+            got = conn.getresponse()
+            got.read()
+            assert got.status < 500, raw[:300]
+        finally:
+            conn.close()
+
+    check()
+
+
 def test_a_replayed_signed_request_is_only_ever_a_duplicate(web):
     """The exact same signed request sent again (a replay attack within the tolerance) stores nothing new."""
     env, _ = web
