@@ -16,7 +16,10 @@ from typing import Any
 import asyncpg
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER = "pending", "processing", "completed", "failed", "dead_letter"
-STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER)
+#: A synchronous tool call whose caller was not served (web process died, PostgreSQL failed,
+#: the deadline passed, or the tool raised): terminal, never retried or replayed; call back.
+MISSED = "missed"
+STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER, MISSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class StoredDelivery:
 class NewDelivery:
     """A delivery to store once per ``(org_id, event_id)``.
 
+    ``answer_by`` marks a synchronous tool call: run only by the request that
+    received it, before that time, and ``missed`` after it (never by a worker).
+    ``normalised`` lists the kinds of text replaced to make it storable.
+
     ``job_id`` is the Dramatiq message id the caller will send; with one,
     ``enqueued_at`` is set optimistically, so the happy path costs one
     statement, and :func:`mark_not_enqueued` undoes it when the enqueue fails
@@ -68,6 +75,8 @@ class NewDelivery:
     job_id: str | None
     status: str = PENDING
     result: Any = None
+    answer_by: datetime | None = None
+    normalised: str | None = None
 
 
 async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
@@ -80,17 +89,19 @@ async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDel
     stored = await conn.fetch(
         """
         INSERT INTO webhook_delivery_log
-            (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at)
+            (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at,
+             answer_by, normalised)
         SELECT o, t, e, p, m, j, s, r, CASE WHEN j IS NOT NULL THEN now() END,
-               CASE WHEN s = 'completed' THEN now() END
-          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
-               AS u(o, t, e, p, m, j, s, r)
+               CASE WHEN s = 'completed' THEN now() END, a, n
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[],
+                      $9::timestamptz[], $10::text[])
+               AS u(o, t, e, p, m, j, s, r, a, n)
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, org_id, event_id
         """,
         [r.org_id for r in rows], [r.event_type for r in rows], [r.event_id for r in rows],
         [r.payload for r in rows], [r.max_attempts for r in rows], [r.job_id for r in rows],
-        [r.status for r in rows], [r.result for r in rows],
+        [r.status for r in rows], [r.result for r in rows], [r.answer_by for r in rows], [r.normalised for r in rows],
     )  # fmt: skip
     new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
     # The first row with a key gets its id; a later copy in the same call is a duplicate.
@@ -116,6 +127,12 @@ async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
 
 
+async def find_by_id(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID) -> StoredDelivery | None:
+    """The status and result of one delivery, if it exists."""
+    row = await conn.fetchrow("SELECT id, status, result FROM webhook_delivery_log WHERE id = $1", delivery_id)
+    return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
+
+
 async def mark_not_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> None:
     """Record that no message for these deliveries reached Redis (the sweeper will send one)."""
     await conn.execute(
@@ -128,9 +145,12 @@ async def mark_not_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_id
 async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
     """Move a due ``pending`` or ``failed`` delivery to ``processing`` under a lease.
 
+    Never claims a synchronous tool call (``answer_by`` set): see :func:`claim_sync`.
+
     Returns:
         The claim, or ``None`` if the delivery is finished, held by another
-        live claim, or waiting out its backoff (a duplicate or early message).
+        live claim, waiting out its backoff (a duplicate or early message), or
+        a synchronous tool call.
     """
     row = await conn.fetchrow(
         """
@@ -139,6 +159,7 @@ async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID,
                lease_expires_at = now() + make_interval(secs => $2)
          WHERE id = $1
            AND status IN ('pending', 'failed')
+           AND answer_by IS NULL  -- a synchronous tool call runs only in its own request
            -- a message may arrive a little early; the sweeper resends later ones
            AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
         RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
@@ -239,6 +260,7 @@ async def sweep(
     * ``failed`` rows whose backoff ended more than ``enqueue_grace_s`` ago
       and whose message was not resent since.
 
+    Synchronous tool calls are never taken (:func:`expire_sync`).
     Must run inside a transaction; the caller enqueues after commit.
 
     Returns:
@@ -248,14 +270,15 @@ async def sweep(
         """
         WITH due AS (
             SELECT id, status FROM webhook_delivery_log
-             WHERE (status = 'pending'
-                    AND ((enqueued_at IS NULL AND received_at < now() - make_interval(secs => $1))
-                         OR enqueued_at < now() - make_interval(secs => $2)))
-                OR (status = 'processing' AND lease_expires_at < now())
-                OR (status = 'failed'
-                    AND next_attempt_at < now() - make_interval(secs => $1)
-                    AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at
-                         OR enqueued_at < now() - make_interval(secs => $2)))
+             WHERE answer_by IS NULL
+               AND ((status = 'pending'
+                     AND ((enqueued_at IS NULL AND received_at < now() - make_interval(secs => $1))
+                          OR enqueued_at < now() - make_interval(secs => $2)))
+                 OR (status = 'processing' AND lease_expires_at < now())
+                 OR (status = 'failed'
+                     AND next_attempt_at < now() - make_interval(secs => $1)
+                     AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at
+                          OR enqueued_at < now() - make_interval(secs => $2))))
              ORDER BY received_at
              LIMIT $3
              FOR UPDATE SKIP LOCKED
@@ -305,7 +328,8 @@ async def replay_batch(
     ``attempts`` itself only grows, as it is the claims' fencing token), one
     more ``replay_count``, ``replayed_at`` and a new Dramatiq message id.
     ``FOR UPDATE SKIP LOCKED`` and the status condition make two concurrent
-    replays of one filter replay each delivery once. ``enqueued_at`` stays
+    replays of one filter replay each delivery once. Synchronous tool calls
+    are never replayed (their caller has gone). ``enqueued_at`` stays
     NULL until :func:`mark_enqueued`, so an interrupted replay is finished by
     the sweeper.
 
@@ -321,7 +345,7 @@ async def replay_batch(
         f"""
         WITH picked AS (
             SELECT d.id FROM webhook_delivery_log d
-             WHERE ({where}) AND d.status IN ('failed', 'dead_letter')
+             WHERE ({where}) AND d.status IN ('failed', 'dead_letter') AND d.answer_by IS NULL
              ORDER BY d.received_at, d.id
              LIMIT ${n + 2}
                FOR UPDATE SKIP LOCKED
@@ -345,4 +369,104 @@ async def mark_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: l
     await conn.execute(
         "UPDATE webhook_delivery_log SET enqueued_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
         delivery_ids,
+    )
+
+
+async def claim_sync(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Claim | None:
+    """Claim a ``pending`` synchronous tool call for its own request, while its caller still waits.
+
+    The lease is ``answer_by``: past it, :func:`expire_sync` marks the row
+    ``missed`` if the request never finished it (its web process died).
+
+    Returns:
+        The claim, or ``None`` if it is claimed already, finished, or past ``answer_by``.
+    """
+    row = await conn.fetchrow(
+        """
+        UPDATE webhook_delivery_log
+           SET status = 'processing', attempts = attempts + 1, last_attempt_at = now(),
+               lease_expires_at = answer_by
+         WHERE id = $1 AND status = 'pending' AND answer_by > clock_timestamp()
+        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
+                  extract(epoch FROM clock_timestamp() - received_at)::float8 AS wait_s
+        """,
+        delivery_id,
+    )
+    if row is None:
+        return None
+    return Claim(id=row["id"], org_id=row["org_id"], event_type=row["event_type"], event_id=row["event_id"],
+                 payload=row["payload"], attempt=row["attempts"], max_attempts=row["max_attempts"],
+                 wait_s=row["wait_s"], replay_count=row["replay_count"])  # fmt: skip
+
+
+async def complete_sync(conn: asyncpg.Connection, claim: Claim, result: Any) -> bool:
+    """Mark a synchronous tool call completed, only if its caller is still waiting.
+
+    Checked against ``clock_timestamp()``, so a tool that ran past ``answer_by``
+    cannot commit: the caller is told it failed, and its effects roll back.
+
+    Returns:
+        False if the claim was lost or the deadline passed; the caller must roll back.
+    """
+    status = await conn.execute(
+        """
+        UPDATE webhook_delivery_log
+           SET status = 'completed', completed_at = now(), result = $3, error_message = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND status = 'processing' AND attempts = $2 AND answer_by > clock_timestamp()
+        """,
+        claim.id,
+        claim.attempt,
+        result,
+    )
+    return status == "UPDATE 1"
+
+
+async def mark_missed(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID, error: str) -> bool:
+    """End an unfinished synchronous tool call as ``missed`` (its caller was not served).
+
+    Returns:
+        False if it had finished already (e.g. completed just before the deadline).
+    """
+    status = await conn.execute(
+        """
+        UPDATE webhook_delivery_log
+           SET status = 'missed', error_message = $2, lease_expires_at = NULL,
+               errors = errors || jsonb_build_object('attempt', attempts, 'at', now(), 'error', $2::text)
+         WHERE id = $1 AND status IN ('pending', 'processing') AND answer_by IS NOT NULL
+        """,
+        delivery_id,
+        error[:4000],
+    )
+    return status == "UPDATE 1"
+
+
+async def expire_sync(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> int:
+    """Mark synchronous tool calls whose caller stopped waiting, unfinished, as ``missed``.
+
+    These are calls whose request never finished them: the web process died,
+    or PostgreSQL failed mid-call. Nothing ever runs them afterwards.
+
+    Returns:
+        How many rows were marked.
+    """
+    return await conn.fetchval(
+        """
+        WITH expired AS (
+            SELECT id FROM webhook_delivery_log
+             WHERE answer_by IS NOT NULL AND status IN ('pending', 'processing') AND answer_by < now()
+             ORDER BY answer_by
+             LIMIT $1
+               FOR UPDATE SKIP LOCKED
+        ), marked AS (
+            UPDATE webhook_delivery_log d
+               SET status = 'missed', lease_expires_at = NULL,
+                   error_message = 'the caller stopped waiting before this tool call finished',
+                   errors = d.errors || jsonb_build_object('attempt', d.attempts, 'at', now(),
+                            'error', 'the caller stopped waiting before this tool call finished')
+              FROM expired WHERE d.id = expired.id
+            RETURNING 1
+        )
+        SELECT count(*)::integer FROM marked
+        """,
+        limit,
     )

@@ -32,7 +32,7 @@ from db.tenancy import tenant_scope
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
 from ingest.openapi import OPENAPI
 from workers.broker import QUEUE_NAME
-from workers.replay import replay
+from workers.replay import REFUSED_TOOL_CALLS, replay
 
 RANGE_PATTERN = re.compile(r"^(\d{1,4})([mhd])$")
 RANGE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -145,10 +145,12 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
 
 
 def _uuid(raw: Any, name: str) -> uuid.UUID:
+    if not isinstance(raw, str):
+        raise ApiError(400, f"{name} must be a UUID string")
     try:
-        return uuid.UUID(str(raw))
+        return uuid.UUID(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be a UUID, got {raw!r}") from None
+        raise ApiError(400, f"{name} must be a UUID, got {raw[:64]!r}") from None
 
 
 @endpoint
@@ -224,15 +226,21 @@ async def processing_time(request: web.Request, caller: Caller) -> web.Response:
         return _json({"since": since, "types": await reports.processing_time(conn, since)})
 
 
-async def _replay(request: web.Request, caller: Caller, flt: DeliveryFilter, dry_run: bool) -> dict[str, int]:
-    replayable = dataclasses.replace(flt, statuses=flt.statuses or (deliveries.FAILED, deliveries.DEAD_LETTER))
+async def _replay(request: web.Request, caller: Caller, flt: DeliveryFilter, dry_run: bool) -> dict[str, Any]:
+    default = () if flt.ids else (deliveries.FAILED, deliveries.DEAD_LETTER)
+    replayable = dataclasses.replace(flt, statuses=flt.statuses or default)
     async with _session(request, caller) as conn:
-        matched = await reports.count(conn, replayable)
+        matched, refused = await reports.replay_counts(conn, replayable)
+    body: dict[str, Any] = {"matched": matched, "replayed": 0}
+    if refused:
+        body["refused_tool_calls"] = refused
+        body["refused_reason"] = REFUSED_TOOL_CALLS
     if dry_run or matched == 0:
-        return {"matched": matched, "replayed": 0}
-    replayed = await replay(request.app[DB_POOL], request.app[BROKER], replayable,
-                            budget=request.app[SETTINGS].retry_max_attempts, org_scope=caller.org_id)  # fmt: skip
-    return {"matched": matched, "replayed": replayed}
+        return body
+    body["replayed"] = await replay(request.app[DB_POOL], request.app[BROKER], replayable,
+                                    budget=request.app[SETTINGS].retry_max_attempts,
+                                    org_scope=caller.org_id)  # fmt: skip
+    return body
 
 
 @endpoint
@@ -243,6 +251,8 @@ async def retry_failed(request: web.Request, caller: Caller) -> web.Response:
         row = await reports.get_delivery(conn, delivery_id)
     if row is None:
         raise ApiError(404, "no such delivery")
+    if row["answer_by"] is not None:
+        raise ApiError(409, REFUSED_TOOL_CALLS)
     if row["status"] not in (deliveries.FAILED, deliveries.DEAD_LETTER):
         raise ApiError(409, f"delivery is {row['status']}; only failed and dead_letter deliveries are replayed")
     return _json(await _replay(request, caller, DeliveryFilter(ids=(delivery_id,)), False))
@@ -253,8 +263,8 @@ async def replay_deliveries(request: web.Request, caller: Caller) -> web.Respons
     """Replay by filter (the CLI's): ``status``, ``org_id``, ``type``, ``since``, ``until``, ``error``, ``ids``, ``dry_run``."""
     try:
         body = await request.json()
-    except ValueError:
-        raise ApiError(400, "body must be a JSON object") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "body must be a JSON object (nested at most as deep as the parser allows)") from None
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object")
     unknown = set(body) - {"status", "org_id", "type", "since", "until", "error", "ids", "dry_run"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from db.deliveries import STATUSES
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -71,7 +73,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {
                 "200": _ok(_ref("ReplayResult")),
                 "404": _ok(_ref("Error"), "No such delivery (or another org's)"),
-                "409": _ok(_ref("Error"), "The delivery is not failed or dead_letter"),
+                "409": _ok(_ref("Error"), "The delivery is not failed or dead_letter, or is a synchronous tool call"),
                 **_ERRORS,
             },
         }},
@@ -93,7 +95,7 @@ OPENAPI: dict[str, Any] = {
                     "org_id": {"type": "string", "format": "uuid"},
                     "event_type": {"type": "string"},
                     "event_id": {"type": "string"},
-                    "status": {"type": "string", "enum": ["pending", "processing", "completed", "failed", "dead_letter"]},
+                    "status": {"type": "string", "enum": list(STATUSES)},
                     "attempts": {"type": "integer"},
                     "max_attempts": {"type": "integer"},
                     "received_at": {"type": "string", "format": "date-time"},
@@ -158,7 +160,9 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "ReplayResult": {"type": "object", "required": ["matched", "replayed"],
-                             "properties": {"matched": {"type": "integer"}, "replayed": {"type": "integer"}}},
+                             "properties": {"matched": {"type": "integer"}, "replayed": {"type": "integer"},
+                                            "refused_tool_calls": {"type": "integer"},
+                                            "refused_reason": {"type": "string"}}},
         },
     },
 }  # fmt: skip

@@ -1,7 +1,10 @@
 """``POST /webhooks/vapi``: authenticate, parse, route, store once, enqueue, answer.
 
 Nothing is acknowledged with a 2xx before it is committed to PostgreSQL; if
-PostgreSQL is unreachable the answer is 503 and nothing is stored. Redis
+PostgreSQL is unreachable the answer is 503 and nothing is stored. A
+request's answer depends only on its own message: a message PostgreSQL
+refuses gets 400 alone (:mod:`ingest.group_commit`). A synchronous tool call
+runs only while its caller waits (:mod:`workers.inline`). Redis
 is not on that path: the enqueue happens after the answer, and a failed one
 leaves the row for the sweeper.
 """
@@ -12,26 +15,25 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
 import redis
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from db import deliveries, orgs, quarantine
 from db.deliveries import NewDelivery
-from db.pool import UNAVAILABLE_ERRORS
+from db.errors import UNAVAILABLE_ERRORS, RowRefused, is_data_error, refusal_reason
 from ingest import auth, envelope, metrics
-from ingest.appkeys import DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, TASKS, WRITER
+from ingest.appkeys import DB_POOL, ENQUEUER, ROUTER, SETTINGS, TASKS, WRITER
 from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope, ToolInvocation
 from workers.handlers.tools import reply_entry, tool_event_id
-from workers.processing import COMPLETED, process_delivery
+from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call
 
 log = structlog.get_logger("ingest.receiver")
-
-#: How long a duplicate tool call waits for the first copy's result, in seconds.
-DUPLICATE_WAIT_S = 10.0
 
 
 @dataclass
@@ -39,12 +41,14 @@ class _Answer:
     status: int
     outcome: str
     body: dict[str, Any]
+    #: Close the connection after answering (a stalled or abandoned body).
+    close: bool = False
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, outcome: str, reason: str) -> None:
+    def __init__(self, status: int, outcome: str, reason: str, *, close: bool = False) -> None:
         super().__init__(reason)
-        self.answer = _Answer(status, outcome, {"error": reason})
+        self.answer = _Answer(status, outcome, {"error": reason}, close)
 
 
 async def receive_vapi(request: web.Request) -> web.Response:
@@ -55,9 +59,15 @@ async def receive_vapi(request: web.Request) -> web.Response:
     try:
         env = await _authenticated_envelope(request)
         mtype = env.type
+        if env.normalised:
+            context["normalised"] = ",".join(env.normalised)
         answer = await _store_and_answer(request, env, context)
     except _Reject as rej:
         answer = rej.answer
+        context["reason"] = rej.answer.body["error"]
+    except RowRefused as exc:
+        answer = _Answer(400, "unstorable", {"error": f"message cannot be stored: {exc}"})
+        context["reason"] = str(exc)
     except UNAVAILABLE_ERRORS as exc:
         answer = _Answer(503, "unavailable", {"error": "database unavailable, retry later"})
         context["error"] = type(exc).__name__
@@ -73,17 +83,33 @@ async def receive_vapi(request: web.Request) -> web.Response:
         duration_ms=round(duration_s * 1000, 2),
         **context,
     )
-    return web.json_response(answer.body, status=answer.status)
+    response = web.json_response(answer.body, status=answer.status)
+    if answer.close:
+        # Send the answer, then close at once: aiohttp would otherwise linger up to 10 s reading a body
+        # that is not coming.
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()
+    return response
 
 
 async def _authenticated_envelope(request: web.Request) -> Envelope:
     settings = request.app[SETTINGS]
+    too_large = f"body larger than {settings.max_body_bytes} bytes"
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        raise _Reject(413, "too_large", f"body larger than {settings.max_body_bytes} bytes")
+        raise _Reject(413, "too_large", too_large, close=True)
     try:
-        body = await request.read()
+        async with asyncio.timeout(settings.body_timeout_s):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise _Reject(413, "too_large", f"body larger than {settings.max_body_bytes} bytes") from None
+        raise _Reject(413, "too_large", too_large, close=True) from None
+    except TimeoutError:
+        raise _Reject(408, "body_timeout", f"body not received within {settings.body_timeout_s:g} s",
+                      close=True) from None  # fmt: skip
+    except (ConnectionError, HttpProcessingError):
+        # The client went away mid-body: nobody hears this answer, and it is not an outage.
+        raise _Reject(400, "client_closed", "the client closed the connection mid-body", close=True) from None
     try:
         auth.verify(settings, request.headers, body)
     except auth.Unauthorized as exc:
@@ -101,11 +127,14 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
     pool = request.app[DB_POOL]
     if env.type in settings.ignored_types:
         return _Answer(200, "ignored", {})
+    invocations = env.tool_invocations() if env.type in TOOL_TYPES else []
+    if len(invocations) > settings.max_tool_calls:
+        raise _Reject(413, "too_many_tool_calls", f"message has {len(invocations)} tool calls; at most "
+                      f"{settings.max_tool_calls} are accepted (VAPI_MAX_TOOL_CALLS)")  # fmt: skip
     org = await request.app[ROUTER].route(env.assistant_id, env.phone_number_id)
     if org is None:
-        return await _quarantine(pool, env, context)
+        return await _quarantine(pool, env, invocations, context)
     context["org_id"] = str(org.id)
-    invocations = env.tool_invocations() if env.type in TOOL_TYPES else []
     if invocations:
         return await _answer_tool_calls(request, env, org.id, invocations, context)
     known = env.type in KNOWN_TYPES
@@ -120,6 +149,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
             job_id=message_id,
             status=deliveries.PENDING if known else deliveries.COMPLETED,
             result=None if known else {"applied": False, "reason": "unhandled message type"},
+            normalised=",".join(env.normalised) or None,
         )
     )
     if delivery_id is None:
@@ -139,50 +169,87 @@ def _reply_for(env: Envelope, org: orgs.Org, default: dict[str, Any]) -> dict[st
     return default
 
 
-async def _quarantine(pool: asyncpg.Pool, env: Envelope, context: dict[str, Any]) -> _Answer:
-    qid = await quarantine.insert(
-        pool,
-        event_type=env.type,
-        event_id=env.event_id() if env.type not in TOOL_TYPES else _quarantine_tool_key(env),
-        assistant_id=env.assistant_id,
-        phone_number_id=env.phone_number_id,
-        payload=env.message,
-    )
+async def _quarantine(
+    pool: asyncpg.Pool, env: Envelope, invocations: list[ToolInvocation], context: dict[str, Any]
+) -> _Answer:
+    try:
+        qid = await quarantine.insert(
+            pool,
+            event_type=env.type,
+            event_id=env.message_key() if env.type in TOOL_TYPES else env.event_id(),
+            assistant_id=env.assistant_id,
+            phone_number_id=env.phone_number_id,
+            payload=env.message,
+        )
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+        raise RowRefused(refusal_reason(exc)) from None
     context["quarantine_id"] = str(qid) if qid else None
     body: dict[str, Any] = {"status": "quarantined", "reason": "no organization matches this assistant or number"}
     if env.type == "tool-calls":
-        body["results"] = [reply_entry(i, error="this line is not set up yet") for i in env.tool_invocations()]
+        body["results"] = [reply_entry(i, error="this line is not set up yet") for i in invocations]
     return _Answer(202, "unroutable", body)
-
-
-def _quarantine_tool_key(env: Envelope) -> str:
-    ids = sorted(i.tool_call_id or "" for i in env.tool_invocations())
-    return "tool-calls:" + ",".join(ids) if any(ids) else env.event_id()
 
 
 async def _answer_tool_calls(
     request: web.Request, env: Envelope, org_id: uuid.UUID, invocations: list[ToolInvocation], context: dict[str, Any]
 ) -> _Answer:
-    """Store each tool call once, run new ones inline, and answer every one (FINDINGS.md §1)."""
+    """Store the message once and each tool call once, run the synchronous ones inline, answer every one.
+
+    One statement stores the message's own row (the whole message, for the
+    record) and one row per tool call (only its own part, :meth:`Envelope.tool_call_message`),
+    so storage is linear in the message and the request's rows stand or fall
+    together. Synchronous calls then run one after another under one deadline
+    (``TOOL_CALL_TIMEOUT_S`` from now; :mod:`workers.inline`); async tools go
+    to the workers. FINDINGS.md §1 for the reply shape.
+    """
     settings = request.app[SETTINGS]
     pool = request.app[DB_POOL]
-    entries: list[dict[str, Any]] = []
-    duplicates = 0
+    deadline_s = time.monotonic() + settings.tool_call_timeout_s
+    answer_by = datetime.now(timezone.utc) + timedelta(seconds=settings.tool_call_timeout_s)
+    normalised = ",".join(env.normalised) or None
+    rows = [
+        NewDelivery(org_id=org_id, event_type=env.type, event_id=env.message_key(), payload=env.message,
+                    max_attempts=settings.retry_max_attempts, job_id=None, status=deliveries.COMPLETED,
+                    result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
+                    normalised=normalised),
+    ]  # fmt: skip
     for invocation in invocations:
-        event_id = tool_event_id(env, invocation)
-        delivery_id = await request.app[WRITER].insert(
-            NewDelivery(org_id=org_id, event_type=env.type, event_id=event_id, payload=env.message,
-                        max_attempts=settings.retry_max_attempts, job_id=None)  # fmt: skip
-        )
-        if delivery_id is not None:
-            outcome = await process_delivery(pool, delivery_id, request.app[PROCESSING], final=True)
-            if outcome.status == COMPLETED:
-                entries.append(outcome.result)
-                continue
-        else:
+        rows.append(
+            NewDelivery(org_id=org_id, event_type=env.type, event_id=tool_event_id(env, invocation),
+                        payload=env.tool_call_message(invocation), max_attempts=settings.retry_max_attempts,
+                        job_id=str(uuid.uuid4()) if invocation.is_async else None,
+                        answer_by=None if invocation.is_async else answer_by, normalised=normalised)
+        )  # fmt: skip
+    try:
+        ids = await deliveries.insert_many(pool, rows)
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+        raise RowRefused(refusal_reason(exc)) from None
+    entries: list[dict[str, Any]] = []
+    duplicates = missed = 0
+    for invocation, row, delivery_id in zip(invocations, rows[1:], ids[1:], strict=True):
+        if invocation.is_async:
+            if delivery_id is None:
+                duplicates += 1
+            else:
+                _enqueue_in_background(request.app, delivery_id, str(row.job_id))
+            entries.append(reply_entry(invocation, result="accepted"))
+            continue
+        if delivery_id is None:
             duplicates += 1
-        entries.append(await _stored_tool_reply(pool, org_id, event_id, invocation))
+            stored = await deliveries.find(pool, org_id, row.event_id)
+            delivery_id = stored.id if stored else None
+        entry = await _run_or_await(pool, delivery_id, invocation, deadline_s) if delivery_id else None
+        if entry is None:
+            missed += 1
+            entry = reply_entry(invocation, error=MISSED_REPLY)
+        entries.append(entry)
     context["tool_calls"] = len(invocations)
+    if missed:
+        context["missed"] = missed
     outcome_label = "duplicate" if duplicates == len(invocations) else "accepted"
     if env.type == "function-call":
         only = entries[0]
@@ -190,20 +257,28 @@ async def _answer_tool_calls(
     return _Answer(200, outcome_label, {"results": entries})
 
 
-async def _stored_tool_reply(
-    pool: asyncpg.Pool, org_id: uuid.UUID, event_id: str, invocation: ToolInvocation
-) -> dict[str, Any]:
-    """The reply recorded for a tool call, waiting briefly while another request runs it."""
-    deadline = time.monotonic() + DUPLICATE_WAIT_S
+async def _run_or_await(
+    pool: asyncpg.Pool, delivery_id: uuid.UUID, invocation: ToolInvocation, deadline_s: float
+) -> dict[str, Any] | None:
+    """Run the tool call here if nobody else is, else wait for the request that is; ``None`` if missed.
+
+    A repeated request (Vapi's ``backoffPlan`` after a 503) may run a call the
+    first request stored but never ran, as long as its caller still waits.
+    """
     delay_s = 0.01
     while True:
-        stored = await deliveries.find(pool, org_id, event_id)
-        if stored is not None and stored.status == deliveries.COMPLETED and isinstance(stored.result, dict):
+        outcome = await run_sync_tool_call(pool, delivery_id, deadline_s=deadline_s)
+        if outcome.status == deliveries.COMPLETED:
+            return outcome.entry
+        if outcome.status == deliveries.MISSED:
+            return None
+        stored = await deliveries.find_by_id(pool, delivery_id)
+        if stored is None or stored.status == deliveries.MISSED:
+            return None
+        if stored.status == deliveries.COMPLETED and isinstance(stored.result, dict):
             return stored.result
-        if stored is not None and stored.status == deliveries.DEAD_LETTER:
-            return reply_entry(invocation, error="this request could not be completed; our team has been alerted")
-        if time.monotonic() >= deadline:
-            return reply_entry(invocation, error="this request is still being processed; please try again")
+        if time.monotonic() >= deadline_s + GRACE_S:
+            return None
         await asyncio.sleep(delay_s)
         delay_s = min(delay_s * 2, 0.2)
 

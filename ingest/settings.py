@@ -66,6 +66,14 @@ class Settings:
     default_org_id: uuid.UUID | None = None
     ignored_types: frozenset[str] = frozenset(DEFAULT_IGNORED_TYPES)
     max_body_bytes: int = 2 * 1024 * 1024
+    #: Seconds a request body may take to arrive; then 408 and the connection closes.
+    body_timeout_s: float = 10.0
+    #: Seconds a connection may idle between requests, or take to send its headers, before it is closed.
+    keepalive_timeout_s: float = 15.0
+    #: Seconds a synchronous tool call may run; below Vapi's default 20 s server.timeoutSeconds.
+    tool_call_timeout_s: float = 15.0
+    #: Tool calls accepted in one message; more are refused (413) before anything runs.
+    max_tool_calls: int = 32
     retry_max_attempts: int = 5
     retry_min_backoff_ms: int = 1_000
     retry_max_backoff_ms: int = 300_000
@@ -136,6 +144,10 @@ class Settings:
             default_org_id=r.parse("VAPI_DEFAULT_ORG_ID", None, uuid.UUID, "a UUID"),
             ignored_types=frozenset(t.strip() for t in ignored.split(",") if t.strip()),
             max_body_bytes=r.integer("VAPI_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
+            body_timeout_s=r.number("VAPI_BODY_TIMEOUT_S", 10.0, minimum=0.1),
+            keepalive_timeout_s=r.number("HTTP_KEEPALIVE_TIMEOUT_S", 15.0, minimum=0.1),
+            tool_call_timeout_s=r.number("TOOL_CALL_TIMEOUT_S", 15.0, minimum=0.1),
+            max_tool_calls=r.integer("VAPI_MAX_TOOL_CALLS", 32, minimum=1, maximum=1000),
             retry_max_attempts=r.integer("RETRY_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
             retry_min_backoff_ms=min_backoff,
             retry_max_backoff_ms=max_backoff,

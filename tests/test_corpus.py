@@ -96,15 +96,16 @@ def _tool_call(tool_call_id: str) -> dict[str, Any]:
 
 
 async def test_same_tool_call_id_sent_20_times_concurrently_runs_once(client, settings, pool):
-    """20 concurrent copies of one tool call: one delivery row, 20 identical replies."""
+    """20 concurrent copies of one tool call: one delivery row (beside the message's own), 20 identical replies."""
     responses = await asyncio.gather(*(post(client, settings, _tool_call("call_same")) for _ in range(20)))
 
     bodies = [await r.json() for r in responses]
     assert [200] * 20 == [r.status for r in responses]
     assert 1 == len({json.dumps(b, sort_keys=True) for b in bodies})
     assert {"results": [{"toolCallId": "call_same", "name": "lookUp", "error": "unknown tool: lookUp"}]} == bodies[0]
-    assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
-    assert 1 == await pool.fetchval("SELECT attempts FROM webhook_delivery_log")
+    assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE event_id = 'tool-call:call_same'")
+    assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE 'tool-calls:message:%'")
+    assert 1 == await pool.fetchval("SELECT attempts FROM webhook_delivery_log WHERE event_id = 'tool-call:call_same'")
 
 
 async def test_tool_call_reply_is_single_line(client, settings):

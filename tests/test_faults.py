@@ -248,42 +248,6 @@ def test_sigterm_web_finishes_in_flight_and_worker_finishes_its_messages(org, tm
     assert completed == sql(env, "SELECT coalesce(sum(hang_count), 0) FROM calls")
 
 
-def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None)
-    assert found, f"{name} is needed for this test (Debian: postgresql)"
-    return str(found)
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[dict[str, object]]:
-    """A PostgreSQL server of this test's own (initdb in a temp dir), which it may stop and start again."""
-    import pwd
-    import tempfile
-
-    data = Path(tempfile.mkdtemp(prefix="vapi-pg-"))
-    port = free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        pw = pwd.getpwnam("postgres")
-        os.chown(data, pw.pw_uid, pw.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)  # fmt: skip
-    ctl = [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log")]
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data} -c fsync=off"
-
-    def up() -> None:
-        subprocess.run([*ctl, "-o", options, "start"], check=True, capture_output=True)
-
-    def down() -> None:
-        subprocess.run([*ctl, "-m", "fast", "stop"], check=True, capture_output=True)
-
-    up()
-    yield {"url": f"postgresql://postgres@127.0.0.1:{port}/vapi_faults", "up": up, "down": down}
-    subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(data, ignore_errors=True)
-
-
 def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(env, private_postgres, tmp_path):
     """Stops PostgreSQL in the middle of a stream and starts it again, without restarting our processes.
 

@@ -54,7 +54,8 @@ def test_send_corpus_through_the_real_processes(services, tmp_path):
 
 
 def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, services, tmp_path):
-    """A broken handler dead-letters a batch; after the fix, list shows the errors and replay completes each exactly once."""
+    """A broken handler dead-letters a batch and misses a booking; after the fix, replay completes each dead letter
+    exactly once, and the booking, whose caller has hung up, stays missed for a call-back (never booked later)."""
     env = services
     for statement in ("ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
                       "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken"):  # fmt: skip
@@ -71,11 +72,16 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
 
     sent = cli(env, "send", str(tmp_path))
     assert 0 == sent.returncode, sent.stdout + sent.stderr
-    wait_sql(env, "SELECT count(*) = 9 FROM webhook_delivery_log WHERE status = 'dead_letter'")
+    assert "call you back" in sent.stdout
+    wait_sql(env, "SELECT count(*) = 8 FROM webhook_delivery_log WHERE status = 'dead_letter'")
+    missed = [json.loads(line) for line in cli(env, "deliveries", "list", "--status", "missed", "--json").stdout.splitlines()]
+    assert 1 == len(missed) and "_atomic" in missed[0]["error_message"]
+    shown_missed = cli(env, "deliveries", "show", missed[0]["id"]).stdout
+    assert "+44 20 7183 8750" in shown_missed and "bookClinicAppointment" in shown_missed
 
     listed = cli(env, "deliveries", "list", "--status", "dead_letter", "--json")
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert 9 == len(rows)
+    assert 8 == len(rows)
     assert all("_atomic" in row["error_message"] for row in rows), rows
     shown = cli(env, "deliveries", "show", rows[0]["id"])
     assert '"errors"' in shown.stdout and "_atomic" in shown.stdout
@@ -86,16 +92,19 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
     replayed = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
 
     assert 0 == replayed.returncode, replayed.stderr
-    assert "9 deliveries match" in replayed.stdout and "replayed 9 of 9" in replayed.stdout
-    wait_sql(env, "SELECT bool_and(status = 'completed') FROM webhook_delivery_log")
+    assert "8 deliveries match" in replayed.stdout and "replayed 8 of 8" in replayed.stdout
+    wait_sql(env, "SELECT bool_and(status = 'completed') FROM webhook_delivery_log WHERE answer_by IS NULL")
+    by_id = cli(env, "deliveries", "replay", missed[0]["id"], "--yes")
+    assert "0 deliveries match" in by_id.stdout and "1 not replayed: synchronous tool calls" in by_id.stdout
     assert 8 == sql(env, "SELECT count(*) FROM calls")
-    assert 1 == sql(env, "SELECT count(*) FROM appointments")
+    assert 0 == sql(env, "SELECT count(*) FROM appointments")
+    assert "missed" == sql(env, f"SELECT status FROM webhook_delivery_log WHERE id = '{missed[0]['id']}'")
 
     again = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
     resent = cli(env, "send", str(tmp_path))
     time.sleep(1)
     assert "0 deliveries match" in again.stdout and 0 == resent.returncode
-    assert (8, 1) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT count(*) FROM appointments"))
+    assert (8, 0) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT count(*) FROM appointments"))
 
 
 def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path):
@@ -172,7 +181,8 @@ def test_two_web_processes_share_the_port_and_their_metrics(env, tmp_path):
         clean = stop(web)
     assert 0 == sent.returncode, sent.stdout
     assert len(files) == _metric(metrics, "vapi_webhooks_received_total")
-    assert sql(env, "SELECT count(*) FROM webhook_delivery_log") == _metric(
+    # One row per accepted request has no answer_by: the delivery, or a tool-call message's own row.
+    assert sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE answer_by IS NULL") == _metric(
         metrics, 'vapi_webhooks_received_total{outcome="accepted"'
     )
     assert clean and 0 == web.returncode

@@ -92,15 +92,8 @@ async def apply(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict[str, 
     return {"applied": False, "reason": f"nothing to apply for {claim.event_type}"}
 
 
-async def process_delivery(
-    pool: asyncpg.Pool, delivery_id: uuid.UUID, config: ProcessingConfig, *, final: bool = False
-) -> Outcome:
-    """Claim and process one delivery.
-
-    Args:
-        final: No retries: any failure dead-letters. Used for tool calls
-            answered inline, whose caller was already told the error, so a
-            later retry must not act behind their back.
+async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: ProcessingConfig) -> Outcome:
+    """Claim and process one delivery (never a synchronous tool call: :mod:`workers.inline` runs those).
 
     Returns:
         The outcome. ``skipped`` means there was nothing to do: the delivery
@@ -132,7 +125,7 @@ async def process_delivery(
             except PermanentError as exc:
                 outcome = await _finish_failed(conn, claim, f"permanent: {exc}", config, True)
             except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
-                outcome = await _finish_failed(conn, claim, f"{type(exc).__name__}: {exc}", config, final)
+                outcome = await _finish_failed(conn, claim, f"{type(exc).__name__}: {exc}", config, False)
             else:
                 outcome = Outcome(COMPLETED, result=result)
     duration_s = time.perf_counter() - started

@@ -18,6 +18,12 @@ from workers.broker import enqueue_many
 
 log = structlog.get_logger("workers.replay")
 
+#: Why a synchronous tool call is never replayed (CLI and admin API say it).
+REFUSED_TOOL_CALLS = (
+    "synchronous tool calls are never replayed: their caller has hung up, and acting now would book behind "
+    "their back; they are 'missed' deliveries for a person to call back (deliveries list --status missed)"
+)
+
 
 async def replay(
     pool: asyncpg.Pool,

@@ -1,4 +1,5 @@
-"""The sweeper: resend messages for deliveries that lost theirs, reclaim expired leases.
+"""The sweeper: resend messages for deliveries that lost theirs, reclaim expired leases,
+and mark synchronous tool calls whose caller stopped waiting as ``missed``.
 
 Runs in the scheduler process every ``SWEEP_INTERVAL_S``. Rows are taken
 with ``FOR UPDATE SKIP LOCKED`` and marked enqueued in the same
@@ -40,6 +41,10 @@ class SweepConfig:
 async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepConfig) -> int:
     """Run one sweep pass.
 
+    First marks unfinished synchronous tool calls past their ``answer_by``
+    as ``missed`` (their request never finished them: a killed web process,
+    PostgreSQL failing mid-call); they are never sent to a worker.
+
     Returns:
         How many deliveries were (re)sent to Redis.
 
@@ -48,6 +53,14 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
         the next pass tries again. A Redis failure is logged, and the rows are
         marked not enqueued for the next pass.
     """
+    missed = 0
+    while True:
+        marked = await deliveries.expire_sync(pool, limit=config.batch_size)
+        missed += marked
+        if marked < config.batch_size:
+            break
+    if missed:
+        log.warning("tool_calls_missed", deliveries=missed)
     sent = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
