@@ -86,8 +86,8 @@ async def applied_versions(conn: asyncpg.Connection) -> set[str]:
     return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply every unapplied migration.
+async def migrate(dsn: str, *, target: str | None = None) -> list[str]:
+    """Apply every unapplied migration (up to and including version ``target``, e.g. ``"0004"``, if given).
 
     Returns:
         The file names applied by this call (empty when already up to date).
@@ -107,7 +107,7 @@ async def migrate(dsn: str) -> list[str]:
         )
         done = await applied_versions(conn)
         for migration in migrations:
-            if migration.version in done:
+            if migration.version in done or (target is not None and migration.version > target):
                 continue
             try:
                 async with conn.transaction():

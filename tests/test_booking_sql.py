@@ -197,13 +197,51 @@ async def test_invalid_requests_are_refused_with_their_code(pool, org_id):
     assert 0 == await pool.fetchval("SELECT count(*) FROM leads")
 
 
-async def test_lead_is_upserted_by_phone(pool, org_id):
-    """The same phone books twice: one lead (status pending), its name and e-mail kept up to date."""
-    await _book(pool, org_id, future_slot(hour=9), 30, name="Jane Doe")
-    await _book(pool, org_id, future_slot(hour=11), 30, name="Jane Smith")
+async def test_two_patients_on_one_phone_keep_their_names(pool, org_id):
+    """Alice books 09:00, Bob 10:00 from the same phone, Alice again at 11:00: two leads, every name as booked."""
+    alice = await _book(pool, org_id, future_slot(hour=9), 30, name="Alice Smith")
+    bob = await _book(pool, org_id, future_slot(hour=10), 30, name="Bob Smith")
+    again = await _book(pool, org_id, future_slot(hour=11), 30, name="alice smith")
 
-    rows = await pool.fetch("SELECT name, status FROM leads")
-    assert [("Jane Smith", "pending")] == [(r["name"], r["status"]) for r in rows]
+    names = {r["id"]: r["name"] for r in await pool.fetch(
+        "SELECT a.id, l.name FROM appointments a JOIN leads l ON l.id = a.contact_id")}  # fmt: skip
+    assert "Alice Smith" == names[uuid.UUID(alice["appointment_id"])]
+    assert "Bob Smith" == names[uuid.UUID(bob["appointment_id"])]
+    assert "Alice Smith" == names[uuid.UUID(again["appointment_id"])]
+    assert alice["contact_id"] == again["contact_id"] != bob["contact_id"]
+    assert 2 == await pool.fetchval("SELECT count(*) FROM leads")
+
+
+async def test_migration_keeps_every_appointment_and_lead(db_dsn):
+    """Data booked under the one-lead-per-phone rule (0003) survives 0006 unchanged."""
+    from db.migrate import migrate
+    from tests.conftest import _admin, dsn_for
+
+    name = f"vapi_mig_{uuid.uuid4().hex[:10]}"
+    dsn = dsn_for(name)
+    try:
+        await migrate(dsn, target="0005")
+        conn = await asyncpg.connect(dsn)
+        try:
+            org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('c') RETURNING id")
+            for hour in (9, 10):
+                await conn.fetchval("SELECT book_appointment_atomic($1, $2, NULL, '+442071838750', 'x', $3, 30)",
+                                    org, f"P{hour}", future_slot(hour=hour))  # fmt: skip
+            before = await conn.fetch("SELECT a.id, a.contact_id, l.name FROM appointments a JOIN leads l"
+                                      " ON l.id = a.contact_id ORDER BY a.id")  # fmt: skip
+        finally:
+            await conn.close()
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            after = await conn.fetch("SELECT a.id, a.contact_id, l.name FROM appointments a JOIN leads l"
+                                     " ON l.id = a.contact_id ORDER BY a.id")  # fmt: skip
+        finally:
+            await conn.close()
+        assert 2 == len(after)
+        assert [tuple(r) for r in before] == [tuple(r) for r in after]
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_calendar_locks_cover_every_quarter_hour_a_booking_touches(pool, org_id):
