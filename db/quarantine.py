@@ -11,6 +11,16 @@ from typing import Any
 
 import asyncpg
 
+from db.errors import DatabaseError
+
+
+class AlreadyMapped(DatabaseError):
+    """The assistant or phone number already routes to another organization; the message names both."""
+
+
+class OrgNotFound(DatabaseError):
+    """No organization has the given id."""
+
 
 async def insert(
     conn: asyncpg.Connection | asyncpg.Pool,
@@ -75,6 +85,41 @@ async def list_unrouted(
     return [dict(r) for r in rows]
 
 
+async def senders(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+    """Distinct ``(assistant_id, phone_number_id)`` of unrouted messages, with counts, most first."""
+    rows = await conn.fetch(
+        "SELECT assistant_id, phone_number_id, count(*) AS messages FROM webhook_quarantine"
+        " WHERE routed_at IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+    )
+    return [dict(r) for r in rows]
+
+
+async def map_sender(
+    conn: asyncpg.Connection, org_id: uuid.UUID, *, assistant_id: str | None, phone_number_id: str | None
+) -> None:
+    """Map the assistant and/or phone number to ``org_id`` (kept if already so). Run in the routing transaction.
+
+    Raises:
+        OrgNotFound: no such org.
+        AlreadyMapped: one of them routes to another org.
+    """
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)", org_id):
+        raise OrgNotFound(f"no organization with id {org_id}")
+    for table, column, label, value in (("agents", "vapi_assistant_id", "assistant", assistant_id),
+                                        ("phone_numbers", "vapi_phone_number_id", "phone number",
+                                         phone_number_id)):  # fmt: skip
+        if value is None:
+            continue
+        owner = await conn.fetchval(
+            f"INSERT INTO {table} (org_id, {column}) VALUES ($1, $2)"
+            f" ON CONFLICT ({column}) DO UPDATE SET org_id = {table}.org_id RETURNING org_id",
+            org_id,
+            value,
+        )
+        if owner != org_id:
+            raise AlreadyMapped(f"{label} {value} already routes to organization {owner}")
+
+
 async def route(
     conn: asyncpg.Connection,
     org_id: uuid.UUID,
@@ -91,6 +136,8 @@ async def route(
     which were already answered while unroutable, and unknown types) are
     stored ``completed`` with a note, so nothing acts behind a caller's back.
     A message whose key the org already has is marked routed to that delivery.
+    With no assistant, phone number or type given, every unrouted message
+    matches: callers must make that an explicit choice (``--all``).
 
     Returns:
         ``(delivery_id, message_id)`` pairs to enqueue after commit.

@@ -134,14 +134,18 @@ def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float
 
     Each gets a fresh attempt budget and is processed again; handlers are
     idempotent and completed deliveries are never replayed, so nothing is
-    applied twice. Ctrl-C stops after the current batch and says how far it got.
+    applied twice. Synchronous tool calls are never replayed (their caller has
+    gone; see --status missed). Ctrl-C stops after the current batch and says
+    how far it got.
     """
     statuses = tuple(filters.pop("statuses"))
     if not ids and not statuses:
         raise click.UsageError("give delivery ids, or --status dead_letter / --status failed")
     if any(s not in (deliveries_db.FAILED, deliveries_db.DEAD_LETTER) for s in statuses):
         raise click.BadParameter("only failed and dead_letter deliveries are replayed", param_hint="--status")
-    flt = DeliveryFilter(statuses=statuses or (deliveries_db.FAILED, deliveries_db.DEAD_LETTER), ids=ids, **filters)
+    # By id, every status is looked at, so a missed tool call is refused with the reason, not just unmatched.
+    default = () if ids else (deliveries_db.FAILED, deliveries_db.DEAD_LETTER)
+    flt = DeliveryFilter(statuses=statuses or default, ids=ids, **filters)
     settings = _settings()
     _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate))
 
@@ -150,12 +154,16 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
     from workers.broker import build_broker
     from workers.replay import replay
 
+    from workers.replay import REFUSED_TOOL_CALLS
+
     pool = await _pool(settings)
     broker = build_broker(settings.redis_url)
     try:
         async with pool.acquire() as conn:
-            matched = await reports.count(conn, flt)
+            matched, refused = await reports.replay_counts(conn, flt)
         click.echo(f"{matched} deliver{'y' if matched == 1 else 'ies'} match")
+        if refused:
+            click.echo(f"{refused} not replayed: {REFUSED_TOOL_CALLS}")
         if dry_run or matched == 0:
             return
         if not yes and not await asyncio.to_thread(click.confirm, f"Replay {matched}?", default=False):
@@ -225,18 +233,37 @@ def quarantine_list(limit: int, **filters: Any) -> None:
 @quarantine.command("route")
 @click.option("--org", "org_id", required=True, callback=_org, help="The organization to route them to.")
 @quarantine_filters
-def quarantine_route(org_id: uuid.UUID, **filters: Any) -> None:
-    """Move matching unrouted messages into the delivery log of --org, then process them."""
+@click.option("--all", "route_all", is_flag=True, help="Route every unrouted message, from any sender, to --org.")
+@click.option("--yes", is_flag=True, help="With --all: do not ask (required without a terminal).")
+def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: Any) -> None:
+    """Map an assistant or phone number to --org, and move its unrouted messages into the delivery log.
+
+    The mapping is created in the same transaction as the move, so later
+    messages route by themselves. --all moves everything unrouted without
+    mapping anything: it lists the senders first and asks.
+    """
     from ingest.envelope import KNOWN_TYPES, TOOL_TYPES
     from workers.broker import build_broker, enqueue_many
 
+    assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
+    if not (assistant_id or phone_number_id or route_all):
+        raise click.UsageError(
+            "give --assistant-id or --phone-number-id (mapped to --org as they are routed), or --all"
+        )
+    if route_all and (assistant_id or phone_number_id):
+        raise click.UsageError("--all routes every sender; do not combine it with --assistant-id/--phone-number-id")
     settings = _settings()
 
     async def route() -> int:
         pool = await _pool(settings)
         broker = build_broker(settings.redis_url)
         try:
+            if route_all and not await _confirm_all(pool, org_id, yes):
+                return -1
             async with pool.acquire() as conn, conn.transaction():
+                if not route_all:
+                    await quarantine_db.map_sender(conn, org_id, assistant_id=assistant_id,
+                                                   phone_number_id=phone_number_id)  # fmt: skip
                 pairs = await quarantine_db.route(conn, org_id, max_attempts=settings.retry_max_attempts,
                                                   processable=KNOWN_TYPES - TOOL_TYPES, **filters)  # fmt: skip
             if pairs:
@@ -249,9 +276,34 @@ def quarantine_route(org_id: uuid.UUID, **filters: Any) -> None:
 
     try:
         sent = _run(route())
+    except (quarantine_db.AlreadyMapped, quarantine_db.OrgNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
     except asyncpg.ForeignKeyViolationError:
         raise click.ClickException(f"no organization with id {org_id}") from None
-    click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
+    if sent >= 0:
+        click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
+
+
+async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool:
+    """List who sent the unrouted messages; ask before moving them all (refuse without a terminal)."""
+    senders = await quarantine_db.senders(pool)
+    if not senders:
+        click.echo("nothing is unrouted")
+        return True
+    table = Table("assistant", "phone number", "messages")
+    for row in senders:
+        table.add_row(row["assistant_id"] or "", row["phone_number_id"] or "", str(row["messages"]))
+    Console().print(table)
+    total = sum(r["messages"] for r in senders)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise click.ClickException("--all without a terminal needs --yes (it moves every sender's messages)")
+    if await asyncio.to_thread(click.confirm, f"Move all {total} message(s) from {len(senders)} sender(s) "
+                               f"into organization {org_id}?", default=False):  # fmt: skip
+        return True
+    click.echo("nothing routed")
+    return False
 
 
 @click.group()

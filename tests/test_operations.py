@@ -138,3 +138,59 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
     assert 0 == await quarantine.count_unrouted(pool)
     tool_row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log WHERE event_type = 'tool-calls'")
     assert "completed" == tool_row["status"]
+
+
+def _quarantine_two_senders(env: dict[str, str]) -> None:
+    from tests.procs import sql_script
+
+    sql_script(env, """
+        INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
+        SELECT 'hang', 'hang:a-' || i, 'asst-alpha', NULL, '{"type": "hang", "call": {"id": "a"}}'
+          FROM generate_series(1, 3) i;
+        INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
+        SELECT 'hang', 'hang:b-' || i, 'asst-beta', NULL, '{"type": "hang", "call": {"id": "b"}}'
+          FROM generate_series(1, 2) i;
+    """)
+
+
+def test_quarantine_route_needs_a_sender_and_maps_it(env, org_for_env):
+    """Without --assistant-id/--phone-number-id/--all it refuses; with one it maps that sender and moves only its messages."""
+    from tests.procs import cli, sql
+
+    _quarantine_two_senders(env)
+
+    bare = cli(env, "quarantine", "route", "--org", org_for_env)
+    one = cli(env, "quarantine", "route", "--org", org_for_env, "--assistant-id", "asst-alpha")
+
+    assert 0 != bare.returncode and "--assistant-id or --phone-number-id" in bare.stderr
+    assert 0 == one.returncode, one.stderr
+    assert 3 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
+    assert 2 == sql(env, "SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
+    assert org_for_env == str(sql(env, "SELECT org_id FROM agents WHERE vapi_assistant_id = 'asst-alpha'"))
+
+
+def test_quarantine_route_refuses_a_sender_mapped_to_another_org(env, org_for_env):
+    """A sender that already routes elsewhere is refused with both orgs named, and nothing moves."""
+    from tests.procs import cli, sql
+
+    _quarantine_two_senders(env)
+    other = cli(env, "orgs", "create", "--name", "Other", "--assistant-id", "asst-alpha").stdout.strip()
+
+    refused = cli(env, "quarantine", "route", "--org", org_for_env, "--assistant-id", "asst-alpha")
+
+    assert 1 == refused.returncode and f"already routes to organization {other}" in refused.stderr
+    assert 0 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
+
+
+def test_quarantine_route_all_lists_senders_and_needs_yes_without_a_terminal(env, org_for_env):
+    """--all shows who sent what, refuses without a terminal unless --yes, and then moves everything."""
+    from tests.procs import cli, sql
+
+    _quarantine_two_senders(env)
+
+    refused = cli(env, "quarantine", "route", "--org", org_for_env, "--all")
+    moved = cli(env, "quarantine", "route", "--org", org_for_env, "--all", "--yes")
+
+    assert 1 == refused.returncode and "needs --yes" in refused.stderr
+    assert "asst-alpha" in refused.stdout and "asst-beta" in refused.stdout
+    assert 0 == moved.returncode and 5 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
