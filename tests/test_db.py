@@ -103,3 +103,33 @@ async def test_every_tenant_table_has_forced_rls_and_both_policies(pool):
     for row in rows:
         assert (True, True) == (row["relrowsecurity"], row["relforcerowsecurity"]), row["relname"]
         assert [f"{row['relname']}_org_isolation", f"{row['relname']}_service_role_bypass"] == list(row["policies"])
+
+
+async def test_tenant_role_sees_only_its_own_organization(pool, org_id):
+    """organizations under RLS: a tenant session sees its own row only, and may change none."""
+    other = await orgs.create_org(pool, name="Other clinic")
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE vapi_tenant")
+        await conn.execute("SELECT set_config('app.bypass_rls', 'off', true)")
+        await conn.execute("SELECT set_config('app.org_id', $1, true)", str(org_id))
+        visible = [r["id"] for r in await conn.fetch("SELECT id FROM organizations")]
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE organizations SET name = 'x' WHERE id = $1", other)
+
+    assert [org_id] == visible
+    assert "Other clinic" == await pool.fetchval("SELECT name FROM organizations WHERE id = $1", other)
+
+
+async def test_tenant_role_cannot_read_quarantined_messages(pool, org_id):
+    """webhook_quarantine belongs to no tenant: the tenant role has no grant on it at all."""
+    from db import quarantine
+
+    await quarantine.insert(pool, event_type="hang", event_id="hang:q", assistant_id="a", phone_number_id=None,
+                            payload={"type": "hang"})  # fmt: skip
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE vapi_tenant")
+        await conn.execute("SELECT set_config('app.org_id', $1, true)", str(org_id))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("SELECT count(*) FROM webhook_quarantine")
