@@ -70,6 +70,9 @@ def _serve(settings: Settings, *, reuse_port: bool) -> None:
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None,
+                # aiohttp runs this timer from the moment a connection opens and while headers are
+                # incomplete, so it is the header timeout too (its default is an hour).
+                keepalive_timeout=settings.keepalive_timeout_s,
                 reuse_port=reuse_port, loop=_new_event_loop())  # fmt: skip
 
 
