@@ -73,13 +73,15 @@ def _int(text: str) -> int | RawNumber:
     return int(text)
 
 
-def loads_lossless(text: str, **kwargs: Any) -> Any:
-    """``json.loads``, with numbers Python cannot hold as :class:`RawNumber` (``kwargs`` go to ``json.loads``).
+def lossless_decoder(**kwargs: Any) -> json.JSONDecoder:
+    """A decoder that returns numbers Python cannot hold as :class:`RawNumber` (``kwargs`` go to ``JSONDecoder``).
 
-    Raises:
-        ValueError: not JSON. RecursionError: nested beyond the parser's depth.
+    Its ``decode`` raises ValueError for text that is not JSON and RecursionError beyond the parser's depth.
     """
-    return json.loads(text, parse_float=_float, parse_int=_int, **kwargs)
+    return json.JSONDecoder(parse_float=_float, parse_int=_int, **kwargs)
+
+
+_LOSSLESS = lossless_decoder()
 
 
 def decode(text: str) -> Any:
@@ -87,4 +89,4 @@ def decode(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        return loads_lossless(text)
+        return _LOSSLESS.decode(text)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from db.jsonb import loads_lossless
+from db.jsonb import lossless_decoder
 from ingest import sanitize
 
 #: Types in Vapi's ServerMessage union and serverMessages enum (FINDINGS.md §1).
@@ -242,7 +242,7 @@ def parse(body: bytes) -> Envelope:
         text = body.decode("utf-8", "replace")
         normalised.add("invalid_utf8")
     try:
-        data = loads_lossless(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+        data = _DECODER.decode(text.removeprefix("\ufeff"))
     except RecursionError:
         raise InvalidEnvelope("body is nested too deeply") from None
     except ValueError:
@@ -252,10 +252,9 @@ def parse(body: bytes) -> Envelope:
     message = data.get("message")
     if not isinstance(message, dict):
         raise InvalidEnvelope("body has no 'message' object")
-    fix_text = sanitize.may_hold_unstorable_text(text)
-    redact = sanitize.may_hold_credentials(text.lower())
-    if fix_text or redact:
-        normalised |= sanitize.scrub(message, fix_text=fix_text, redact=redact)
+    found = sanitize.scan(text)
+    if found.unstorable_text or found.credentials:
+        normalised |= sanitize.scrub(message, fix_text=found.unstorable_text, redact=found.credentials)
     mtype = message.get("type")
     if mtype is None and isinstance(message.get("toolCallList"), list):
         mtype = "tool-calls"
@@ -276,23 +275,21 @@ def parse(body: bytes) -> Envelope:
 
 def _check_key_parts(envelope: Envelope) -> None:
     """Ids that become idempotency keys are bounded, so a key always fits a btree index entry."""
-    message = envelope.message
-    parts: list[tuple[str, Any]] = [
-        ("message.call.id", envelope.call.get("id")),
-        ("message.call.assistantId", envelope.call.get("assistantId")),
-        ("message.call.phoneNumberId", envelope.call.get("phoneNumberId")),
-        ("message.status", message.get("status") if envelope.type == "status-update" else None),
-        ("message.campaignId", message.get("campaignId")),
-    ]
+    message, call = envelope.message, envelope.call
+    for name, value in (("message.call.id", call.get("id")), ("message.call.assistantId", call.get("assistantId")),
+                        ("message.call.phoneNumberId", call.get("phoneNumberId")),
+                        ("message.status", message.get("status")), ("message.campaignId", message.get("campaignId"))):  # fmt: skip
+        if type(value) is str and len(value) > MAX_ID_CHARS:
+            raise InvalidEnvelope(f"{name} is longer than {MAX_ID_CHARS} characters")
     for key in ("assistant", "phoneNumber", "chat", "session"):
         obj = message.get(key)
-        if isinstance(obj, dict):
-            parts.append((f"message.{key}.id", obj.get("id")))
-    for invocation in envelope.tool_invocations():
-        parts += [("tool call id", invocation.tool_call_id), ("tool name", invocation.name)]
-    for name, value in parts:
-        if isinstance(value, str) and len(value) > MAX_ID_CHARS:
-            raise InvalidEnvelope(f"{name} is longer than {MAX_ID_CHARS} characters")
+        if type(obj) is dict and type(obj.get("id")) is str and len(obj["id"]) > MAX_ID_CHARS:
+            raise InvalidEnvelope(f"message.{key}.id is longer than {MAX_ID_CHARS} characters")
+    if envelope.type in TOOL_TYPES:
+        for invocation in envelope.tool_invocations():
+            for name, value in (("tool call id", invocation.tool_call_id), ("tool name", invocation.name)):
+                if value is not None and len(value) > MAX_ID_CHARS:
+                    raise InvalidEnvelope(f"{name} is longer than {MAX_ID_CHARS} characters")
 
 
 def parse_timestamp(value: Any) -> datetime | None:
@@ -326,6 +323,9 @@ def parse_timestamp(value: Any) -> datetime | None:
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are not JSON (RFC 8259); Python would accept them and PostgreSQL would not."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER = lossless_decoder(parse_constant=_reject_constant)
 
 
 def _str(value: Any) -> str | None:
