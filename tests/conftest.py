@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,6 +74,17 @@ async def db_dsn(template_db: str) -> AsyncIterator[str]:
     await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield dsn_for(name)
     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def database_at(version: str) -> AsyncIterator[str]:
+    """A fresh database migrated up to ``version`` only (for migration tests); yields its DSN, drops it after."""
+    name = f"vapi_mig_{uuid.uuid4().hex[:12]}"
+    try:
+        await migrate(dsn_for(name), target=version)
+        yield dsn_for(name)
+    finally:
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

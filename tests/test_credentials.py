@@ -100,19 +100,14 @@ def test_a_credential_at_any_depth_and_case_is_redacted(key, path, value):
     assert value not in stored and json.dumps(value) not in stored
 
 
-async def test_migration_redacts_credentials_already_stored(db_dsn):
+async def test_migration_redacts_credentials_already_stored(template_db):
     """Rows stored before the rule (0006 and earlier) lose their credentials when 0007 runs; the rest is kept."""
-    import uuid
-
     import asyncpg
 
     from db.migrate import migrate
-    from tests.conftest import _admin, dsn_for
+    from tests.conftest import database_at
 
-    name = f"vapi_cred_{uuid.uuid4().hex[:10]}"
-    dsn = dsn_for(name)
-    try:
-        await migrate(dsn, target="0006")
+    async with database_at("0006") as dsn:
         conn = await asyncpg.connect(dsn)
         try:
             org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('c') RETURNING id")
@@ -121,15 +116,9 @@ async def test_migration_redacts_credentials_already_stored(db_dsn):
                 org, json.dumps({"call": {"monitor": {"listenUrl": LEAKS["listenUrl"]}, "id": "c-old"},
                                  "serverUrlSecret": LEAKS["serverUrlSecret"], "tokens": 5}),
             )  # fmt: skip
-        finally:
-            await conn.close()
-        await migrate(dsn)
-        conn = await asyncpg.connect(dsn)
-        try:
+            await migrate(dsn)
             stored = json.loads(await conn.fetchval("SELECT payload::text FROM webhook_delivery_log"))
         finally:
             await conn.close()
-        assert {"call": {"monitor": {"listenUrl": REDACTED}, "id": "c-old"}, "serverUrlSecret": REDACTED,
-                "tokens": 5} == stored  # fmt: skip
-    finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert {"call": {"monitor": {"listenUrl": REDACTED}, "id": "c-old"}, "serverUrlSecret": REDACTED,
+            "tokens": 5} == stored  # fmt: skip

@@ -164,6 +164,34 @@ def _signed_request(url: str, body: dict) -> dict:
         return {"status": None, "error": str(exc)}
 
 
+def _booking_stuck_behind_a_lock(env: dict[str, str], org_id: str, tool_call_id: str) -> tuple[Any, Any, list]:
+    """Hold a slot's calendar locks, send its booking from a thread, and wait until the booking is running.
+
+    Returns:
+        ``(release, caller, answers)``: ``release()`` rolls the lock holder back (or ``terminate=True``
+        drops it), ``caller`` the thread, ``answers`` what it heard (filled when it returns).
+    """
+    day = business_day()
+    loop = asyncio.new_event_loop()
+    holder = loop.run_until_complete(_hold_calendar(env["DATABASE_URL"], org_id, day, "10:00"))
+    answers: list[dict] = []
+    body = tool_call(tool_call_id, "bookClinicAppointment", book_args(day, "10:00"))
+    caller = threading.Thread(target=lambda: answers.append(
+        _signed_request(f"http://127.0.0.1:{env['PORT']}/webhooks/vapi", body)))  # fmt: skip
+    caller.start()
+    wait_sql(env, f"SELECT status = 'processing' FROM webhook_delivery_log WHERE event_id = 'tool-call:{tool_call_id}'")
+
+    def release(*, terminate: bool = False) -> None:
+        if terminate:
+            holder.terminate()
+        else:
+            loop.run_until_complete(holder.execute("ROLLBACK"))
+            loop.run_until_complete(holder.close())
+        loop.close()
+
+    return release, caller, answers
+
+
 def _org(env: dict[str, str]) -> str:
     org = cli(env, "orgs", "create", "--name", "Deadline clinic", "--timezone", "Europe/London", "--region", "GB",
               "--assistant-id", "asst-test")  # fmt: skip
@@ -178,23 +206,13 @@ def test_web_process_killed_while_a_booking_waits_never_books(env, tmp_path):
     env = {**env, "TOOL_CALL_TIMEOUT_S": "3", "SWEEP_INTERVAL_S": "0.3"}
     org_id = _org(env)
     env["VAPI_DEFAULT_ORG_ID"] = org_id
-    day = business_day()
     web = start("serve", env, tmp_path / "web.log")
     others = [start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("worker", "scheduler")]
     try:
-        url = f"http://127.0.0.1:{env['PORT']}"
-        wait_for(f"{url}/readyz")
-        loop = asyncio.new_event_loop()
-        holder = loop.run_until_complete(_hold_calendar(env["DATABASE_URL"], org_id, day, "10:00"))
-        answers: list[dict] = []
-        caller = threading.Thread(target=lambda: answers.append(_signed_request(
-            f"{url}/webhooks/vapi", tool_call("t-kill", "bookClinicAppointment", book_args(day, "10:00")))))  # fmt: skip
-        caller.start()
-        wait_sql(env, "SELECT status = 'processing' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-kill'")
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+        release, caller, answers = _booking_stuck_behind_a_lock(env, org_id, "t-kill")
         stop(web, signal.SIGKILL)
-        loop.run_until_complete(holder.execute("ROLLBACK"))
-        loop.run_until_complete(holder.close())
-        loop.close()
+        release()
         caller.join(timeout=30)
         wait_sql(env, "SELECT status = 'missed' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-kill'")
         time.sleep(1.5)  # sweeper passes and idle workers: any wrong pick-up would book now
@@ -215,22 +233,13 @@ def test_postgres_stopped_during_a_booking_never_books_after_it_returns(env, pri
     assert 0 == cli(env, "migrate").returncode
     org_id = _org(env)
     env["VAPI_DEFAULT_ORG_ID"] = org_id
-    day = business_day()
     procs = [start(cmd, env, tmp_path / f"{cmd}.log") for cmd in ("serve", "worker", "scheduler")]
     try:
-        url = f"http://127.0.0.1:{env['PORT']}"
-        wait_for(f"{url}/readyz")
-        loop = asyncio.new_event_loop()
-        holder = loop.run_until_complete(_hold_calendar(env["DATABASE_URL"], org_id, day, "10:00"))
-        answers: list[dict] = []
-        caller = threading.Thread(target=lambda: answers.append(_signed_request(
-            f"{url}/webhooks/vapi", tool_call("t-pg", "bookClinicAppointment", book_args(day, "10:00")))))  # fmt: skip
-        caller.start()
-        wait_sql(env, "SELECT status = 'processing' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-pg'")
+        wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
+        release, caller, answers = _booking_stuck_behind_a_lock(env, org_id, "t-pg")
         private_postgres["down"]()  # type: ignore[operator]
         caller.join(timeout=30)
-        holder.terminate()
-        loop.close()
+        release(terminate=True)
         private_postgres["up"]()  # type: ignore[operator]
         wait_sql(env, "SELECT status = 'missed' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-pg'")
         time.sleep(1.5)
