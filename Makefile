@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install run test bench bench-booking services-stop clean
+.PHONY: install run test check bench bench-booking services-stop clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ run: install
 	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
 	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
+
+## check: lint (ruff), formatting, types (mypy) and the import contracts (import-linter); under a minute
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## test: the whole suite against real PostgreSQL and Redis
 test: install

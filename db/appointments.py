@@ -8,9 +8,11 @@ from typing import Any
 
 import asyncpg
 
+from db.types import Conn
+
 
 async def book(
-    conn: asyncpg.Connection,
+    conn: Conn,
     org_id: uuid.UUID,
     *,
     name: str | None,
@@ -26,38 +28,50 @@ async def book(
         ``{success: true, appointment_id, contact_id, scheduled_at, ends_at}`` or
         ``{success: false, error: SLOT_UNAVAILABLE|INVALID_TIME|ORG_NOT_FOUND, conflicting?}``.
     """
-    return await conn.fetchval(
+    result: dict[str, Any] = await conn.fetchval(
         "SELECT book_appointment_atomic($1, $2, $3, $4, $5, $6, $7)",
-        org_id, name, email, phone, service_type, scheduled_at, duration_minutes,
-    )  # fmt: skip
+        org_id,
+        name,
+        email,
+        phone,
+        service_type,
+        scheduled_at,
+        duration_minutes,
+    )
+    return result
 
 
-async def check(conn: asyncpg.Connection, org_id: uuid.UUID, scheduled_at: datetime, duration_minutes: int) -> dict[str, Any]:
+async def check(conn: Conn, org_id: uuid.UUID, scheduled_at: datetime, duration_minutes: int) -> dict[str, Any]:
     """``check_slot_availability``: ``{available, conflicting?}`` (advisory; booking re-checks under the lock)."""
-    return await conn.fetchval("SELECT check_slot_availability($1, $2, $3)", org_id, scheduled_at, duration_minutes)
+    result: dict[str, Any] = await conn.fetchval(
+        "SELECT check_slot_availability($1, $2, $3)", org_id, scheduled_at, duration_minutes
+    )
+    return result
 
 
-async def cancel(conn: asyncpg.Connection, org_id: uuid.UUID, appointment_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
+async def cancel(conn: Conn, org_id: uuid.UUID, appointment_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
     """``cancel_appointment``: ``{success: true, appointment_id}`` or ``{success: false, error: NOT_FOUND}``."""
-    return await conn.fetchval("SELECT cancel_appointment($1, $2, $3)", org_id, appointment_id, reason)
+    result: dict[str, Any] = await conn.fetchval(
+        "SELECT cancel_appointment($1, $2, $3)", org_id, appointment_id, reason
+    )
+    return result
 
 
 async def reschedule(
-    conn: asyncpg.Connection,
+    conn: Conn,
     org_id: uuid.UUID,
     appointment_id: uuid.UUID,
     new_scheduled_at: datetime,
     duration_minutes: int | None,
 ) -> dict[str, Any]:
     """``reschedule_appointment``: the new booking (plus ``previous_appointment_id``) or the reason it was refused."""
-    return await conn.fetchval(
+    result: dict[str, Any] = await conn.fetchval(
         "SELECT reschedule_appointment($1, $2, $3, $4)", org_id, appointment_id, new_scheduled_at, duration_minutes
     )
+    return result
 
 
-async def busy_ranges(
-    conn: asyncpg.Connection, org_id: uuid.UUID, start: datetime, end: datetime
-) -> list[tuple[datetime, datetime]]:
+async def busy_ranges(conn: Conn, org_id: uuid.UUID, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
     """Active appointments of the org overlapping ``[start, end)``, as (start, end) pairs in time order."""
     rows = await conn.fetch(
         """
@@ -73,9 +87,9 @@ async def busy_ranges(
     return [(r["scheduled_at"], r["ends_at"]) for r in rows]
 
 
-async def get(conn: asyncpg.Connection, appointment_id: uuid.UUID) -> asyncpg.Record | None:
+async def get(conn: Conn, appointment_id: uuid.UUID) -> asyncpg.Record | None:
     """One appointment with its contact's name, as the current session may see it (RLS applies)."""
-    return await conn.fetchrow(
+    result: asyncpg.Record | None = await conn.fetchrow(
         """
         SELECT a.id, a.org_id, a.scheduled_at, a.ends_at, a.duration_minutes, a.service_type, a.status,
                a.deleted_at, l.name AS contact_name, l.phone AS contact_phone
@@ -84,3 +98,4 @@ async def get(conn: asyncpg.Connection, appointment_id: uuid.UUID) -> asyncpg.Re
         """,
         appointment_id,
     )
+    return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
+from db.types import Conn, Executor
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER = "pending", "processing", "completed", "failed", "dead_letter"
 #: A synchronous tool call whose caller was not served (web process died, PostgreSQL failed,
@@ -79,7 +79,7 @@ class NewDelivery:
     normalised: str | None = None
 
 
-async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
+async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
     """Store many deliveries in one statement (one commit), each once per ``(org_id, event_id)``.
 
     Returns:
@@ -99,16 +99,23 @@ async def insert_many(conn: asyncpg.Connection | asyncpg.Pool, rows: list[NewDel
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, org_id, event_id
         """,
-        [r.org_id for r in rows], [r.event_type for r in rows], [r.event_id for r in rows],
-        [r.payload for r in rows], [r.max_attempts for r in rows], [r.job_id for r in rows],
-        [r.status for r in rows], [r.result for r in rows], [r.answer_by for r in rows], [r.normalised for r in rows],
-    )  # fmt: skip
+        [r.org_id for r in rows],
+        [r.event_type for r in rows],
+        [r.event_id for r in rows],
+        [r.payload for r in rows],
+        [r.max_attempts for r in rows],
+        [r.job_id for r in rows],
+        [r.status for r in rows],
+        [r.result for r in rows],
+        [r.answer_by for r in rows],
+        [r.normalised for r in rows],
+    )
     new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
     # The first row with a key gets its id; a later copy in the same call is a duplicate.
     return [new_ids.pop((r.org_id, r.event_id), None) for r in rows]
 
 
-async def insert(conn: asyncpg.Connection | asyncpg.Pool, **row: Any) -> uuid.UUID | None:
+async def insert(conn: Executor, **row: Any) -> uuid.UUID | None:
     """Store one delivery (keyword arguments as :class:`NewDelivery`).
 
     Returns:
@@ -117,7 +124,7 @@ async def insert(conn: asyncpg.Connection | asyncpg.Pool, **row: Any) -> uuid.UU
     return (await insert_many(conn, [NewDelivery(**row)]))[0]
 
 
-async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:
+async def find(conn: Executor, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:
     """The stored row for an idempotency key, if any."""
     row = await conn.fetchrow(
         "SELECT id, status, result FROM webhook_delivery_log WHERE org_id = $1 AND event_id = $2",
@@ -127,13 +134,13 @@ async def find(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, event
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
 
 
-async def find_by_id(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID) -> StoredDelivery | None:
+async def find_by_id(conn: Executor, delivery_id: uuid.UUID) -> StoredDelivery | None:
     """The status and result of one delivery, if it exists."""
     row = await conn.fetchrow("SELECT id, status, result FROM webhook_delivery_log WHERE id = $1", delivery_id)
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
 
 
-async def mark_not_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> None:
+async def mark_not_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
     """Record that no message for these deliveries reached Redis (the sweeper will send one)."""
     await conn.execute(
         "UPDATE webhook_delivery_log SET enqueued_at = NULL"
@@ -142,7 +149,7 @@ async def mark_not_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_id
     )
 
 
-async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
+async def claim(conn: Executor, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
     """Move a due ``pending`` or ``failed`` delivery to ``processing`` under a lease.
 
     Never claims a synchronous tool call (``answer_by`` set): see :func:`claim_sync`.
@@ -184,7 +191,7 @@ async def claim(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID,
     )
 
 
-async def complete(conn: asyncpg.Connection, claim: Claim, result: Any) -> bool:
+async def complete(conn: Conn, claim: Claim, result: Any) -> bool:
     """Mark a claimed delivery completed with its result.
 
     Returns:
@@ -205,7 +212,7 @@ async def complete(conn: asyncpg.Connection, claim: Claim, result: Any) -> bool:
 
 
 async def fail(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     claim: Claim,
     error: str,
     *,
@@ -245,7 +252,7 @@ async def fail(
 
 
 async def sweep(
-    conn: asyncpg.Connection, *, enqueue_grace_s: float, resend_after_s: float, limit: int
+    conn: Conn, *, enqueue_grace_s: float, resend_after_s: float, limit: int
 ) -> list[tuple[uuid.UUID, str]]:
     """Find deliveries that need a (new) message, and mark them enqueued.
 
@@ -303,7 +310,7 @@ async def sweep(
     return [(r["id"], r["job_id"]) for r in rows]
 
 
-async def count_by_status(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+async def count_by_status(conn: Executor) -> dict[str, int]:
     """Number of deliveries in each status (every status present, zeros included)."""
     rows = await conn.fetch("SELECT status, count(*) AS n FROM webhook_delivery_log GROUP BY status")
     counts = dict.fromkeys(STATUSES, 0)
@@ -311,7 +318,7 @@ async def count_by_status(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, 
     return counts
 
 
-async def oldest_pending_age_s(conn: asyncpg.Connection | asyncpg.Pool) -> float:
+async def oldest_pending_age_s(conn: Executor) -> float:
     """Age in seconds of the oldest ``pending`` delivery; 0 when there is none."""
     value = await conn.fetchval(
         "SELECT extract(epoch FROM now() - min(received_at))::float8 FROM webhook_delivery_log WHERE status = 'pending'"
@@ -320,7 +327,7 @@ async def oldest_pending_age_s(conn: asyncpg.Connection | asyncpg.Pool) -> float
 
 
 async def replay_batch(
-    conn: asyncpg.Connection, where: str, params: list[Any], *, budget: int, limit: int
+    conn: Conn, where: str, params: list[Any], *, budget: int, limit: int
 ) -> list[tuple[uuid.UUID, str]]:
     """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
 
@@ -364,7 +371,7 @@ async def replay_batch(
     return [(r["id"], r["job_id"]) for r in rows]
 
 
-async def mark_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: list[uuid.UUID]) -> None:
+async def mark_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
     """Record that messages for these pending deliveries reached Redis."""
     await conn.execute(
         "UPDATE webhook_delivery_log SET enqueued_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
@@ -372,7 +379,7 @@ async def mark_enqueued(conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: l
     )
 
 
-async def claim_sync(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Claim | None:
+async def claim_sync(conn: Conn, delivery_id: uuid.UUID) -> Claim | None:
     """Claim a ``pending`` synchronous tool call for its own request, while its caller still waits.
 
     The lease is ``answer_by``: past it, :func:`expire_sync` marks the row
@@ -394,12 +401,20 @@ async def claim_sync(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> Claim 
     )
     if row is None:
         return None
-    return Claim(id=row["id"], org_id=row["org_id"], event_type=row["event_type"], event_id=row["event_id"],
-                 payload=row["payload"], attempt=row["attempts"], max_attempts=row["max_attempts"],
-                 wait_s=row["wait_s"], replay_count=row["replay_count"])  # fmt: skip
+    return Claim(
+        id=row["id"],
+        org_id=row["org_id"],
+        event_type=row["event_type"],
+        event_id=row["event_id"],
+        payload=row["payload"],
+        attempt=row["attempts"],
+        max_attempts=row["max_attempts"],
+        wait_s=row["wait_s"],
+        replay_count=row["replay_count"],
+    )
 
 
-async def complete_sync(conn: asyncpg.Connection, claim: Claim, result: Any) -> bool:
+async def complete_sync(conn: Conn, claim: Claim, result: Any) -> bool:
     """Mark a synchronous tool call completed, only if its caller is still waiting.
 
     Checked against ``clock_timestamp()``, so a tool that ran past ``answer_by``
@@ -421,7 +436,7 @@ async def complete_sync(conn: asyncpg.Connection, claim: Claim, result: Any) -> 
     return status == "UPDATE 1"
 
 
-async def mark_missed(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid.UUID, error: str) -> bool:
+async def mark_missed(conn: Executor, delivery_id: uuid.UUID, error: str) -> bool:
     """End an unfinished synchronous tool call as ``missed`` (its caller was not served).
 
     Returns:
@@ -440,7 +455,7 @@ async def mark_missed(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: uuid
     return status == "UPDATE 1"
 
 
-async def expire_sync(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) -> int:
+async def expire_sync(conn: Executor, *, limit: int) -> int:
     """Mark synchronous tool calls whose caller stopped waiting, unfinished, as ``missed``.
 
     These are calls whose request never finished them: the web process died,
@@ -449,7 +464,7 @@ async def expire_sync(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) ->
     Returns:
         How many rows were marked.
     """
-    return await conn.fetchval(
+    result: int = await conn.fetchval(
         """
         WITH expired AS (
             SELECT id FROM webhook_delivery_log
@@ -470,3 +485,4 @@ async def expire_sync(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int) ->
         """,
         limit,
     )
+    return result

@@ -17,6 +17,7 @@ import asyncpg
 
 from db.errors import MigrationError
 from db.pool import connect
+from db.types import Conn
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 FILE_PATTERN = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -78,7 +79,7 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
-async def applied_versions(conn: asyncpg.Connection) -> set[str]:
+async def applied_versions(conn: Conn) -> set[str]:
     """Versions recorded in ``schema_migrations`` (empty if the table is missing)."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
@@ -125,7 +126,7 @@ async def migrate(dsn: str, *, target: str | None = None) -> list[str]:
     return applied_now
 
 
-async def pending(conn: asyncpg.Connection) -> list[str]:
+async def pending(conn: Conn) -> list[str]:
     """File names of migrations not yet applied on ``conn``'s database (for /readyz)."""
     done = await applied_versions(conn)
     return [m.path.name for m in discover() if m.version not in done]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from db.types import Executor
+
 
 @dataclass(frozen=True, slots=True)
 class Org:
@@ -30,16 +32,20 @@ class Org:
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> Org:
         return cls(
-            row["id"], row["name"], row["timezone"], row["default_region"], row["vapi_assistant_id"],
+            row["id"],
+            row["name"],
+            row["timezone"],
+            row["default_region"],
+            row["vapi_assistant_id"],
             row["business_hours"],
-        )  # fmt: skip
+        )
 
 
 _ORG_COLUMNS = "o.id, o.name, o.timezone, o.default_region, o.vapi_assistant_id, o.business_hours"
 
 
 async def create_org(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     name: str,
     timezone: str = "UTC",
@@ -47,7 +53,7 @@ async def create_org(
     assistant_id: str | None = None,
 ) -> uuid.UUID:
     """Create an organization and return its id."""
-    return await conn.fetchval(
+    result: uuid.UUID = await conn.fetchval(
         "INSERT INTO organizations (name, timezone, default_region, vapi_assistant_id)"
         " VALUES ($1, $2, $3, $4) RETURNING id",
         name,
@@ -55,39 +61,40 @@ async def create_org(
         region.upper(),
         assistant_id,
     )
+    return result
 
 
-async def add_agent(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, assistant_id: str) -> uuid.UUID:
+async def add_agent(conn: Executor, org_id: uuid.UUID, assistant_id: str) -> uuid.UUID:
     """Route messages of a Vapi assistant to ``org_id``.
 
     Raises:
         asyncpg.UniqueViolationError: the assistant already belongs to an org.
         asyncpg.ForeignKeyViolationError: no such org.
     """
-    return await conn.fetchval(
+    result: uuid.UUID = await conn.fetchval(
         "INSERT INTO agents (org_id, vapi_assistant_id) VALUES ($1, $2) RETURNING id", org_id, assistant_id
     )
+    return result
 
 
-async def add_phone_number(
-    conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID, phone_number_id: str
-) -> uuid.UUID:
+async def add_phone_number(conn: Executor, org_id: uuid.UUID, phone_number_id: str) -> uuid.UUID:
     """Route messages of a Vapi phone number to ``org_id`` (errors as :func:`add_agent`)."""
-    return await conn.fetchval(
+    result: uuid.UUID = await conn.fetchval(
         "INSERT INTO phone_numbers (org_id, vapi_phone_number_id) VALUES ($1, $2) RETURNING id",
         org_id,
         phone_number_id,
     )
+    return result
 
 
-async def get_org(conn: asyncpg.Connection | asyncpg.Pool, org_id: uuid.UUID) -> Org | None:
+async def get_org(conn: Executor, org_id: uuid.UUID) -> Org | None:
     """The organization with this id, if any."""
     row = await conn.fetchrow(f"SELECT {_ORG_COLUMNS} FROM organizations o WHERE o.id = $1", org_id)
     return Org.from_record(row) if row else None
 
 
 async def route(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     assistant_id: str | None,
     phone_number_id: str | None,

@@ -8,6 +8,7 @@ import asyncpg
 
 from db import jsonb
 from db.errors import UNAVAILABLE_ERRORS
+from db.types import Conn
 
 __all__ = ["UNAVAILABLE_ERRORS", "connect", "create_pool"]
 
@@ -16,13 +17,13 @@ __all__ = ["UNAVAILABLE_ERRORS", "connect", "create_pool"]
 SERVICE_SERVER_SETTINGS = {"app.bypass_rls": "on", "application_name": "vapi-ingest"}
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: Conn) -> None:
     # jsonb travels as text; decode to Python objects both ways.
     await conn.set_type_codec("jsonb", encoder=jsonb.encode, decoder=jsonb.decode, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=jsonb.encode, decoder=jsonb.decode, schema="pg_catalog")
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def _keep_session(conn: Conn) -> None:
     """Skip asyncpg's reset on release (a round trip per use).
 
     Safe here because the service keeps no session state on pooled
@@ -51,7 +52,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
     )
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
+async def connect(dsn: str) -> Conn:
     """Open one service connection, set up like the pool's."""
     conn = await asyncpg.connect(dsn, server_settings=SERVICE_SERVER_SETTINGS)
     await _init_connection(conn)

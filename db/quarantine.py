@@ -9,9 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
-
 from db.errors import DatabaseError
+from db.types import Conn, Executor
 
 
 class AlreadyMapped(DatabaseError):
@@ -23,7 +22,7 @@ class OrgNotFound(DatabaseError):
 
 
 async def insert(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     event_type: str,
     event_id: str,
@@ -36,7 +35,7 @@ async def insert(
     Returns:
         The new row's id, or ``None`` if this key is already quarantined.
     """
-    return await conn.fetchval(
+    result: uuid.UUID | None = await conn.fetchval(
         """
         INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
         VALUES ($1, $2, $3, $4, $5)
@@ -49,17 +48,22 @@ async def insert(
         phone_number_id,
         payload,
     )
+    return result
 
 
-async def count_unrouted(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def count_unrouted(conn: Executor) -> int:
     """Quarantined messages not yet routed to a tenant."""
-    return await conn.fetchval("SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
+    result: int = await conn.fetchval("SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
+    return result
 
 
 def _where(assistant_id: str | None, phone_number_id: str | None, event_type: str | None) -> tuple[str, list[Any]]:
     clauses, params = ["q.routed_at IS NULL"], []
-    for column, value in (("assistant_id", assistant_id), ("phone_number_id", phone_number_id),
-                          ("event_type", event_type)):  # fmt: skip
+    for column, value in (
+        ("assistant_id", assistant_id),
+        ("phone_number_id", phone_number_id),
+        ("event_type", event_type),
+    ):
         if value is not None:
             params.append(value)
             clauses.append(f"q.{column} = ${len(params)}")
@@ -67,7 +71,7 @@ def _where(assistant_id: str | None, phone_number_id: str | None, event_type: st
 
 
 async def list_unrouted(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     *,
     assistant_id: str | None = None,
     phone_number_id: str | None = None,
@@ -85,7 +89,7 @@ async def list_unrouted(
     return [dict(r) for r in rows]
 
 
-async def senders(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any]]:
+async def senders(conn: Executor) -> list[dict[str, Any]]:
     """Distinct ``(assistant_id, phone_number_id)`` of unrouted messages, with counts, most first."""
     rows = await conn.fetch(
         "SELECT assistant_id, phone_number_id, count(*) AS messages FROM webhook_quarantine"
@@ -94,9 +98,7 @@ async def senders(conn: asyncpg.Connection | asyncpg.Pool) -> list[dict[str, Any
     return [dict(r) for r in rows]
 
 
-async def map_sender(
-    conn: asyncpg.Connection, org_id: uuid.UUID, *, assistant_id: str | None, phone_number_id: str | None
-) -> None:
+async def map_sender(conn: Conn, org_id: uuid.UUID, *, assistant_id: str | None, phone_number_id: str | None) -> None:
     """Map the assistant and/or phone number to ``org_id`` (kept if already so). Run in the routing transaction.
 
     Raises:
@@ -105,9 +107,10 @@ async def map_sender(
     """
     if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)", org_id):
         raise OrgNotFound(f"no organization with id {org_id}")
-    for table, column, label, value in (("agents", "vapi_assistant_id", "assistant", assistant_id),
-                                        ("phone_numbers", "vapi_phone_number_id", "phone number",
-                                         phone_number_id)):  # fmt: skip
+    for table, column, label, value in (
+        ("agents", "vapi_assistant_id", "assistant", assistant_id),
+        ("phone_numbers", "vapi_phone_number_id", "phone number", phone_number_id),
+    ):
         if value is None:
             continue
         owner = await conn.fetchval(
@@ -121,7 +124,7 @@ async def map_sender(
 
 
 async def route(
-    conn: asyncpg.Connection,
+    conn: Conn,
     org_id: uuid.UUID,
     *,
     max_attempts: int,
@@ -160,11 +163,16 @@ async def route(
             ON CONFLICT (org_id, event_id) DO NOTHING
             RETURNING id
             """,
-            org_id, row["event_type"], row["event_id"], row["payload"], max_attempts, message_id,
+            org_id,
+            row["event_type"],
+            row["event_id"],
+            row["payload"],
+            max_attempts,
+            message_id,
             "pending" if pending else "completed",
             None if pending else {"applied": False, "reason": "routed from quarantine; not processed later"},
             row["received_at"],
-        )  # fmt: skip
+        )
         if delivery_id is None:
             delivery_id = await conn.fetchval(
                 "SELECT id FROM webhook_delivery_log WHERE org_id = $1 AND event_id = $2", org_id, row["event_id"]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from db.deliveries import STATUSES
+from db.types import Conn
 
 
 class InvalidFilter(ValueError):
@@ -84,13 +83,14 @@ _LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempt
     d.normalised"""
 
 
-async def count(conn: asyncpg.Connection, flt: DeliveryFilter) -> int:
+async def count(conn: Conn, flt: DeliveryFilter) -> int:
     """How many deliveries match."""
     where, params = flt.where()
-    return await conn.fetchval(f"SELECT count(*) FROM webhook_delivery_log d WHERE {where}", *params)
+    result: int = await conn.fetchval(f"SELECT count(*) FROM webhook_delivery_log d WHERE {where}", *params)
+    return result
 
 
-async def replay_counts(conn: asyncpg.Connection, flt: DeliveryFilter) -> tuple[int, int]:
+async def replay_counts(conn: Conn, flt: DeliveryFilter) -> tuple[int, int]:
     """``(replayable, refused)`` among matching deliveries.
 
     Replayable: ``failed``/``dead_letter`` and not a synchronous tool call.
@@ -106,21 +106,18 @@ async def replay_counts(conn: asyncpg.Connection, flt: DeliveryFilter) -> tuple[
         f"  FROM webhook_delivery_log d WHERE {where}",
         *params,
     )
+    assert row is not None  # an aggregate always returns one row
     return row["replayable"], row["refused"]
 
 
-async def is_sync_tool_call(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> bool:
+async def is_sync_tool_call(conn: Conn, delivery_id: uuid.UUID) -> bool:
     """True if the delivery is a synchronous tool call (never replayed)."""
     return bool(
-        await conn.fetchval(
-            "SELECT answer_by IS NOT NULL FROM webhook_delivery_log WHERE id = $1", delivery_id
-        )
+        await conn.fetchval("SELECT answer_by IS NOT NULL FROM webhook_delivery_log WHERE id = $1", delivery_id)
     )
 
 
-async def list_deliveries(
-    conn: asyncpg.Connection, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0
-) -> list[dict[str, Any]]:
+async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
     """Matching deliveries, newest first, without payloads."""
     where, params = flt.where()
     n = len(params)
@@ -134,7 +131,7 @@ async def list_deliveries(
     return [dict(r) for r in rows]
 
 
-async def get_delivery(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | None:
     """One delivery with payload, result and error history, as the session may see it."""
     row = await conn.fetchrow(
         f"SELECT {_LIST_COLUMNS}, d.payload, d.result, d.errors, d.lease_expires_at, d.next_attempt_at, d.enqueued_at"
@@ -144,7 +141,7 @@ async def get_delivery(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> dict
     return dict(row) if row else None
 
 
-async def delivery_stats(conn: asyncpg.Connection, since: datetime) -> list[dict[str, Any]]:
+async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
     """Per type since ``since``: received, completed, failed, dead_lettered, success_rate, mean_processing_ms."""
     rows = await conn.fetch(
         """
@@ -163,7 +160,7 @@ async def delivery_stats(conn: asyncpg.Connection, since: datetime) -> list[dict
     return [dict(r) for r in rows]
 
 
-async def processing_time(conn: asyncpg.Connection, since: datetime) -> list[dict[str, Any]]:
+async def processing_time(conn: Conn, since: datetime) -> list[dict[str, Any]]:
     """Per type since ``since``: p50/p95/p99 in milliseconds of the last attempt of completed deliveries."""
     rows = await conn.fetch(
         """
@@ -177,8 +174,13 @@ async def processing_time(conn: asyncpg.Connection, since: datetime) -> list[dic
         since,
     )
     return [
-        {"type": r["type"], "samples": r["samples"], "p50_ms": round(r["p"][0], 2), "p95_ms": round(r["p"][1], 2),
-         "p99_ms": round(r["p"][2], 2)}  # fmt: skip
+        {
+            "type": r["type"],
+            "samples": r["samples"],
+            "p50_ms": round(r["p"][0], 2),
+            "p95_ms": round(r["p"][1], 2),
+            "p99_ms": round(r["p"][2], 2),
+        }
         for r in rows
     ]
 
@@ -198,7 +200,7 @@ def parse_time(value: str, name: str) -> datetime:
     if parsed.tzinfo is None:
         raise InvalidFilter(f"{name} must include a time zone (e.g. Z), got {value!r}")
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise InvalidFilter(f"{name} is outside the calendar once moved to UTC, got {value!r}") from None
 

@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from db.types import Conn
+
 #: A role without BYPASSRLS (created by 0001_core.sql).
 TENANT_ROLE = "vapi_tenant"
 
 
 @asynccontextmanager
-async def tenant_scope(conn: asyncpg.Connection, org_id: uuid.UUID) -> AsyncIterator[None]:
+async def tenant_scope(conn: Conn, org_id: uuid.UUID) -> AsyncIterator[None]:
     """Within a transaction, act as ``org_id`` only: every statement sees and writes its rows alone.
 
     Switches to :data:`TENANT_ROLE`, sets ``app.org_id`` and turns the service
@@ -43,7 +45,7 @@ async def tenant_scope(conn: asyncpg.Connection, org_id: uuid.UUID) -> AsyncIter
     await _restore(conn)
 
 
-async def _restore(conn: asyncpg.Connection) -> None:
+async def _restore(conn: Conn) -> None:
     await conn.execute(
         "SELECT set_config('role', 'none', true), set_config('app.org_id', '', true),"
         " set_config('app.bypass_rls', 'on', true)"

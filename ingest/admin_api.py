@@ -19,16 +19,16 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from db import deliveries, reports
-from db.reports import DeliveryFilter, InvalidFilter
 from db.pool import UNAVAILABLE_ERRORS
+from db.reports import DeliveryFilter, InvalidFilter
 from db.tenancy import tenant_scope
+from db.types import Conn
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
 from ingest.openapi import OPENAPI
 from workers.broker import QUEUE_NAME
@@ -90,7 +90,7 @@ async def _caller(request: web.Request) -> Caller:
 
 
 @asynccontextmanager
-async def _session(request: web.Request, caller: Caller) -> AsyncIterator[asyncpg.Connection]:
+async def _session(request: web.Request, caller: Caller) -> AsyncIterator[Conn]:
     """A transaction acting for the caller: the whole service for admin, one org under RLS otherwise."""
     async with request.app[DB_POOL].acquire() as conn, conn.transaction():
         if caller.org_id is None:
@@ -128,7 +128,7 @@ def _since(request: web.Request) -> datetime:
     span = timedelta(**{RANGE_UNITS[match.group(2)]: int(match.group(1))})
     if not timedelta(0) < span <= MAX_RANGE:
         raise ApiError(400, f"range must be between 1m and {MAX_RANGE.days}d")
-    return datetime.now(timezone.utc) - span
+    return datetime.now(UTC) - span
 
 
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -179,7 +179,7 @@ async def _redis_queue(request: web.Request) -> dict[str, Any] | None:
         pipe.zcard(f"{ns}.XQ")
         pipe.zrange(f"{broker.namespace}:__heartbeats__", 0, -1, withscores=True)  # type: ignore[attr-defined]
         depth, delayed, dead, beats = pipe.execute()
-        now_ms = datetime.now(timezone.utc).timestamp() * 1000
+        now_ms = datetime.now(UTC).timestamp() * 1000
         workers = [{"id": w.decode(), "last_seen_s_ago": round((now_ms - score) / 1000, 1)} for w, score in beats]
         return {"name": QUEUE_NAME, "depth": depth, "delayed": delayed, "dead": dead, "workers": workers}
 
@@ -237,9 +237,13 @@ async def _replay(request: web.Request, caller: Caller, flt: DeliveryFilter, dry
         body["refused_reason"] = REFUSED_TOOL_CALLS
     if dry_run or matched == 0:
         return body
-    body["replayed"] = await replay(request.app[DB_POOL], request.app[BROKER], replayable,
-                                    budget=request.app[SETTINGS].retry_max_attempts,
-                                    org_scope=caller.org_id)  # fmt: skip
+    body["replayed"] = await replay(
+        request.app[DB_POOL],
+        request.app[BROKER],
+        replayable,
+        budget=request.app[SETTINGS].retry_max_attempts,
+        org_scope=caller.org_id,
+    )
     return body
 
 

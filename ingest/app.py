@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dramatiq
 import structlog
@@ -123,7 +123,7 @@ async def health(request: web.Request) -> web.Response:
         "database_size_mb": size_mb,
         "services": {"database": size_mb is not None, "redis": redis_ok},
         "uptime": round(time.monotonic() - app[STARTED_AT], 1),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
     return web.json_response(body, status=200 if ok else 503)
 

@@ -8,6 +8,7 @@ variables win) and exits non-zero with one line on bad input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -19,12 +20,14 @@ import asyncpg
 import click
 from dotenv import load_dotenv
 
+from db.types import Conn
 from ingest import cli_ops
-from ingest.settings import Settings
 from ingest.cli_support import run_async as _run
 from ingest.cli_support import settings as _settings
 from ingest.cli_support import uuid_option as _uuid
 from ingest.cli_support import with_conn as _with_conn
+from ingest.settings import Settings
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
@@ -69,11 +72,18 @@ def _serve(settings: Settings, *, reuse_port: bool) -> None:
     from ingest.app import create_app
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    web.run_app(create_app(settings), port=settings.port, access_log=None, shutdown_timeout=30, print=None,
-                # aiohttp runs this timer from the moment a connection opens and while headers are
-                # incomplete, so it is the header timeout too (its default is an hour).
-                keepalive_timeout=settings.keepalive_timeout_s,
-                reuse_port=reuse_port, loop=_new_event_loop())  # fmt: skip
+    web.run_app(
+        create_app(settings),
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=30,
+        print=None,
+        # aiohttp runs this timer from the moment a connection opens and while headers are
+        # incomplete, so it is the header timeout too (its default is an hour).
+        keepalive_timeout=settings.keepalive_timeout_s,
+        reuse_port=reuse_port,
+        loop=_new_event_loop(),
+    )
 
 
 def _serve_forked(settings: Settings) -> None:
@@ -108,10 +118,8 @@ def _serve_forked(settings: Settings) -> None:
 
     def forward(signum: int, _: object) -> None:
         for child in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signum)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -146,10 +154,18 @@ def worker() -> None:
     os.environ.setdefault("dramatiq_worker_timeout", "100")
     dramatiq_bin = shutil.which("dramatiq") or str(Path(sys.executable).with_name("dramatiq"))
     argv = [
-        dramatiq_bin, "workers.entry:setup_broker", "--processes", str(settings.worker_processes),
-        "--threads", str(settings.worker_threads), "--queues", "deliveries",
-        "--fork-function", "workers.entry:serve_metrics", "--skip-logging",
-    ]  # fmt: skip
+        dramatiq_bin,
+        "workers.entry:setup_broker",
+        "--processes",
+        str(settings.worker_processes),
+        "--threads",
+        str(settings.worker_threads),
+        "--queues",
+        "deliveries",
+        "--fork-function",
+        "workers.entry:serve_metrics",
+        "--skip-logging",
+    ]
     os.execv(dramatiq_bin, argv)
 
 
@@ -189,10 +205,11 @@ def orgs_create(name: str, tz: str, region: str, assistant_id: str | None) -> No
     if len(region) != 2 or not region.isalpha():
         raise click.BadParameter(f"{region!r} is not a 2-letter region code", param_hint="--region")
 
-    async def create(conn: asyncpg.Connection) -> uuid.UUID:
+    async def create(conn: Conn) -> uuid.UUID:
         async with conn.transaction():
-            org_id = await orgs_db.create_org(conn, name=name.strip(), timezone=tz, region=region,
-                                              assistant_id=assistant_id)  # fmt: skip
+            org_id = await orgs_db.create_org(
+                conn, name=name.strip(), timezone=tz, region=region, assistant_id=assistant_id
+            )
             if assistant_id:
                 await orgs_db.add_agent(conn, org_id, assistant_id)
             return org_id

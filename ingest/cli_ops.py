@@ -46,15 +46,22 @@ def _time(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
 
 def filter_options(fn: Any) -> Any:
     """The filters shared by ``list`` and ``replay``."""
-    for option in reversed([
-        click.option("--status", "statuses", multiple=True, type=click.Choice(deliveries_db.STATUSES),
-                     help="Any of these statuses (repeatable)."),
-        click.option("--org", "org_id", callback=_org, help="Organization id."),
-        click.option("--type", "event_type", help="Message type, e.g. status-update."),
-        click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
-        click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
-        click.option("--error", help="Substring of the last error (case-insensitive)."),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.option(
+                "--status",
+                "statuses",
+                multiple=True,
+                type=click.Choice(deliveries_db.STATUSES),
+                help="Any of these statuses (repeatable).",
+            ),
+            click.option("--org", "org_id", callback=_org, help="Organization id."),
+            click.option("--type", "event_type", help="Message type, e.g. status-update."),
+            click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
+            click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
+            click.option("--error", help="Substring of the last error (case-insensitive)."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -94,8 +101,14 @@ def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
         return
     table = Table("id", "type", "status", "attempts", "received", "last error")
     for row in rows:
-        table.add_row(str(row["id"]), row["event_type"], row["status"], f"{row['attempts']}/{row['max_attempts']}",
-                      f"{row['received_at']:%Y-%m-%d %H:%M:%S}", (row["error_message"] or "")[:80])  # fmt: skip
+        table.add_row(
+            str(row["id"]),
+            row["event_type"],
+            row["status"],
+            f"{row['attempts']}/{row['max_attempts']}",
+            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
+            (row["error_message"] or "")[:80],
+        )
     Console().print(table)
     click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
 
@@ -152,9 +165,7 @@ def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float
 
 async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run: bool, rate: float | None) -> None:
     from workers.broker import build_broker
-    from workers.replay import replay
-
-    from workers.replay import REFUSED_TOOL_CALLS
+    from workers.replay import REFUSED_TOOL_CALLS, replay
 
     pool = await _pool(settings)
     broker = build_broker(settings.redis_url)
@@ -173,9 +184,14 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, stop.set)
         done = 0
-        with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      disable=matched <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
-                      console=Console(stderr=True)) as progress:  # fmt: skip
+        with Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            disable=matched <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
+            console=Console(stderr=True),
+        ) as progress:
             task = progress.add_task("replay", total=matched)
 
             def advance(n: int) -> None:
@@ -183,8 +199,15 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
                 done += n
                 progress.advance(task, n)
 
-            await replay(pool, broker, flt, budget=settings.retry_max_attempts, rate_per_s=rate,
-                         on_progress=advance, should_stop=stop.is_set)  # fmt: skip
+            await replay(
+                pool,
+                broker,
+                flt,
+                budget=settings.retry_max_attempts,
+                rate_per_s=rate,
+                on_progress=advance,
+                should_stop=stop.is_set,
+            )
         loop.remove_signal_handler(signal.SIGINT)
         if stop.is_set():
             click.echo(f"stopped by Ctrl-C: replayed {done} of {matched}; run the same command again to continue")
@@ -224,8 +247,13 @@ def quarantine_list(limit: int, **filters: Any) -> None:
     rows = _run(fetch())
     table = Table("id", "type", "received", "assistant", "phone number")
     for row in rows:
-        table.add_row(str(row["id"]), row["event_type"], f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
-                      row["assistant_id"] or "", row["phone_number_id"] or "")  # fmt: skip
+        table.add_row(
+            str(row["id"]),
+            row["event_type"],
+            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
+            row["assistant_id"] or "",
+            row["phone_number_id"] or "",
+        )
     Console().print(table)
     click.echo(f"{len(rows)} unrouted message(s)")
 
@@ -262,10 +290,16 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
                 return -1
             async with pool.acquire() as conn, conn.transaction():
                 if not route_all:
-                    await quarantine_db.map_sender(conn, org_id, assistant_id=assistant_id,
-                                                   phone_number_id=phone_number_id)  # fmt: skip
-                pairs = await quarantine_db.route(conn, org_id, max_attempts=settings.retry_max_attempts,
-                                                  processable=KNOWN_TYPES - TOOL_TYPES, **filters)  # fmt: skip
+                    await quarantine_db.map_sender(
+                        conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id
+                    )
+                pairs = await quarantine_db.route(
+                    conn,
+                    org_id,
+                    max_attempts=settings.retry_max_attempts,
+                    processable=KNOWN_TYPES - TOOL_TYPES,
+                    **filters,
+                )
             if pairs:
                 await enqueue_many(broker, pairs)
                 await deliveries_db.mark_enqueued(pool, [d for d, _ in pairs])
@@ -299,8 +333,11 @@ async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool
         return True
     if not sys.stdin.isatty():
         raise click.ClickException("--all without a terminal needs --yes (it moves every sender's messages)")
-    if await asyncio.to_thread(click.confirm, f"Move all {total} message(s) from {len(senders)} sender(s) "
-                               f"into organization {org_id}?", default=False):  # fmt: skip
+    if await asyncio.to_thread(
+        click.confirm,
+        f"Move all {total} message(s) from {len(senders)} sender(s) into organization {org_id}?",
+        default=False,
+    ):
         return True
     click.echo("nothing routed")
     return False
@@ -324,8 +361,12 @@ def tokens_create(org_id: uuid.UUID, name: str | None) -> None:
     async def store() -> None:
         pool = await _pool(settings)
         try:
-            await pool.execute("INSERT INTO api_tokens (org_id, token_sha256, name) VALUES ($1, $2, $3)",
-                               org_id, token_sha256(token), name)  # fmt: skip
+            await pool.execute(
+                "INSERT INTO api_tokens (org_id, token_sha256, name) VALUES ($1, $2, $3)",
+                org_id,
+                token_sha256(token),
+                name,
+            )
         finally:
             await pool.close()
 

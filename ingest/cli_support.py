@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
+from db.types import Conn
 from ingest.settings import ConfigError, Settings
 
 T = TypeVar("T")
@@ -31,7 +32,7 @@ def run_async(coro: Awaitable[T]) -> T:
         raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
 
 
-async def with_conn(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+async def with_conn(fn: Callable[[Conn], Awaitable[T]]) -> T:
     """Run ``fn`` on one service connection."""
     from db.pool import connect
 

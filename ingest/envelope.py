@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from db.jsonb import lossless_decoder
@@ -20,16 +20,41 @@ from ingest import sanitize
 #: Anything else is stored and marked completed as unhandled.
 KNOWN_TYPES = frozenset(
     {
-        "status-update", "end-of-call-report", "tool-calls", "function-call", "assistant-request",
-        "transfer-destination-request", "handoff-destination-request", "knowledge-base-request",
-        "hang", "transcript", "transcript[transcriptType=\"final\"]", "conversation-update",
-        "speech-update", "model-output", "user-interrupted", "transfer-update", "phone-call-control",
-        "language-change-detected", "language-changed", "voice-input", "assistant.speechStarted",
-        "assistant.started", "voice-request", "call.endpointing.request", "campaign.predial",
-        "chat.created", "chat.deleted", "session.created", "session.updated", "session.deleted",
-        "call.deleted", "call.delete.failed", "call.artifact.upload",
+        "status-update",
+        "end-of-call-report",
+        "tool-calls",
+        "function-call",
+        "assistant-request",
+        "transfer-destination-request",
+        "handoff-destination-request",
+        "knowledge-base-request",
+        "hang",
+        "transcript",
+        'transcript[transcriptType="final"]',
+        "conversation-update",
+        "speech-update",
+        "model-output",
+        "user-interrupted",
+        "transfer-update",
+        "phone-call-control",
+        "language-change-detected",
+        "language-changed",
+        "voice-input",
+        "assistant.speechStarted",
+        "assistant.started",
+        "voice-request",
+        "call.endpointing.request",
+        "campaign.predial",
+        "chat.created",
+        "chat.deleted",
+        "session.created",
+        "session.updated",
+        "session.deleted",
+        "call.deleted",
+        "call.delete.failed",
+        "call.artifact.upload",
     }
-)  # fmt: skip
+)
 
 #: Types whose tool invocations are answered in the HTTP response.
 TOOL_TYPES = frozenset({"tool-calls", "function-call"})
@@ -164,9 +189,9 @@ class Envelope:
         slim_call: dict[str, Any] = {k: call[k] for k in ("id", "assistantId", "phoneNumberId") if _str(call.get(k))}
         for customer in (call.get("customer"), self.message.get("customer")):
             if isinstance(customer, dict):
-                slim = {k: customer[k] for k in ("number", "name") if _short(customer.get(k))}
-                if slim:
-                    slim_call["customer"] = slim
+                who = {k: customer[k] for k in ("number", "name") if _short(customer.get(k))}
+                if who:
+                    slim_call["customer"] = who
                     break
         slim: dict[str, Any] = {"type": self.type, "call": slim_call}
         if "timestamp" in self.message:
@@ -276,9 +301,13 @@ def parse(body: bytes) -> Envelope:
 def _check_key_parts(envelope: Envelope) -> None:
     """Ids that become idempotency keys are bounded, so a key always fits a btree index entry."""
     message, call = envelope.message, envelope.call
-    for name, value in (("message.call.id", call.get("id")), ("message.call.assistantId", call.get("assistantId")),
-                        ("message.call.phoneNumberId", call.get("phoneNumberId")),
-                        ("message.status", message.get("status")), ("message.campaignId", message.get("campaignId"))):  # fmt: skip
+    for name, value in (
+        ("message.call.id", call.get("id")),
+        ("message.call.assistantId", call.get("assistantId")),
+        ("message.call.phoneNumberId", call.get("phoneNumberId")),
+        ("message.status", message.get("status")),
+        ("message.campaignId", message.get("campaignId")),
+    ):
         if type(value) is str and len(value) > MAX_ID_CHARS:
             raise InvalidEnvelope(f"{name} is longer than {MAX_ID_CHARS} characters")
     for key in ("assistant", "phoneNumber", "chat", "session"):
@@ -305,7 +334,7 @@ def parse_timestamp(value: Any) -> datetime | None:
     if isinstance(value, (int, float)):
         if not 0 <= value < 253402300800000:
             return None
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     if isinstance(value, str) and 0 < len(value) <= 64:
         text = value.strip()
         try:
@@ -313,8 +342,8 @@ def parse_timestamp(value: Any) -> datetime | None:
                 return parse_timestamp(int(text))
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
         except (ValueError, OverflowError):
             return None
     return None

@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ingest import sanitize
 
+
 def redact(value: Any) -> Any:
     """A copy of ``value`` with credential values replaced by ``"[redacted]"`` (:mod:`ingest.sanitize`'s rule).
 
@@ -22,7 +23,8 @@ def redact(value: Any) -> Any:
 
 
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return redact(dict(event_dict))
+    redacted: MutableMapping[str, Any] = redact(dict(event_dict))
+    return redacted
 
 
 def _malformed_http_is_a_client_error(record: logging.LogRecord) -> bool:

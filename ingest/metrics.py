@@ -24,18 +24,24 @@ REQUEST_DURATION = Histogram(
 # Read from PostgreSQL by whichever web process serves the scrape; with several
 # web processes the most recent reading wins ("mostrecent").
 DELIVERIES_BY_STATUS = Gauge(
-    "vapi_deliveries", "Deliveries in the log by status (read from PostgreSQL at scrape time).", ["status"],
+    "vapi_deliveries",
+    "Deliveries in the log by status (read from PostgreSQL at scrape time).",
+    ["status"],
     multiprocess_mode="mostrecent",
-)  # fmt: skip
-DEAD_LETTERS = Gauge("vapi_dead_letters", "Deliveries in dead_letter (read at scrape time).", multiprocess_mode="mostrecent")
+)
+DEAD_LETTERS = Gauge(
+    "vapi_dead_letters", "Deliveries in dead_letter (read at scrape time).", multiprocess_mode="mostrecent"
+)
 OLDEST_PENDING_AGE = Gauge(
-    "vapi_oldest_pending_delivery_age_seconds", "Age of the oldest pending delivery; 0 when none (read at scrape time).",
+    "vapi_oldest_pending_delivery_age_seconds",
+    "Age of the oldest pending delivery; 0 when none (read at scrape time).",
     multiprocess_mode="mostrecent",
-)  # fmt: skip
+)
 QUARANTINED = Gauge(
-    "vapi_quarantined_deliveries", "Unroutable messages waiting in quarantine (read at scrape time).",
+    "vapi_quarantined_deliveries",
+    "Unroutable messages waiting in quarantine (read at scrape time).",
     multiprocess_mode="mostrecent",
-)  # fmt: skip
+)
 
 
 def exposition() -> bytes:
@@ -43,7 +49,7 @@ def exposition() -> bytes:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         return generate_latest()
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry)
 
 

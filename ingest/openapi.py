@@ -21,16 +21,22 @@ _ERRORS = {
     "503": _ok(_ref("Error"), "Database unavailable"),
 }
 _RANGE = {
-    "name": "range", "in": "query", "required": False,
+    "name": "range",
+    "in": "query",
+    "required": False,
     "description": "Window ending now: 1-9999 followed by m, h or d; at most 90d.",
     "schema": {"type": "string", "pattern": r"^\d{1,4}[mhd]$", "default": "24h"},
-}  # fmt: skip
+}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
 
 def _int_param(name: str, default: int, maximum: int) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}}  # fmt: skip
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+    }
 
 
 OPENAPI: dict[str, Any] = {
@@ -43,45 +49,63 @@ OPENAPI: dict[str, Any] = {
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/api/webhook-metrics/queue-health": {"get": {
-            "summary": "Queue depth, delayed and dead counts, worker heartbeats, oldest pending age",
-            "responses": {"200": _ok(_ref("QueueHealth")), **_ERRORS},
-        }},
-        "/api/webhook-metrics/delivery-stats": {"get": {
-            "summary": "Per type: received, completed, failed, dead-lettered, success rate, mean processing time",
-            "parameters": [_RANGE],
-            "responses": {"200": _ok(_ref("DeliveryStats")), **_ERRORS},
-        }},
-        "/api/webhook-metrics/recent-failures": {"get": {
-            "summary": "Newest failed and dead-lettered deliveries",
-            "parameters": [_int_param("limit", 20, 500)],
-            "responses": {"200": _ok(_ref("DeliveryList")), **_ERRORS},
-        }},
-        "/api/webhook-metrics/dead-letter-queue": {"get": {
-            "summary": "Dead letters, newest first, paginated",
-            "parameters": [_int_param("page", 1, 100000), _int_param("per_page", 50, 500)],
-            "responses": {"200": _ok(_ref("DeadLetterPage")), **_ERRORS},
-        }},
-        "/api/webhook-metrics/processing-time": {"get": {
-            "summary": "p50/p95/p99 processing time per type",
-            "parameters": [_RANGE],
-            "responses": {"200": _ok(_ref("ProcessingTime")), **_ERRORS},
-        }},
-        "/api/webhook-metrics/retry-failed/{id}": {"post": {
-            "summary": "Replay one failed or dead-lettered delivery",
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
-            "responses": {
-                "200": _ok(_ref("ReplayResult")),
-                "404": _ok(_ref("Error"), "No such delivery (or another org's)"),
-                "409": _ok(_ref("Error"), "The delivery is not failed or dead_letter, or is a synchronous tool call"),
-                **_ERRORS,
-            },
-        }},
-        "/api/webhook-metrics/replay": {"post": {
-            "summary": "Replay failed or dead-lettered deliveries by filter; dry_run only counts",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReplayRequest")}}},
-            "responses": {"200": _ok(_ref("ReplayResult")), **_ERRORS},
-        }},
+        "/api/webhook-metrics/queue-health": {
+            "get": {
+                "summary": "Queue depth, delayed and dead counts, worker heartbeats, oldest pending age",
+                "responses": {"200": _ok(_ref("QueueHealth")), **_ERRORS},
+            }
+        },
+        "/api/webhook-metrics/delivery-stats": {
+            "get": {
+                "summary": "Per type: received, completed, failed, dead-lettered, success rate, mean processing time",
+                "parameters": [_RANGE],
+                "responses": {"200": _ok(_ref("DeliveryStats")), **_ERRORS},
+            }
+        },
+        "/api/webhook-metrics/recent-failures": {
+            "get": {
+                "summary": "Newest failed and dead-lettered deliveries",
+                "parameters": [_int_param("limit", 20, 500)],
+                "responses": {"200": _ok(_ref("DeliveryList")), **_ERRORS},
+            }
+        },
+        "/api/webhook-metrics/dead-letter-queue": {
+            "get": {
+                "summary": "Dead letters, newest first, paginated",
+                "parameters": [_int_param("page", 1, 100000), _int_param("per_page", 50, 500)],
+                "responses": {"200": _ok(_ref("DeadLetterPage")), **_ERRORS},
+            }
+        },
+        "/api/webhook-metrics/processing-time": {
+            "get": {
+                "summary": "p50/p95/p99 processing time per type",
+                "parameters": [_RANGE],
+                "responses": {"200": _ok(_ref("ProcessingTime")), **_ERRORS},
+            }
+        },
+        "/api/webhook-metrics/retry-failed/{id}": {
+            "post": {
+                "summary": "Replay one failed or dead-lettered delivery",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+                ],
+                "responses": {
+                    "200": _ok(_ref("ReplayResult")),
+                    "404": _ok(_ref("Error"), "No such delivery (or another org's)"),
+                    "409": _ok(
+                        _ref("Error"), "The delivery is not failed or dead_letter, or is a synchronous tool call"
+                    ),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/webhook-metrics/replay": {
+            "post": {
+                "summary": "Replay failed or dead-lettered deliveries by filter; dry_run only counts",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReplayRequest")}}},
+                "responses": {"200": _ok(_ref("ReplayResult")), **_ERRORS},
+            }
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -107,49 +131,101 @@ OPENAPI: dict[str, Any] = {
                     "replayed_at": _NULLABLE_TIME,
                 },
             },
-            "DeliveryList": {"type": "object", "required": ["items"],
-                             "properties": {"items": {"type": "array", "items": _ref("Delivery")}}},
+            "DeliveryList": {
+                "type": "object",
+                "required": ["items"],
+                "properties": {"items": {"type": "array", "items": _ref("Delivery")}},
+            },
             "DeadLetterPage": {
-                "type": "object", "required": ["items", "total", "page", "per_page"],
-                "properties": {"items": {"type": "array", "items": _ref("Delivery")}, "total": {"type": "integer"},
-                               "page": {"type": "integer"}, "per_page": {"type": "integer"}},
+                "type": "object",
+                "required": ["items", "total", "page", "per_page"],
+                "properties": {
+                    "items": {"type": "array", "items": _ref("Delivery")},
+                    "total": {"type": "integer"},
+                    "page": {"type": "integer"},
+                    "per_page": {"type": "integer"},
+                },
             },
             "QueueHealth": {
-                "type": "object", "required": ["oldest_pending_age_s", "deliveries_by_status"],
+                "type": "object",
+                "required": ["oldest_pending_age_s", "deliveries_by_status"],
                 "properties": {
                     "oldest_pending_age_s": {"type": "number"},
                     "deliveries_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
-                    "queue": {"type": "object", "nullable": True, "description": "Redis (admin token only)",
-                              "properties": {"name": {"type": "string"}, "depth": {"type": "integer"},
-                                             "delayed": {"type": "integer"}, "dead": {"type": "integer"},
-                                             "error": {"type": "string"},
-                                             "workers": {"type": "array", "items": {"type": "object", "properties": {
-                                                 "id": {"type": "string"}, "last_seen_s_ago": {"type": "number"}}}}}},
+                    "queue": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "Redis (admin token only)",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "depth": {"type": "integer"},
+                            "delayed": {"type": "integer"},
+                            "dead": {"type": "integer"},
+                            "error": {"type": "string"},
+                            "workers": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"id": {"type": "string"}, "last_seen_s_ago": {"type": "number"}},
+                                },
+                            },
+                        },
+                    },
                 },
             },
             "DeliveryStats": {
-                "type": "object", "required": ["since", "types"],
-                "properties": {"since": {"type": "string", "format": "date-time"}, "types": {"type": "array", "items": {
-                    "type": "object",
-                    "properties": {"type": {"type": "string"}, "received": {"type": "integer"},
-                                   "completed": {"type": "integer"}, "failed": {"type": "integer"},
-                                   "dead_lettered": {"type": "integer"}, "success_rate": {"type": "number"},
-                                   "mean_processing_ms": {"type": "number", "nullable": True}}}}},
+                "type": "object",
+                "required": ["since", "types"],
+                "properties": {
+                    "since": {"type": "string", "format": "date-time"},
+                    "types": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "type": {"type": "string"},
+                                "received": {"type": "integer"},
+                                "completed": {"type": "integer"},
+                                "failed": {"type": "integer"},
+                                "dead_lettered": {"type": "integer"},
+                                "success_rate": {"type": "number"},
+                                "mean_processing_ms": {"type": "number", "nullable": True},
+                            },
+                        },
+                    },
+                },
             },
             "ProcessingTime": {
-                "type": "object", "required": ["since", "types"],
-                "properties": {"since": {"type": "string", "format": "date-time"}, "types": {"type": "array", "items": {
-                    "type": "object",
-                    "properties": {"type": {"type": "string"}, "samples": {"type": "integer"},
-                                   "p50_ms": {"type": "number"}, "p95_ms": {"type": "number"},
-                                   "p99_ms": {"type": "number"}}}}},
+                "type": "object",
+                "required": ["since", "types"],
+                "properties": {
+                    "since": {"type": "string", "format": "date-time"},
+                    "types": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "type": {"type": "string"},
+                                "samples": {"type": "integer"},
+                                "p50_ms": {"type": "number"},
+                                "p95_ms": {"type": "number"},
+                                "p99_ms": {"type": "number"},
+                            },
+                        },
+                    },
+                },
             },
             "ReplayRequest": {
-                "type": "object", "additionalProperties": False,
+                "type": "object",
+                "additionalProperties": False,
                 "description": "Give status or ids. Only failed and dead_letter deliveries are replayed.",
                 "properties": {
-                    "status": {"oneOf": [{"type": "string", "enum": ["failed", "dead_letter"]},
-                                         {"type": "array", "items": {"type": "string", "enum": ["failed", "dead_letter"]}}]},
+                    "status": {
+                        "oneOf": [
+                            {"type": "string", "enum": ["failed", "dead_letter"]},
+                            {"type": "array", "items": {"type": "string", "enum": ["failed", "dead_letter"]}},
+                        ]
+                    },
                     "org_id": {"type": "string", "format": "uuid"},
                     "type": {"type": "string"},
                     "since": {"type": "string", "format": "date-time"},
@@ -159,10 +235,16 @@ OPENAPI: dict[str, Any] = {
                     "dry_run": {"type": "boolean", "default": False},
                 },
             },
-            "ReplayResult": {"type": "object", "required": ["matched", "replayed"],
-                             "properties": {"matched": {"type": "integer"}, "replayed": {"type": "integer"},
-                                            "refused_tool_calls": {"type": "integer"},
-                                            "refused_reason": {"type": "string"}}},
+            "ReplayResult": {
+                "type": "object",
+                "required": ["matched", "replayed"],
+                "properties": {
+                    "matched": {"type": "integer"},
+                    "replayed": {"type": "integer"},
+                    "refused_tool_calls": {"type": "integer"},
+                    "refused_reason": {"type": "string"},
+                },
+            },
         },
     },
-}  # fmt: skip
+}

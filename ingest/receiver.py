@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -105,8 +105,9 @@ async def _authenticated_envelope(request: web.Request) -> Envelope:
     except web.HTTPRequestEntityTooLarge:
         raise _Reject(413, "too_large", too_large, close=True) from None
     except TimeoutError:
-        raise _Reject(408, "body_timeout", f"body not received within {settings.body_timeout_s:g} s",
-                      close=True) from None  # fmt: skip
+        raise _Reject(
+            408, "body_timeout", f"body not received within {settings.body_timeout_s:g} s", close=True
+        ) from None
     except (ConnectionError, HttpProcessingError):
         # The client went away mid-body: nobody hears this answer, and it is not an outage.
         raise _Reject(400, "client_closed", "the client closed the connection mid-body", close=True) from None
@@ -129,8 +130,12 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
         return _Answer(200, "ignored", {})
     invocations = env.tool_invocations() if env.type in TOOL_TYPES else []
     if len(invocations) > settings.max_tool_calls:
-        raise _Reject(413, "too_many_tool_calls", f"message has {len(invocations)} tool calls; at most "
-                      f"{settings.max_tool_calls} are accepted (VAPI_MAX_TOOL_CALLS)")  # fmt: skip
+        raise _Reject(
+            413,
+            "too_many_tool_calls",
+            f"message has {len(invocations)} tool calls; at most "
+            f"{settings.max_tool_calls} are accepted (VAPI_MAX_TOOL_CALLS)",
+        )
     org = await request.app[ROUTER].route(env.assistant_id, env.phone_number_id)
     if org is None:
         return await _quarantine(pool, env, invocations, context)
@@ -207,21 +212,34 @@ async def _answer_tool_calls(
     settings = request.app[SETTINGS]
     pool = request.app[DB_POOL]
     deadline_s = time.monotonic() + settings.tool_call_timeout_s
-    answer_by = datetime.now(timezone.utc) + timedelta(seconds=settings.tool_call_timeout_s)
+    answer_by = datetime.now(UTC) + timedelta(seconds=settings.tool_call_timeout_s)
     normalised = ",".join(env.normalised) or None
     rows = [
-        NewDelivery(org_id=org_id, event_type=env.type, event_id=env.message_key(), payload=env.message,
-                    max_attempts=settings.retry_max_attempts, job_id=None, status=deliveries.COMPLETED,
-                    result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
-                    normalised=normalised),
-    ]  # fmt: skip
+        NewDelivery(
+            org_id=org_id,
+            event_type=env.type,
+            event_id=env.message_key(),
+            payload=env.message,
+            max_attempts=settings.retry_max_attempts,
+            job_id=None,
+            status=deliveries.COMPLETED,
+            result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
+            normalised=normalised,
+        ),
+    ]
     for invocation in invocations:
         rows.append(
-            NewDelivery(org_id=org_id, event_type=env.type, event_id=tool_event_id(env, invocation),
-                        payload=env.tool_call_message(invocation), max_attempts=settings.retry_max_attempts,
-                        job_id=str(uuid.uuid4()) if invocation.is_async else None,
-                        answer_by=None if invocation.is_async else answer_by, normalised=normalised)
-        )  # fmt: skip
+            NewDelivery(
+                org_id=org_id,
+                event_type=env.type,
+                event_id=tool_event_id(env, invocation),
+                payload=env.tool_call_message(invocation),
+                max_attempts=settings.retry_max_attempts,
+                job_id=str(uuid.uuid4()) if invocation.is_async else None,
+                answer_by=None if invocation.is_async else answer_by,
+                normalised=normalised,
+            )
+        )
     try:
         ids = await deliveries.insert_many(pool, rows)
     except Exception as exc:

@@ -36,8 +36,9 @@ class Router:
         hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        org = await orgs.route(self.pool, assistant_id=assistant_id, phone_number_id=phone_number_id,
-                               default_org_id=self.default_org_id)  # fmt: skip
+        org = await orgs.route(
+            self.pool, assistant_id=assistant_id, phone_number_id=phone_number_id, default_org_id=self.default_org_id
+        )
         if len(self._cache) >= MAX_ENTRIES:
             self._cache.clear()
         self._cache[key] = (now, org)

@@ -36,8 +36,21 @@ _CREDENTIAL_PARTS = ("secret", "password", "passwd", "apikey", "privatekey", "au
 _CREDENTIAL_KEYS = frozenset({"listenurl", "controlurl"})
 #: Lower-cased substrings of a body in which a credential-like key may hide (the JSON text of every
 #: key :func:`is_credential_key` accepts contains one; ``token\\"`` is a key inside a JSON string).
-_CREDENTIAL_HINTS = ("secret", "passw", "apikey", "api_key", "api-key", "privatekey", "private_key",
-                     "authoriz", "credential", "listenurl", "controlurl", 'token"', 'token\\"')  # fmt: skip
+_CREDENTIAL_HINTS = (
+    "secret",
+    "passw",
+    "apikey",
+    "api_key",
+    "api-key",
+    "privatekey",
+    "private_key",
+    "authoriz",
+    "credential",
+    "listenurl",
+    "controlurl",
+    'token"',
+    'token\\"',
+)
 #: Lower-cased JSON escapes of NUL and of UTF-16 surrogates (paired ones are merged by the parser; the walk
 #: then finds nothing to replace).
 _TEXT_HINTS = ("\\u0000", *(f"\\ud{c}" for c in "89abcdef"))
@@ -127,8 +140,10 @@ def scrub(message: dict[str, Any], *, fix_text: bool, redact: bool) -> set[str]:
 def redact(value: Any) -> Any:
     """A redacted copy of ``value`` (for log events and display; stored payloads are scrubbed already)."""
     if isinstance(value, dict):
-        return {k: REDACTED if isinstance(k, str) and is_credential_key(k) and v is not None else redact(v)
-                for k, v in value.items()}  # fmt: skip
+        return {
+            k: REDACTED if isinstance(k, str) and is_credential_key(k) and v is not None else redact(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value

@@ -66,7 +66,7 @@ async def send(
                     text = await resp.text()
                     if name.startswith(("tool-calls", "function-call")):
                         report.tool_replies.append((name, _json_or_text(text)))
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 report.errors.append((name, f"{type(exc).__name__}: {exc}"))
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)

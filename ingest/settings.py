@@ -104,19 +104,15 @@ class Settings:
         env = os.environ if environ is None else environ
         r = _Reader(env)
         scheme = r.choice("VAPI_AUTH_SCHEME", AUTH_SCHEMES, "hmac")
-        secrets = tuple(
-            s.strip().encode() for s in r.text("VAPI_WEBHOOK_SECRETS", "").split(",") if s.strip()
-        )
+        secrets = tuple(s.strip().encode() for s in r.text("VAPI_WEBHOOK_SECRETS", "").split(",") if s.strip())
         if scheme != "none" and not secrets:
             raise ConfigError(
-                f"VAPI_WEBHOOK_SECRETS is required when VAPI_AUTH_SCHEME={scheme} "
-                "(comma-separated; any one verifies)"
+                f"VAPI_WEBHOOK_SECRETS is required when VAPI_AUTH_SCHEME={scheme} (comma-separated; any one verifies)"
             )
         allow_unauth = r.flag("VAPI_ALLOW_UNAUTHENTICATED", False)
         if scheme == "none" and not allow_unauth:
             raise ConfigError(
-                "VAPI_AUTH_SCHEME=none accepts unauthenticated requests; "
-                "set VAPI_ALLOW_UNAUTHENTICATED=1 to confirm"
+                "VAPI_AUTH_SCHEME=none accepts unauthenticated requests; set VAPI_ALLOW_UNAUTHENTICATED=1 to confirm"
             )
         ignored = r.text("VAPI_IGNORED_TYPES", ",".join(DEFAULT_IGNORED_TYPES))
         min_backoff = r.integer("RETRY_MIN_BACKOFF_MS", 1_000, minimum=0)

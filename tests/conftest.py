@@ -100,8 +100,9 @@ async def org_id(pool: asyncpg.Pool) -> uuid.UUID:
     """An organization with an assistant mapped, used as VAPI_DEFAULT_ORG_ID too."""
     from db import orgs
 
-    oid = await orgs.create_org(pool, name="Test clinic", timezone="Europe/London", region="GB",
-                                assistant_id="asst-test")  # fmt: skip
+    oid = await orgs.create_org(
+        pool, name="Test clinic", timezone="Europe/London", region="GB", assistant_id="asst-test"
+    )
     await orgs.add_agent(pool, oid, "asst-test")
     return oid
 
@@ -195,7 +196,7 @@ async def received(client: Any, type_label: str, outcome: str) -> float:
     line = f'vapi_webhooks_received_total{{outcome="{outcome}",type="{type_label}"}} '
     for row in text.splitlines():
         if row.startswith(line):
-            return float(row[len(line):])
+            return float(row[len(line) :])
     return 0.0
 
 
@@ -208,9 +209,15 @@ def corpus_files() -> list[Path]:
 
 def status_update(call_id: str, status: str, **extra: Any) -> dict[str, Any]:
     """A minimal status-update body of our own."""
-    return {"message": {"type": "status-update", "status": status, "timestamp": 1727030665008,
-                        "call": {"id": call_id, "type": "inboundPhoneCall"}, **extra}}  # fmt: skip
-
+    return {
+        "message": {
+            "type": "status-update",
+            "status": status,
+            "timestamp": 1727030665008,
+            "call": {"id": call_id, "type": "inboundPhoneCall"},
+            **extra,
+        }
+    }
 
 
 # Fixtures that run the real processes (tests/procs.py), available to every test module.

@@ -69,8 +69,9 @@ def wait_for(url: str, timeout_s: float = 20.0) -> str:
 
 def start(cmd: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``vapi-ingest <cmd>`` in its own process group, logging to ``log``."""
-    return subprocess.Popen([str(BIN), cmd], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [str(BIN), cmd], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
@@ -153,6 +154,8 @@ def fast_retries(env: dict[str, str]) -> dict[str, str]:
     """Two attempts, short backoff: failures dead-letter within a second."""
     env.update(RETRY_MAX_ATTEMPTS="2", RETRY_MIN_BACKOFF_MS="50", RETRY_MAX_BACKOFF_MS="100")
     return env
+
+
 @pytest.fixture
 def org_for_env(env: dict[str, str]) -> str:
     """An organization in the test database, created with the CLI."""
@@ -162,7 +165,9 @@ def org_for_env(env: dict[str, str]) -> str:
 
 
 def _pg_bin(name: str) -> str:
-    found = shutil.which(name) or next(iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None)
+    found = shutil.which(name) or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)), None
+    )
     assert found, f"{name} is needed for this test (Debian: postgresql)"
     return str(found)
 
@@ -180,8 +185,11 @@ def private_postgres() -> Iterator[dict[str, object]]:
         pw = pwd.getpwnam("postgres")
         os.chown(data, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*as_user, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
     ctl = [*as_user, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log")]
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data} -c fsync=off"
 

@@ -34,11 +34,22 @@ async def _seed(pool, org_id: uuid.UUID, prefix: str, statuses: list[str]) -> li
     ids = []
     for i, status in enumerate(statuses):
         message = status_update(f"{prefix}-{i}", "in-progress")["message"]
-        ids.append(await deliveries.insert(pool, org_id=org_id, event_type="status-update",
-                                           event_id=f"status-update:{prefix}-{i}:in-progress", payload=message,
-                                           max_attempts=3, job_id=None, status=status))  # fmt: skip
-    await pool.execute("UPDATE webhook_delivery_log SET error_message = 'boom', attempts = 3, last_attempt_at = now()"
-                       " WHERE status IN ('failed', 'dead_letter')")  # fmt: skip
+        ids.append(
+            await deliveries.insert(
+                pool,
+                org_id=org_id,
+                event_type="status-update",
+                event_id=f"status-update:{prefix}-{i}:in-progress",
+                payload=message,
+                max_attempts=3,
+                job_id=None,
+                status=status,
+            )
+        )
+    await pool.execute(
+        "UPDATE webhook_delivery_log SET error_message = 'boom', attempts = 3, last_attempt_at = now()"
+        " WHERE status IN ('failed', 'dead_letter')"
+    )
     return ids
 
 
@@ -76,8 +87,9 @@ async def test_org_token_cannot_replay_or_see_another_orgs_delivery(api, pool, o
     token = await _org_token(pool, org_id)
 
     retry = await api.post(f"{PREFIX}/retry-failed/{theirs[0]}", headers=_auth(token))
-    bulk = await api.post(f"{PREFIX}/replay", headers=_auth(token),
-                          json={"status": "dead_letter", "org_id": str(other)})  # fmt: skip
+    bulk = await api.post(
+        f"{PREFIX}/replay", headers=_auth(token), json={"status": "dead_letter", "org_id": str(other)}
+    )
 
     assert 404 == retry.status
     assert {"matched": 0, "replayed": 0} == await bulk.json()
@@ -95,17 +107,25 @@ async def test_retry_failed_replays_one_delivery(api, pool, org_id):
 
     assert {"matched": 1, "replayed": 1} == await ok.json()
     assert (409, 404, 400) == (done.status, unknown.status, malformed.status)
-    await wait_until(lambda: pool.fetchval("SELECT status = 'completed' FROM webhook_delivery_log WHERE id = $1", ids[0]))
+    await wait_until(
+        lambda: pool.fetchval("SELECT status = 'completed' FROM webhook_delivery_log WHERE id = $1", ids[0])
+    )
 
 
 async def test_replay_dry_run_counts_and_filters_apply(api, pool, org_id):
     """dry_run counts without changing anything; type and error filters narrow the match."""
     await _seed(pool, org_id, "d", ["dead_letter"] * 4 + ["failed"])
 
-    dry = await (await api.post(f"{PREFIX}/replay", headers=_auth(ADMIN),
-                                json={"status": ["dead_letter", "failed"], "dry_run": True})).json()  # fmt: skip
-    narrowed = await (await api.post(f"{PREFIX}/replay", headers=_auth(ADMIN),
-                                     json={"status": "failed", "type": "hang", "dry_run": True})).json()  # fmt: skip
+    dry = await (
+        await api.post(
+            f"{PREFIX}/replay", headers=_auth(ADMIN), json={"status": ["dead_letter", "failed"], "dry_run": True}
+        )
+    ).json()
+    narrowed = await (
+        await api.post(
+            f"{PREFIX}/replay", headers=_auth(ADMIN), json={"status": "failed", "type": "hang", "dry_run": True}
+        )
+    ).json()
 
     assert {"matched": 5, "replayed": 0} == dry
     assert {"matched": 0, "replayed": 0} == narrowed
@@ -132,10 +152,16 @@ async def test_bad_parameters_are_400_with_the_reason(api, path, reason):
 
 @pytest.mark.parametrize(
     "body",
-    [[], {"status": "completed"}, {"dry_run": True}, {"status": "dead_letter", "since": "yesterday"},
-     {"status": "dead_letter", "ids": ["x"]}, {"status": "dead_letter", "bogus": 1},
-     {"status": "dead_letter", "error": "' OR 1=1 --"}],
-)  # fmt: skip
+    [
+        [],
+        {"status": "completed"},
+        {"dry_run": True},
+        {"status": "dead_letter", "since": "yesterday"},
+        {"status": "dead_letter", "ids": ["x"]},
+        {"status": "dead_letter", "bogus": 1},
+        {"status": "dead_letter", "error": "' OR 1=1 --"},
+    ],
+)
 async def test_bad_replay_bodies_are_400_and_sql_metacharacters_are_harmless(api, pool, org_id, body):
     """Malformed replay requests get 400; a filter full of SQL metacharacters is just a string that matches nothing."""
     await _seed(pool, org_id, "m", ["dead_letter"])
@@ -152,8 +178,10 @@ async def test_bad_replay_bodies_are_400_and_sql_metacharacters_are_harmless(api
 async def test_statistics_endpoints(api, pool, org_id):
     """delivery-stats, processing-time, recent-failures and queue-health report what the log holds."""
     await _seed(pool, org_id, "s", ["completed"] * 3 + ["dead_letter"])
-    await pool.execute("UPDATE webhook_delivery_log SET last_attempt_at = now() - interval '20 ms',"
-                       " completed_at = now() WHERE status = 'completed'")  # fmt: skip
+    await pool.execute(
+        "UPDATE webhook_delivery_log SET last_attempt_at = now() - interval '20 ms',"
+        " completed_at = now() WHERE status = 'completed'"
+    )
 
     stats = await (await api.get(f"{PREFIX}/delivery-stats?range=1h", headers=_auth(ADMIN))).json()
     timing = await (await api.get(f"{PREFIX}/processing-time", headers=_auth(ADMIN))).json()

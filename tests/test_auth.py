@@ -80,8 +80,9 @@ def test_hmac_prefix_and_base64_encoding_are_configurable():
 
 def test_hmac_sha512_and_custom_headers_round_trip_with_sign():
     """sign() produces what verify() accepts for other algorithms and header names (the sender relies on it)."""
-    settings = hmac_settings(hmac_algorithm="sha512", hmac_signature_header="x-vapi-signature",
-                             hmac_timestamp_header="x-vapi-timestamp")  # fmt: skip
+    settings = hmac_settings(
+        hmac_algorithm="sha512", hmac_signature_header="x-vapi-signature", hmac_timestamp_header="x-vapi-timestamp"
+    )
 
     headers = auth.sign(settings, BODY)
 

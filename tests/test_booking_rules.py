@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,7 +11,7 @@ from workers.errors import ToolError
 from workers.handlers import contacts, schedule
 
 LONDON = ZoneInfo("Europe/London")
-NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)  # a Sunday; 10:00 in London
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)  # a Sunday; 10:00 in London
 HOURS = schedule.BusinessHours({d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")})
 
 
@@ -101,7 +101,11 @@ def test_business_hours_refuse_weekends_and_overruns():
     """Mon-Fri 09:00-17:00: Saturday, 08:30 and 16:45+30 min are INVALID_TIME; 16:30+30 min fits."""
     monday = datetime(2026, 11, 23, 16, 30, tzinfo=LONDON)
     HOURS.check(monday, 30, LONDON)
-    for start, minutes in [(monday + timedelta(days=5), 30), (monday.replace(hour=8), 30), (monday.replace(minute=45), 30)]:
+    for start, minutes in [
+        (monday + timedelta(days=5), 30),
+        (monday.replace(hour=8), 30),
+        (monday.replace(minute=45), 30),
+    ]:
         with pytest.raises(ToolError) as err:
             HOURS.check(start, minutes, LONDON)
         assert "Mon-Fri 09:00-17:00" in str(err.value)

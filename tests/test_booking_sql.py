@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -17,14 +17,22 @@ from db.tenancy import tenant_scope
 
 def future_slot(days: int = 30, hour: int = 10, minute: int = 0) -> datetime:
     """A UTC start ``days`` from now at ``hour:minute``."""
-    day = datetime.now(timezone.utc).date() + timedelta(days=days)
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.utc)
+    day = datetime.now(UTC).date() + timedelta(days=days)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
 
 
 async def _book(conn_or_pool, org_id, start, minutes=60, phone="+442071838750", name="Jane Doe") -> dict:
     async def run(conn: asyncpg.Connection) -> dict:
-        return await appointments.book(conn, org_id, name=name, email=None, phone=phone, service_type="cleaning",
-                                       scheduled_at=start, duration_minutes=minutes)  # fmt: skip
+        return await appointments.book(
+            conn,
+            org_id,
+            name=name,
+            email=None,
+            phone=phone,
+            service_type="cleaning",
+            scheduled_at=start,
+            duration_minutes=minutes,
+        )
 
     if isinstance(conn_or_pool, asyncpg.Pool):
         async with conn_or_pool.acquire() as conn:
@@ -54,7 +62,9 @@ async def test_500_random_overlapping_bookings_leave_no_overlap(db_dsn, org_id, 
     conc = await create_pool(db_dsn, min_size=50, max_size=50)
     rng = random.Random(7)
     base = future_slot(hour=9)
-    requests = [(base + timedelta(minutes=rng.randrange(0, 120)), rng.choice([5, 15, 30, 45, 60, 90])) for _ in range(500)]
+    requests = [
+        (base + timedelta(minutes=rng.randrange(0, 120)), rng.choice([5, 15, 30, 45, 60, 90])) for _ in range(500)
+    ]
     try:
         results = await asyncio.gather(
             *(_book(conc, org_id, s, m, phone=f"+4420719{i:05d}") for i, (s, m) in enumerate(requests))
@@ -93,8 +103,10 @@ async def test_the_constraint_holds_for_a_writer_that_skips_the_lock(pool, org_i
         await pool.execute(
             "INSERT INTO appointments (org_id, contact_id, scheduled_at, duration_minutes, ends_at)"
             " VALUES ($1, $2, $3::timestamptz, 30, $3::timestamptz + interval '30 minutes')",
-            org_id, uuid.UUID(booked["contact_id"]), start,
-        )  # fmt: skip
+            org_id,
+            uuid.UUID(booked["contact_id"]),
+            start,
+        )
 
     assert "appointments_no_overlap" == err.value.constraint_name
 
@@ -163,8 +175,13 @@ async def test_reschedule_may_overlap_its_own_old_time(pool, org_id):
     """Moving 10:00-11:00 to 10:30-11:30 succeeds: the old booking does not block its own move."""
     mine = await _book(pool, org_id, future_slot(hour=10), 60)
 
-    result = await appointments.reschedule(pool, org_id, uuid.UUID(mine["appointment_id"]),  # type: ignore[arg-type]
-                                           future_slot(hour=10, minute=30), None)  # fmt: skip
+    result = await appointments.reschedule(
+        pool,
+        org_id,
+        uuid.UUID(mine["appointment_id"]),  # type: ignore[arg-type]
+        future_slot(hour=10, minute=30),
+        None,
+    )
 
     assert result["success"] is True
     rows = await pool.fetch("SELECT status, deleted_at IS NULL AS active FROM appointments ORDER BY created_at")
@@ -178,8 +195,9 @@ async def test_book_with_lock_wrapper_keeps_the_seeds_signature(pool, org_id):
     other = await orgs.create_org(pool, name="Other clinic")
 
     ok = await pool.fetchval("SELECT book_appointment_with_lock($1, $2, $3, 30)", org_id, contact, future_slot(hour=11))
-    clash = await pool.fetchval("SELECT book_appointment_with_lock($1, $2, $3, 30)", org_id, contact,
-                                future_slot(hour=11, minute=15))  # fmt: skip
+    clash = await pool.fetchval(
+        "SELECT book_appointment_with_lock($1, $2, $3, 30)", org_id, contact, future_slot(hour=11, minute=15)
+    )
     foreign = await pool.fetchval("SELECT book_appointment_with_lock($1, $2, $3, 30)", other, contact, future_slot())
 
     assert ok["success"] is True
@@ -189,7 +207,7 @@ async def test_book_with_lock_wrapper_keeps_the_seeds_signature(pool, org_id):
 
 async def test_invalid_requests_are_refused_with_their_code(pool, org_id):
     """A past time, a silly duration and an unknown org get INVALID_TIME / ORG_NOT_FOUND and write nothing."""
-    past = await _book(pool, org_id, datetime.now(timezone.utc) - timedelta(hours=1), 30)
+    past = await _book(pool, org_id, datetime.now(UTC) - timedelta(hours=1), 30)
     silly = await _book(pool, org_id, future_slot(), 0)
     nobody = await _book(pool, uuid.uuid4(), future_slot(), 30)
 
@@ -203,8 +221,10 @@ async def test_two_patients_on_one_phone_keep_their_names(pool, org_id):
     bob = await _book(pool, org_id, future_slot(hour=10), 30, name="Bob Smith")
     again = await _book(pool, org_id, future_slot(hour=11), 30, name="alice smith")
 
-    names = {r["id"]: r["name"] for r in await pool.fetch(
-        "SELECT a.id, l.name FROM appointments a JOIN leads l ON l.id = a.contact_id")}  # fmt: skip
+    names = {
+        r["id"]: r["name"]
+        for r in await pool.fetch("SELECT a.id, l.name FROM appointments a JOIN leads l ON l.id = a.contact_id")
+    }
     assert "Alice Smith" == names[uuid.UUID(alice["appointment_id"])]
     assert "Bob Smith" == names[uuid.UUID(bob["appointment_id"])]
     assert "Alice Smith" == names[uuid.UUID(again["appointment_id"])]
@@ -223,8 +243,12 @@ async def test_migration_keeps_every_appointment_and_lead(template_db):
         try:
             org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('c') RETURNING id")
             for hour in (9, 10):
-                await conn.fetchval("SELECT book_appointment_atomic($1, $2, NULL, '+442071838750', 'x', $3, 30)",
-                                    org, f"P{hour}", future_slot(hour=hour))  # fmt: skip
+                await conn.fetchval(
+                    "SELECT book_appointment_atomic($1, $2, NULL, '+442071838750', 'x', $3, 30)",
+                    org,
+                    f"P{hour}",
+                    future_slot(hour=hour),
+                )
             before = await conn.fetch(query)
             await migrate(dsn)
             after = await conn.fetch(query)

@@ -23,10 +23,15 @@ def business_day(weeks_ahead: int = 3) -> date:
     return today + timedelta(days=(7 - today.weekday()) % 7 + 7 * weeks_ahead)
 
 
-def tool_call(tool_call_id: str, name: str, arguments: Any, *, flattened: bool = False, customer: str | None = None) -> dict:
+def tool_call(
+    tool_call_id: str, name: str, arguments: Any, *, flattened: bool = False, customer: str | None = None
+) -> dict:
     """A tool-calls message in the real shape (function.arguments) or the documented flattened one."""
-    item = ({"id": tool_call_id, "name": name, "parameters": arguments} if flattened
-            else {"id": tool_call_id, "type": "function", "function": {"name": name, "arguments": arguments}})  # fmt: skip
+    item = (
+        {"id": tool_call_id, "name": name, "parameters": arguments}
+        if flattened
+        else {"id": tool_call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    )
     call = {"id": "call-booking", "assistantId": "asst-test"}
     if customer:
         call["customer"] = {"number": customer}
@@ -54,8 +59,10 @@ async def test_booking_reply_is_one_readable_line(client, settings, pool):
     assert "t-1" == entry["toolCallId"] and "bookClinicAppointment" == entry["name"]
     assert entry["result"].startswith(f"Booked cleaning for Jane Doe on Mon {day.day} {day:%b %Y} at 14:00.")
     appointment_id = re.search(r"Appointment id ([0-9a-f-]{36})", entry["result"]).group(1)
-    lead = await pool.fetchrow("SELECT l.name, l.phone FROM appointments a JOIN leads l ON l.id = a.contact_id"
-                               " WHERE a.id = $1::uuid", appointment_id)  # fmt: skip
+    lead = await pool.fetchrow(
+        "SELECT l.name, l.phone FROM appointments a JOIN leads l ON l.id = a.contact_id WHERE a.id = $1::uuid",
+        appointment_id,
+    )
     assert ("Jane Doe", "+442071838750") == (lead["name"], lead["phone"])
 
 
@@ -64,7 +71,9 @@ async def test_conflict_offers_the_nearest_free_times(client, settings):
     day = business_day()
     await ask(client, settings, tool_call("t-1", "bookClinicAppointment", book_args(day, "14:00")))
 
-    entry = await ask(client, settings, tool_call("t-2", "bookClinicAppointment", book_args(day, "14:00", phone="020 7183 8751")))
+    entry = await ask(
+        client, settings, tool_call("t-2", "bookClinicAppointment", book_args(day, "14:00", phone="020 7183 8751"))
+    )
 
     assert "That time is taken. The nearest free times are 14:30, 15:00 and 15:30." == entry["error"]
 
@@ -72,8 +81,10 @@ async def test_conflict_offers_the_nearest_free_times(client, settings):
 async def test_200_concurrent_requests_for_one_slot_book_exactly_once(client, settings, pool):
     """200 different tool calls for the same slot at once: exactly one 'Booked' reply, one appointment."""
     day = business_day()
-    bodies = [tool_call(f"t-{i}", "bookClinicAppointment", book_args(day, "10:00", phone=f"+4420718{i:05d}"))
-              for i in range(200)]  # fmt: skip
+    bodies = [
+        tool_call(f"t-{i}", "bookClinicAppointment", book_args(day, "10:00", phone=f"+4420718{i:05d}"))
+        for i in range(200)
+    ]
 
     entries = await asyncio.gather(*(ask(client, settings, b) for b in bodies))
 
@@ -98,7 +109,9 @@ async def test_arguments_as_json_string_and_flattened_shape(client, settings, po
     """Arguments may be a JSON string (OAS) or come in the flattened {id, name, parameters} shape (docs)."""
     day = business_day()
     as_string = tool_call("t-s", "bookClinicAppointment", json.dumps(book_args(day, "09:00")))
-    flattened = tool_call("t-f", "bookClinicAppointment", book_args(day, "12:00", phone="020 7183 8751"), flattened=True)
+    flattened = tool_call(
+        "t-f", "bookClinicAppointment", book_args(day, "12:00", phone="020 7183 8751"), flattened=True
+    )
 
     first = await ask(client, settings, as_string)
     second = await ask(client, settings, flattened)
@@ -155,8 +168,11 @@ async def test_check_cancel_and_reschedule_tools(client, settings, pool):
 
     free = await ask(client, settings, tool_call("t-2", "checkAvailability", {"date": str(day)}))
     exact = await ask(client, settings, tool_call("t-3", "checkAvailability", {"scheduledAt": f"{day}T09:00"}))
-    moved = await ask(client, settings, tool_call("t-4", "rescheduleAppointment",
-                                                  {"appointmentId": appointment_id, "newScheduledAt": f"{day}T13:00"}))  # fmt: skip
+    moved = await ask(
+        client,
+        settings,
+        tool_call("t-4", "rescheduleAppointment", {"appointmentId": appointment_id, "newScheduledAt": f"{day}T13:00"}),
+    )
     new_id = re.search(r"New appointment id ([0-9a-f-]{36})", moved["result"]).group(1)
     cancelled = await ask(client, settings, tool_call("t-5", "cancelAppointment", {"appointmentId": new_id}))
     again = await ask(client, settings, tool_call("t-6", "cancelAppointment", {"appointmentId": new_id}))
@@ -175,11 +191,13 @@ async def test_booking_metrics_count_outcomes(client, settings):
 
     def value(text: str, outcome: str) -> float:
         key = f'vapi_booking_attempts_total{{outcome="{outcome}",tool="bookClinicAppointment"}} '
-        return next((float(line[len(key):]) for line in text.splitlines() if line.startswith(key)), 0.0)
+        return next((float(line[len(key) :]) for line in text.splitlines() if line.startswith(key)), 0.0)
 
     before = await (await client.get("/metrics")).text()
     await ask(client, settings, tool_call("t-1", "bookClinicAppointment", book_args(day, "16:00")))
-    await ask(client, settings, tool_call("t-2", "bookClinicAppointment", book_args(day, "16:00", phone="020 7183 8751")))
+    await ask(
+        client, settings, tool_call("t-2", "bookClinicAppointment", book_args(day, "16:00", phone="020 7183 8751"))
+    )
     after = await (await client.get("/metrics")).text()
 
     assert 1 == value(after, "booked") - value(before, "booked")

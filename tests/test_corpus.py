@@ -53,7 +53,9 @@ async def test_corpus_is_accepted_stored_once_processed_and_counted(client, sett
     rows_before = await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
     calls = {r["vapi_call_id"] for r in await pool.fetch("SELECT vapi_call_id FROM calls")}
     assert _expected_call_ids(files, settings.ignored_types) <= calls
-    assert 0 == await pool.fetchval("SELECT count(*) FROM (SELECT vapi_call_id FROM calls GROUP BY 1 HAVING count(*) > 1) d")
+    assert 0 == await pool.fetchval(
+        "SELECT count(*) FROM (SELECT vapi_call_id FROM calls GROUP BY 1 HAVING count(*) > 1) d"
+    )
     calls_before = await pool.fetch("SELECT vapi_call_id, status, hang_count, updated_at FROM calls ORDER BY 1")
 
     again = await _post_all(client, settings, files)
@@ -90,9 +92,16 @@ async def test_captured_headers_with_empty_x_vapi_secret_are_rejected(aiohttp_cl
 
 
 def _tool_call(tool_call_id: str) -> dict[str, Any]:
-    return {"message": {"type": "tool-calls", "timestamp": 1763784256708, "call": {"id": "c-t"},
-                        "toolCallList": [{"id": tool_call_id, "type": "function",
-                                          "function": {"name": "lookUp", "arguments": "{\"q\": 1}"}}]}}  # fmt: skip
+    return {
+        "message": {
+            "type": "tool-calls",
+            "timestamp": 1763784256708,
+            "call": {"id": "c-t"},
+            "toolCallList": [
+                {"id": tool_call_id, "type": "function", "function": {"name": "lookUp", "arguments": '{"q": 1}'}}
+            ],
+        }
+    }
 
 
 async def test_same_tool_call_id_sent_20_times_concurrently_runs_once(client, settings, pool):
@@ -104,7 +113,9 @@ async def test_same_tool_call_id_sent_20_times_concurrently_runs_once(client, se
     assert 1 == len({json.dumps(b, sort_keys=True) for b in bodies})
     assert {"results": [{"toolCallId": "call_same", "name": "lookUp", "error": "unknown tool: lookUp"}]} == bodies[0]
     assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE event_id = 'tool-call:call_same'")
-    assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE 'tool-calls:message:%'")
+    assert 1 == await pool.fetchval(
+        "SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE 'tool-calls:message:%'"
+    )
     assert 1 == await pool.fetchval("SELECT attempts FROM webhook_delivery_log WHERE event_id = 'tool-call:call_same'")
 
 

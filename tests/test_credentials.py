@@ -30,21 +30,40 @@ LEAKS = {
 
 
 def _message_with_leaks() -> dict:
-    return {"message": {
-        "type": "tool-calls", "timestamp": 1, "serverUrlSecret": LEAKS["serverUrlSecret"],
-        "call": {"id": "c-leak", "monitor": {"listenUrl": LEAKS["listenUrl"], "controlUrl": LEAKS["controlUrl"]},
-                 "customer": {"number": "+442071838750"}},
-        "phoneNumber": {"twilioAuthToken": LEAKS["twilioAuthToken"], "twilioApiSecret": LEAKS["twilioApiSecret"]},
-        "assistant": {"server": {"secret": LEAKS["secret"], "url": "https://clinic.example/hook"},
-                      "credentials": [{"provider": "sip", "password": LEAKS["password"]}],
-                      "oauth": {"clientSecret": LEAKS["clientSecret"], "accessToken": LEAKS["accessToken"]}},
-        "toolCallList": [{"id": "t-leak", "type": "function", "function": {
-            "name": "lookUp", "arguments": json.dumps({"q": 1, "api_key": LEAKS["api_key"],
-                                                       "nested": {"Authorization": LEAKS["Authorization"]}})}}],
-        "toolWithToolCallList": [{"type": "function", "server": {"privateKey": LEAKS["privateKey"]},
-                                  "toolCall": {"id": "t-leak"}}],
-        "costBreakdown": {"llmPromptTokens": 120, "llmCompletionTokens": 40},
-    }}  # fmt: skip
+    return {
+        "message": {
+            "type": "tool-calls",
+            "timestamp": 1,
+            "serverUrlSecret": LEAKS["serverUrlSecret"],
+            "call": {
+                "id": "c-leak",
+                "monitor": {"listenUrl": LEAKS["listenUrl"], "controlUrl": LEAKS["controlUrl"]},
+                "customer": {"number": "+442071838750"},
+            },
+            "phoneNumber": {"twilioAuthToken": LEAKS["twilioAuthToken"], "twilioApiSecret": LEAKS["twilioApiSecret"]},
+            "assistant": {
+                "server": {"secret": LEAKS["secret"], "url": "https://clinic.example/hook"},
+                "credentials": [{"provider": "sip", "password": LEAKS["password"]}],
+                "oauth": {"clientSecret": LEAKS["clientSecret"], "accessToken": LEAKS["accessToken"]},
+            },
+            "toolCallList": [
+                {
+                    "id": "t-leak",
+                    "type": "function",
+                    "function": {
+                        "name": "lookUp",
+                        "arguments": json.dumps(
+                            {"q": 1, "api_key": LEAKS["api_key"], "nested": {"Authorization": LEAKS["Authorization"]}}
+                        ),
+                    },
+                }
+            ],
+            "toolWithToolCallList": [
+                {"type": "function", "server": {"privateKey": LEAKS["privateKey"]}, "toolCall": {"id": "t-leak"}}
+            ],
+            "costBreakdown": {"llmPromptTokens": 120, "llmCompletionTokens": 40},
+        }
+    }
 
 
 async def test_credentials_are_absent_from_every_stored_row(client, settings, pool):
@@ -77,8 +96,10 @@ async def test_quarantined_messages_are_redacted_too(aiohttp_client, db_dsn, bro
 
 def test_the_credential_key_rule():
     """Credential-like keys by name; counts and ids that merely mention tokens are not."""
-    assert all(is_credential_key(k) for k in [*LEAKS, "x-vapi-secret", "refresh_token", "API-KEY", "passwd",
-                                                  "credentialId", "secretKey"])  # fmt: skip
+    assert all(
+        is_credential_key(k)
+        for k in [*LEAKS, "x-vapi-secret", "refresh_token", "API-KEY", "passwd", "credentialId", "secretKey"]
+    )
     assert not any(is_credential_key(k) for k in ["promptTokens", "tokens", "name", "number", "url", "tokenType"])
 
 
@@ -113,12 +134,21 @@ async def test_migration_redacts_credentials_already_stored(template_db):
             org = await conn.fetchval("INSERT INTO organizations (name) VALUES ('c') RETURNING id")
             await conn.execute(
                 "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload) VALUES ($1, 'hang', 'k', $2)",
-                org, json.dumps({"call": {"monitor": {"listenUrl": LEAKS["listenUrl"]}, "id": "c-old"},
-                                 "serverUrlSecret": LEAKS["serverUrlSecret"], "tokens": 5}),
-            )  # fmt: skip
+                org,
+                json.dumps(
+                    {
+                        "call": {"monitor": {"listenUrl": LEAKS["listenUrl"]}, "id": "c-old"},
+                        "serverUrlSecret": LEAKS["serverUrlSecret"],
+                        "tokens": 5,
+                    }
+                ),
+            )
             await migrate(dsn)
             stored = json.loads(await conn.fetchval("SELECT payload::text FROM webhook_delivery_log"))
         finally:
             await conn.close()
-    assert {"call": {"monitor": {"listenUrl": REDACTED}, "id": "c-old"}, "serverUrlSecret": REDACTED,
-            "tokens": 5} == stored  # fmt: skip
+    assert {
+        "call": {"monitor": {"listenUrl": REDACTED}, "id": "c-old"},
+        "serverUrlSecret": REDACTED,
+        "tokens": 5,
+    } == stored

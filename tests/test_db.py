@@ -30,10 +30,10 @@ def test_migration_files_are_numbered_without_gaps(tmp_path):
     (tmp_path / "0001_a.sql").write_text("")
     (tmp_path / "0003_c.sql").write_text("")
 
-    with pytest.raises(MigrationError, match="0003_c.sql"):
+    with pytest.raises(MigrationError, match=r"0003_c\.sql"):
         discover(tmp_path)
     (tmp_path / "0002-B.sql").write_text("")
-    with pytest.raises(MigrationError, match="0002-B.sql"):
+    with pytest.raises(MigrationError, match=r"0002-B\.sql"):
         discover(tmp_path)
 
 
@@ -90,8 +90,12 @@ async def test_tenant_session_without_org_sees_nothing(pool, org_id):
 
 async def test_every_tenant_table_has_forced_rls_and_both_policies(pool):
     """Each table with an org_id column (api_tokens aside, read before a tenant is known) enforces row-level security."""
-    tables = {r["table_name"] for r in await pool.fetch(
-        "SELECT table_name FROM information_schema.columns WHERE column_name = 'org_id' AND table_schema = 'public'")}  # fmt: skip
+    tables = {
+        r["table_name"]
+        for r in await pool.fetch(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'org_id' AND table_schema = 'public'"
+        )
+    }
     rows = await pool.fetch(
         """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity,
                   array(SELECT policyname FROM pg_policies p WHERE p.tablename = c.relname ORDER BY 1) AS policies
@@ -125,8 +129,9 @@ async def test_tenant_role_cannot_read_quarantined_messages(pool, org_id):
     """webhook_quarantine belongs to no tenant: the tenant role has no grant on it at all."""
     from db import quarantine
 
-    await quarantine.insert(pool, event_type="hang", event_id="hang:q", assistant_id="a", phone_number_id=None,
-                            payload={"type": "hang"})  # fmt: skip
+    await quarantine.insert(
+        pool, event_type="hang", event_id="hang:q", assistant_id="a", phone_number_id=None, payload={"type": "hang"}
+    )
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL ROLE vapi_tenant")

@@ -80,8 +80,13 @@ def test_dashboard_is_grafana_json_with_the_expected_panels():
     dashboard = json.loads((DEPLOY / "grafana" / "dashboard.json").read_text())
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
 
-    for metric in ("vapi_webhooks_received_total", "vapi_webhook_request_duration_seconds_bucket",
-                   "vapi_deliveries_processed_total", "vapi_dead_letters", "vapi_booking_attempts_total"):  # fmt: skip
+    for metric in (
+        "vapi_webhooks_received_total",
+        "vapi_webhook_request_duration_seconds_bucket",
+        "vapi_deliveries_processed_total",
+        "vapi_dead_letters",
+        "vapi_booking_attempts_total",
+    ):
         assert metric in exprs
 
 

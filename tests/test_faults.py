@@ -115,8 +115,19 @@ def private_redis(tmp_path: Path) -> Iterator[dict[str, object]]:
     binary = shutil.which("redis-server")
     assert binary, "redis-server is needed for this test"
     port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(tmp_path)]  # fmt: skip
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
     state: dict[str, object] = {"url": f"redis://127.0.0.1:{port}/0"}
 
     def up() -> None:
@@ -197,10 +208,15 @@ async def test_a_poison_delivery_dead_letters_while_others_flow(client, settings
     for i in range(30):
         await post(client, settings, status_update(f"c-ok-{i}", "in-progress"))
 
-    await wait_until(lambda: pool.fetchval(
-        "SELECT count(*) = 31 FROM webhook_delivery_log WHERE status IN ('completed', 'dead_letter')"))  # fmt: skip
-    poison = await pool.fetchrow("SELECT status, attempts, error_message FROM webhook_delivery_log"
-                                 " WHERE event_id = 'status-update:c-poison:in-progress'")  # fmt: skip
+    await wait_until(
+        lambda: pool.fetchval(
+            "SELECT count(*) = 31 FROM webhook_delivery_log WHERE status IN ('completed', 'dead_letter')"
+        )
+    )
+    poison = await pool.fetchrow(
+        "SELECT status, attempts, error_message FROM webhook_delivery_log"
+        " WHERE event_id = 'status-update:c-poison:in-progress'"
+    )
     assert ("dead_letter", settings.retry_max_attempts) == (poison["status"], poison["attempts"])
     assert "poisoned call c-poison" in poison["error_message"]
     assert 30 == await pool.fetchval("SELECT count(*) FROM calls")
@@ -210,7 +226,9 @@ def test_sigterm_web_finishes_in_flight_and_worker_finishes_its_messages(org, tm
     """Sends SIGTERM to web and worker while a request and deliveries are in flight (slowed by pg_sleep
     triggers). Asserts: the in-flight request gets 200, the web port then refuses connections, and
     no delivery is left half-done ('processing'): each was finished or given back."""
-    sql_script(org, """
+    sql_script(
+        org,
+        """
         CREATE FUNCTION slow_call() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
         CREATE TRIGGER slow_call BEFORE INSERT OR UPDATE ON calls FOR EACH ROW EXECUTE FUNCTION slow_call();
@@ -218,7 +236,8 @@ def test_sigterm_web_finishes_in_flight_and_worker_finishes_its_messages(org, tm
         BEGIN IF NEW.event_id LIKE '%c-slow%' THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$;
         CREATE TRIGGER slow_receive BEFORE INSERT ON webhook_delivery_log
             FOR EACH ROW EXECUTE FUNCTION slow_receive();
-    """)
+    """,
+    )
     env = {**org, "WORKER_PROCESSES": "1", "WORKER_THREADS": "4"}
     web, worker = start("serve", env, tmp_path / "web.log"), start("worker", env, tmp_path / "worker.log")
     url = f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
@@ -269,8 +288,9 @@ def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(en
             time.sleep(0.2)
         after = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(40, 60)]))
         acknowledged = sum(1 for code in before + during + after if 200 <= code < 300) + 1
-        wait_sql(env, f"SELECT count(*) = {acknowledged} FROM webhook_delivery_log WHERE status = 'completed'",
-                 timeout_s=60)  # fmt: skip
+        wait_sql(
+            env, f"SELECT count(*) = {acknowledged} FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=60
+        )
     assert [200] * 20 == before
     assert set(during) == {503}
     assert [200] * 20 == after

@@ -25,39 +25,67 @@ from tests.procs import sql, start, stop, wait_for
 ADMIN = "admin-token-0123456789"
 SIGNER = Settings(webhook_secrets=(SECRET.encode(),))
 #: Derandomized so CI is reproducible; run with HYPOTHESIS_RANDOM=1 (and SCHEMATHESIS_SEED unset) to explore.
-FUZZ = settings(max_examples=150, deadline=None, derandomize=not os.environ.get("HYPOTHESIS_RANDOM"),
-                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=not os.environ.get("HYPOTHESIS_RANDOM"),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 SCHEMATHESIS_SEED = os.environ.get("SCHEMATHESIS_SEED", "20261122")
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
-)  # fmt: skip
+)
 #: A real message's fields, each replaced by anything (wrong types, missing, unicode).
 message_fields = st.fixed_dictionaries(
     {},
     optional={
-        "type": st.sampled_from(["status-update", "end-of-call-report", "hang", "tool-calls", "function-call",
-                                 "assistant-request", "x"]) | json_values,
-        "status": json_values, "timestamp": json_values, "call": json_values | st.fixed_dictionaries(
-            {}, optional={"id": json_values, "assistantId": json_values, "customer": json_values}),
-        "toolCallList": json_values | st.lists(st.fixed_dictionaries({}, optional={
-            "id": json_values, "function": json_values, "name": json_values, "parameters": json_values}), max_size=3),
-        "functionCall": json_values, "endedReason": json_values, "startedAt": json_values, "endedAt": json_values,
-        "cost": json_values, "durationSeconds": json_values, "artifact": json_values, "assistant": json_values,
+        "type": st.sampled_from(
+            ["status-update", "end-of-call-report", "hang", "tool-calls", "function-call", "assistant-request", "x"]
+        )
+        | json_values,
+        "status": json_values,
+        "timestamp": json_values,
+        "call": json_values
+        | st.fixed_dictionaries({}, optional={"id": json_values, "assistantId": json_values, "customer": json_values}),
+        "toolCallList": json_values
+        | st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={"id": json_values, "function": json_values, "name": json_values, "parameters": json_values},
+            ),
+            max_size=3,
+        ),
+        "functionCall": json_values,
+        "endedReason": json_values,
+        "startedAt": json_values,
+        "endedAt": json_values,
+        "cost": json_values,
+        "durationSeconds": json_values,
+        "artifact": json_values,
+        "assistant": json_values,
         "phoneNumber": json_values,
     },
-)  # fmt: skip
+)
 
 
 @pytest.fixture
 def web(env, tmp_path):
     """The real web process (ADMIN_TOKEN set), its log, and a worker so accepted deliveries get processed."""
     env = {**env, "ADMIN_TOKEN": ADMIN}
-    org = subprocess.run([str(Path(sys.executable).with_name("vapi-ingest")), "orgs", "create", "--name", "Fuzz"],
-                         env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    org = subprocess.run(
+        [str(Path(sys.executable).with_name("vapi-ingest")), "orgs", "create", "--name", "Fuzz"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     env["VAPI_DEFAULT_ORG_ID"] = org.stdout.strip()
     log = tmp_path / "web.log"
     procs = [start("serve", env, log), start("worker", env, tmp_path / "worker.log")]
@@ -85,9 +113,13 @@ def test_unsigned_random_bytes_are_never_stored_and_never_5xx(web):
     env, _ = web
 
     @FUZZ
-    @given(body=st.binary(max_size=2000), headers=st.dictionaries(
-        st.sampled_from(["x-signature", "x-timestamp", "x-vapi-secret", "Authorization", "Content-Type"]),
-        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)))  # fmt: skip
+    @given(
+        body=st.binary(max_size=2000),
+        headers=st.dictionaries(
+            st.sampled_from(["x-signature", "x-timestamp", "x-vapi-secret", "Authorization", "Content-Type"]),
+            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80),
+        ),
+    )
     def check(body: bytes, headers: dict[str, str]) -> None:
         status = _post(env, body, headers)
         assert 400 <= status < 500, status
@@ -118,7 +150,9 @@ def test_signed_deeply_nested_and_huge_numbers_never_5xx(web):
     bodies = [
         b'{"message": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
         b'{"message": {"type": "hang", "timestamp": ' + b"9" * 5000 + b', "call": {"id": "c"}}}',
-        json.dumps({"message": {"type": "status-update", "status": "\u202e\u0000\ud7ff", "call": {"id": "\u00e9" * 500}}}).encode(),
+        json.dumps(
+            {"message": {"type": "status-update", "status": "\u202e\u0000\ud7ff", "call": {"id": "\u00e9" * 500}}}
+        ).encode(),
     ]
     for body in bodies:
         headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
@@ -131,25 +165,59 @@ any_text = st.lists(st.integers(0, 0x10FFFF), max_size=40).map(lambda cps: "".jo
 hostile_ids = any_text | st.text(min_size=250, max_size=300) | st.just("x" * 5000) | json_values
 #: Timestamps in every form: epoch ms of any size, floats, digit strings of any length, calendar edges, junk.
 hostile_timestamps = (
-    st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.integers(0, 10**400).map(str)
-    | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 6000, "²³", "1e400",
-                       "2024-02-30T00:00:00Z", "-1", " ", "T"]) | any_text
-)  # fmt: skip
+    st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(0, 10**400).map(str)
+    | st.sampled_from(
+        [
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59-14:00",
+            "9" * 6000,
+            "²³",
+            "1e400",
+            "2024-02-30T00:00:00Z",
+            "-1",
+            " ",
+            "T",
+        ]
+    )
+    | any_text
+)
 hostile_messages = st.fixed_dictionaries(
-    {"type": st.sampled_from(["status-update", "end-of-call-report", "hang", "tool-calls", "function-call"])
-             | any_text},
+    {
+        "type": st.sampled_from(["status-update", "end-of-call-report", "hang", "tool-calls", "function-call"])
+        | any_text
+    },
     optional={
-        "status": hostile_ids, "timestamp": hostile_timestamps, "campaignId": hostile_ids,
-        "call": st.fixed_dictionaries({}, optional={"id": hostile_ids, "assistantId": hostile_ids,
-                                                    "phoneNumberId": hostile_ids, "customer": json_values}),
+        "status": hostile_ids,
+        "timestamp": hostile_timestamps,
+        "campaignId": hostile_ids,
+        "call": st.fixed_dictionaries(
+            {},
+            optional={
+                "id": hostile_ids,
+                "assistantId": hostile_ids,
+                "phoneNumberId": hostile_ids,
+                "customer": json_values,
+            },
+        ),
         "chat": st.fixed_dictionaries({}, optional={"id": hostile_ids}),
-        "toolCallList": st.lists(st.fixed_dictionaries({"id": hostile_ids}, optional={
-            "function": st.fixed_dictionaries({"name": hostile_ids}, optional={"arguments": any_text | json_values})}),
-            max_size=40),
-        "transcript": any_text, "cost": st.sampled_from(["1e400", "-1e400", "1e-400", "9" * 5000]),
+        "toolCallList": st.lists(
+            st.fixed_dictionaries(
+                {"id": hostile_ids},
+                optional={
+                    "function": st.fixed_dictionaries(
+                        {"name": hostile_ids}, optional={"arguments": any_text | json_values}
+                    )
+                },
+            ),
+            max_size=40,
+        ),
+        "transcript": any_text,
+        "cost": st.sampled_from(["1e400", "-1e400", "1e-400", "9" * 5000]),
         "nested": st.integers(1, 3000),
     },
-)  # fmt: skip
+)
 
 
 def _hostile_body(message: dict) -> bytes:
@@ -186,9 +254,13 @@ def test_credential_headers_of_any_bytes_never_5xx(web):
     body = json.dumps({"message": {"type": "hang", "timestamp": 1, "call": {"id": "c-hdr"}}}).encode()
 
     @FUZZ
-    @given(values=st.dictionaries(st.sampled_from(["x-signature", "x-timestamp", "x-vapi-secret", "authorization"]),
-                                  st.binary(min_size=1, max_size=60).filter(lambda b: not set(b) & {0, 10, 13}),
-                                  min_size=1))  # fmt: skip
+    @given(
+        values=st.dictionaries(
+            st.sampled_from(["x-signature", "x-timestamp", "x-vapi-secret", "authorization"]),
+            st.binary(min_size=1, max_size=60).filter(lambda b: not set(b) & {0, 10, 13}),
+            min_size=1,
+        )
+    )
     def check(values: dict[str, bytes]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
         try:
@@ -214,21 +286,44 @@ def test_admin_api_hostile_parameters_and_bodies_never_5xx(web):
 
     env, _ = web
     auth_header = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
-    dates = st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 100, "2024-01-01"]) | any_text
+    dates = (
+        st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 100, "2024-01-01"]) | any_text
+    )
 
     @FUZZ
-    @given(path=st.sampled_from(["dead-letter-queue?page=", "recent-failures?limit=", "delivery-stats?range=",
-                                 "processing-time?range=", "dead-letter-queue?per_page="]),
-           value=any_text | st.integers().map(str),
-           body=st.fixed_dictionaries({}, optional={"status": json_values | st.sampled_from(["failed", "dead_letter"]),
-                                                    "ids": json_values, "since": dates, "until": dates,
-                                                    "error": any_text, "type": any_text, "org_id": json_values}),
-           depth=st.integers(0, 5000))  # fmt: skip
+    @given(
+        path=st.sampled_from(
+            [
+                "dead-letter-queue?page=",
+                "recent-failures?limit=",
+                "delivery-stats?range=",
+                "processing-time?range=",
+                "dead-letter-queue?per_page=",
+            ]
+        ),
+        value=any_text | st.integers().map(str),
+        body=st.fixed_dictionaries(
+            {},
+            optional={
+                "status": json_values | st.sampled_from(["failed", "dead_letter"]),
+                "ids": json_values,
+                "since": dates,
+                "until": dates,
+                "error": any_text,
+                "type": any_text,
+                "org_id": json_values,
+            },
+        ),
+        depth=st.integers(0, 5000),
+    )
     def check(path: str, value: str, body: dict, depth: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
         try:
-            conn.request("GET", f"/api/webhook-metrics/{path}" + quote(value.encode("utf-8", "surrogatepass")),
-                         headers=auth_header)  # fmt: skip
+            conn.request(
+                "GET",
+                f"/api/webhook-metrics/{path}" + quote(value.encode("utf-8", "surrogatepass")),
+                headers=auth_header,
+            )
             got = conn.getresponse()
             got.read()
             assert got.status < 500, (path, value)
@@ -261,11 +356,22 @@ def test_schemathesis_admin_api_never_5xx_and_matches_its_schema(web):
     """schemathesis generates requests from /api/openapi.json (admin token): no 5xx, responses match the schema."""
     env, _ = web
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("st")), "run", f"http://127.0.0.1:{env['PORT']}/api/openapi.json",
-         "-H", f"Authorization: Bearer {ADMIN}", "-n", "30", *(["--seed", SCHEMATHESIS_SEED] if SCHEMATHESIS_SEED else []),
-         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("st")),
+            "run",
+            f"http://127.0.0.1:{env['PORT']}/api/openapi.json",
+            "-H",
+            f"Authorization: Bearer {ADMIN}",
+            "-n",
+            "30",
+            *(["--seed", SCHEMATHESIS_SEED] if SCHEMATHESIS_SEED else []),
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
     assert 0 == result.returncode, result.stdout[-4000:]
     assert " passed" in result.stdout

@@ -56,7 +56,7 @@ async def test_data_errors_are_told_apart_from_outages(pool):
 
 def _overflow(call_id: str) -> bytes:
     """A signed-valid message whose number no PostgreSQL numeric can hold (refused after every normalisation)."""
-    return ('{"message": {"type": "hang", "timestamp": 5, "call": {"id": "%s"}, "n": 1e1000000}}' % call_id).encode()
+    return f'{{"message": {{"type": "hang", "timestamp": 5, "call": {{"id": "{call_id}"}}, "n": 1e1000000}}}}'.encode()
 
 
 async def test_unstorable_messages_among_valid_ones_over_http(client, settings, pool):
@@ -97,8 +97,10 @@ async def test_a_report_with_one_broken_character_is_stored_and_marked(client, s
 async def test_numbers_beyond_double_range_are_stored_as_written(client, settings, pool):
     """1e400, -1e400, 1e-400 and a 5,000-digit integer reach jsonb as numbers, not Infinity, 0 or an error."""
     big = "9" * 5000
-    body = ('{"message": {"type": "hang", "timestamp": 5, "call": {"id": "c-big"}, '
-            '"a": 1e400, "b": -1e400, "c": 1e-400, "d": %s, "e": 0.5}}' % big).encode()  # fmt: skip
+    body = (
+        '{"message": {"type": "hang", "timestamp": 5, "call": {"id": "c-big"}, '
+        f'"a": 1e400, "b": -1e400, "c": 1e-400, "d": {big}, "e": 0.5}}}}'
+    ).encode()
 
     resp = await client.post("/webhooks/vapi", data=body, headers=signed_headers(settings, body))
 
@@ -108,7 +110,14 @@ async def test_numbers_beyond_double_range_are_stored_as_written(client, setting
         " (payload->'c')::numeric = 1e-400 AS c, (payload->'d')::text AS d, (payload->'e')::numeric AS e,"
         " normalised FROM webhook_delivery_log"
     )
-    assert (True, True, True, big, 0.5, None) == (row["a"], row["b"], row["c"], row["d"], float(row["e"]), row["normalised"])
+    assert (True, True, True, big, 0.5, None) == (
+        row["a"],
+        row["b"],
+        row["c"],
+        row["d"],
+        float(row["e"]),
+        row["normalised"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,10 +127,12 @@ async def test_numbers_beyond_double_range_are_stored_as_written(client, setting
         ({"type": "hang", "call": {"id": "c", "assistantId": "a" * 257}}, "message.call.assistantId"),
         ({"type": "hang", "call": {"id": "c", "phoneNumberId": "p" * 257}}, "message.call.phoneNumberId"),
         ({"type": "status-update", "status": "s" * 257, "call": {"id": "c"}}, "message.status"),
-        ({"type": "tool-calls", "toolCallList": [{"id": "t" * 257, "function": {"name": "x", "arguments": {}}}]},
-         "tool call id"),
+        (
+            {"type": "tool-calls", "toolCallList": [{"id": "t" * 257, "function": {"name": "x", "arguments": {}}}]},
+            "tool call id",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_ids_used_in_idempotency_keys_are_bounded(client, settings, pool, message, field):
     """An id over 256 characters is a 400 naming the field, and nothing is stored."""
     resp = await post(client, settings, {"message": message})
@@ -133,7 +144,9 @@ async def test_ids_used_in_idempotency_keys_are_bounded(client, settings, pool, 
 
 async def test_an_id_of_256_characters_is_accepted(client, settings, pool):
     """The bound is inclusive: 256 characters of 4-byte UTF-8 still fit the unique index."""
-    resp = await post(client, settings, {"message": {"type": "hang", "timestamp": 1, "call": {"id": "\U0001f600" * 256}}})
+    resp = await post(
+        client, settings, {"message": {"type": "hang", "timestamp": 1, "call": {"id": "\U0001f600" * 256}}}
+    )
 
     assert 200 == resp.status, await resp.text()
     assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")

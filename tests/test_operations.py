@@ -20,9 +20,15 @@ async def _dead_letters(pool: asyncpg.Pool, org_id: uuid.UUID, n: int) -> list[u
     ids = []
     for i in range(n):
         message = status_update(f"c-dl-{i}", "in-progress")["message"]
-        delivery_id = await deliveries.insert(pool, org_id=org_id, event_type="status-update",
-                                              event_id=f"status-update:c-dl-{i}:in-progress", payload=message,
-                                              max_attempts=1, job_id=None)  # fmt: skip
+        delivery_id = await deliveries.insert(
+            pool,
+            org_id=org_id,
+            event_type="status-update",
+            event_id=f"status-update:c-dl-{i}:in-progress",
+            payload=message,
+            max_attempts=1,
+            job_id=None,
+        )
         ids.append(delivery_id)
     await pool.execute(
         "UPDATE webhook_delivery_log SET status = 'dead_letter', attempts = 1, error_message = 'boom: handler broke'"
@@ -38,7 +44,9 @@ async def test_two_concurrent_replays_of_one_filter_replay_each_delivery_once(po
     counts = await asyncio.gather(*(replay(pool, broker, flt, budget=3, batch_size=7) for _ in range(2)))
 
     assert 60 == sum(counts)
-    assert [1] == [r["replay_count"] for r in await pool.fetch("SELECT DISTINCT replay_count FROM webhook_delivery_log")]
+    assert [1] == [
+        r["replay_count"] for r in await pool.fetch("SELECT DISTINCT replay_count FROM webhook_delivery_log")
+    ]
     await wait_until(lambda: pool.fetchval("SELECT bool_and(status = 'completed') FROM webhook_delivery_log"))
     assert 60 == await pool.fetchval("SELECT count(*) FROM calls")
 
@@ -58,11 +66,20 @@ async def test_replay_gives_a_fresh_budget_but_keeps_the_fencing_token_growing(p
 async def test_completed_deliveries_are_never_replayed(pool, org_id, broker):
     """A filter or id that names a completed delivery replays nothing: a hang is never counted twice."""
     await pool.execute("SELECT record_call_hang($1, 'c-h')", org_id)
-    delivery_id = await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id="hang:c-h:x",
-                                          payload={"type": "hang"}, max_attempts=3, job_id=None,
-                                          status="completed")  # fmt: skip
+    delivery_id = await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="hang",
+        event_id="hang:c-h:x",
+        payload={"type": "hang"},
+        max_attempts=3,
+        job_id=None,
+        status="completed",
+    )
 
-    replayed = await replay(pool, broker, DeliveryFilter(ids=(delivery_id,), statuses=("failed", "dead_letter")), budget=3)
+    replayed = await replay(
+        pool, broker, DeliveryFilter(ids=(delivery_id,), statuses=("failed", "dead_letter")), budget=3
+    )
 
     assert 0 == replayed
     assert 1 == await pool.fetchval("SELECT hang_count FROM calls")
@@ -82,11 +99,27 @@ async def test_replay_filters_by_error_text_literally(pool, org_id, broker):
 async def test_retention_deletes_only_old_finished_rows_in_batches(pool, org_id):
     """Old completed/dead_letter rows go, batch by batch; old pending/failed and recent rows stay."""
     for i, status in enumerate(["completed"] * 5 + ["dead_letter"] * 2 + ["pending", "failed"]):
-        await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id=f"old-{i}", payload={},
-                                max_attempts=3, job_id=None, status=status)  # fmt: skip
+        await deliveries.insert(
+            pool,
+            org_id=org_id,
+            event_type="hang",
+            event_id=f"old-{i}",
+            payload={},
+            max_attempts=3,
+            job_id=None,
+            status=status,
+        )
     await pool.execute("UPDATE webhook_delivery_log SET received_at = now() - interval '31 days'")
-    await deliveries.insert(pool, org_id=org_id, event_type="hang", event_id="new", payload={}, max_attempts=3,
-                            job_id=None, status="completed")  # fmt: skip
+    await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="hang",
+        event_id="new",
+        payload={},
+        max_attempts=3,
+        job_id=None,
+        status="completed",
+    )
 
     one_batch = await pool.fetchval("SELECT cleanup_old_webhook_logs(30, 3)")
     rest = await cleanup(pool, retention_days=30, batch_size=3)
@@ -121,14 +154,27 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
 
     for i in range(3):
         message = status_update(f"c-q-{i}", "ringing")["message"]
-        await quarantine.insert(pool, event_type="status-update", event_id=f"status-update:c-q-{i}:ringing",
-                                assistant_id="asst-new", phone_number_id=None, payload=message)  # fmt: skip
-    await quarantine.insert(pool, event_type="tool-calls", event_id="tool-calls:t1", assistant_id="asst-new",
-                            phone_number_id=None, payload={"type": "tool-calls"})  # fmt: skip
+        await quarantine.insert(
+            pool,
+            event_type="status-update",
+            event_id=f"status-update:c-q-{i}:ringing",
+            assistant_id="asst-new",
+            phone_number_id=None,
+            payload=message,
+        )
+    await quarantine.insert(
+        pool,
+        event_type="tool-calls",
+        event_id="tool-calls:t1",
+        assistant_id="asst-new",
+        phone_number_id=None,
+        payload={"type": "tool-calls"},
+    )
 
     async with pool.acquire() as conn, conn.transaction():
-        pairs = await quarantine.route(conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES,
-                                       assistant_id="asst-new")  # fmt: skip
+        pairs = await quarantine.route(
+            conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES, assistant_id="asst-new"
+        )
     await enqueue_many(broker, pairs)
     async with pool.acquire() as conn, conn.transaction():
         again = await quarantine.route(conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES)
@@ -143,14 +189,17 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
 def _quarantine_two_senders(env: dict[str, str]) -> None:
     from tests.procs import sql_script
 
-    sql_script(env, """
+    sql_script(
+        env,
+        """
         INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
         SELECT 'hang', 'hang:a-' || i, 'asst-alpha', NULL, '{"type": "hang", "call": {"id": "a"}}'
           FROM generate_series(1, 3) i;
         INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
         SELECT 'hang', 'hang:b-' || i, 'asst-beta', NULL, '{"type": "hang", "call": {"id": "b"}}'
           FROM generate_series(1, 2) i;
-    """)
+    """,
+    )
 
 
 def test_quarantine_route_needs_a_sender_and_maps_it(env, org_for_env):

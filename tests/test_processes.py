@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 
-
 from tests.conftest import SECRET, corpus_files
 from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
 
@@ -30,7 +29,10 @@ def test_send_corpus_through_the_real_processes(services, tmp_path):
     deadline = time.monotonic() + 30
     while True:
         web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
-        if _metric(web, 'vapi_deliveries{status="pending"}') == 0 and _metric(web, 'vapi_deliveries{status="processing"}') == 0:
+        if (
+            _metric(web, 'vapi_deliveries{status="pending"}') == 0
+            and _metric(web, 'vapi_deliveries{status="processing"}') == 0
+        ):
             break
         assert time.monotonic() < deadline, "deliveries still pending after 30 s"
         time.sleep(0.3)
@@ -57,14 +59,22 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
     """A broken handler dead-letters a batch and misses a booking; after the fix, replay completes each dead letter
     exactly once, and the booking, whose caller has hung up, stays missed for a call-back (never booked later)."""
     env = services
-    for statement in ("ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
-                      "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken"):  # fmt: skip
+    for statement in (
+        "ALTER FUNCTION create_inbound_call_atomically RENAME TO create_inbound_call_atomically_broken",
+        "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken",
+    ):
         sql(env, statement)
     from tests.test_booking_tools import book_args, business_day, tool_call
 
     for i in range(8):
-        body = {"message": {"type": "status-update", "status": "in-progress", "timestamp": 1727030665008,
-                            "call": {"id": f"c-3am-{i}", "assistantId": "asst-proc"}}}  # fmt: skip
+        body = {
+            "message": {
+                "type": "status-update",
+                "status": "in-progress",
+                "timestamp": 1727030665008,
+                "call": {"id": f"c-3am-{i}", "assistantId": "asst-proc"},
+            }
+        }
         (tmp_path / f"status-{i}.json").write_text(json.dumps(body))
     booking = tool_call("t-3am", "bookClinicAppointment", book_args(business_day(), "10:00", phone="+44 20 7183 8750"))
     booking["message"]["call"]["assistantId"] = "asst-proc"
@@ -74,7 +84,9 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
     assert 0 == sent.returncode, sent.stdout + sent.stderr
     assert "call you back" in sent.stdout
     wait_sql(env, "SELECT count(*) = 8 FROM webhook_delivery_log WHERE status = 'dead_letter'")
-    missed = [json.loads(line) for line in cli(env, "deliveries", "list", "--status", "missed", "--json").stdout.splitlines()]
+    missed = [
+        json.loads(line) for line in cli(env, "deliveries", "list", "--status", "missed", "--json").stdout.splitlines()
+    ]
     assert 1 == len(missed) and "_atomic" in missed[0]["error_message"]
     shown_missed = cli(env, "deliveries", "show", missed[0]["id"]).stdout
     assert "+44 20 7183 8750" in shown_missed and "bookClinicAppointment" in shown_missed
@@ -86,8 +98,10 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
     shown = cli(env, "deliveries", "show", rows[0]["id"])
     assert '"errors"' in shown.stdout and "_atomic" in shown.stdout
 
-    for statement in ("ALTER FUNCTION create_inbound_call_atomically_broken RENAME TO create_inbound_call_atomically",
-                      "ALTER FUNCTION book_appointment_atomic_broken RENAME TO book_appointment_atomic"):  # fmt: skip
+    for statement in (
+        "ALTER FUNCTION create_inbound_call_atomically_broken RENAME TO create_inbound_call_atomically",
+        "ALTER FUNCTION book_appointment_atomic_broken RENAME TO book_appointment_atomic",
+    ):
         sql(env, statement)
     replayed = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
 
@@ -122,9 +136,16 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
         f"  - {{job_name: vapi-ingest-scheduler, static_configs: [{{targets: ['127.0.0.1:{env['SCHEDULER_METRICS_PORT']}']}}]}}\n"
     )
     assert 0 == cli(env, "send", str(corpus_files()[0])).returncode
-    proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=(tmp_path / "prometheus.log").open("w"))  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "prometheus.log").open("w"),
+    )
     try:
         base = f"http://127.0.0.1:{port}/api/v1/query?query="
         deadline = time.monotonic() + 60
@@ -146,12 +167,20 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
 
 def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env):
     """SIGINT during a rate-limited replay: it finishes the batch, exits 0, and the count matches the rows."""
-    sql(env, f"""
+    sql(
+        env,
+        f"""
         INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message)
         SELECT '{org_for_env}', 'hang', 'hang:' || i, '{{}}', 'dead_letter', 1, 'boom'
-          FROM generate_series(1, 50) AS i""")
-    proc = subprocess.Popen([str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes", "--rate", "10"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+          FROM generate_series(1, 50) AS i""",
+    )
+    proc = subprocess.Popen(
+        [str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes", "--rate", "10"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -200,7 +229,10 @@ def test_cli_commands_print_ids_and_fail_with_one_line(env):
         (("orgs", "create", "--name", "X", "--timezone", "Mars/Olympus"), "IANA"),
         (("agents", "add", "--org", "nope", "--assistant-id", "a"), "not a UUID"),
         (("agents", "add", "--org", org_id, "--assistant-id", "a-1"), "already belongs"),
-        (("numbers", "add", "--org", "00000000-0000-0000-0000-000000000000", "--phone-number-id", "p"), "no organization"),
+        (
+            ("numbers", "add", "--org", "00000000-0000-0000-0000-000000000000", "--phone-number-id", "p"),
+            "no organization",
+        ),
         (("send", "/no/such/dir"), "no such file"),
     ]:
         result = cli(env, *args)

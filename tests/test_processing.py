@@ -38,13 +38,19 @@ async def test_out_of_order_status_updates_never_move_backwards(client, settings
 
 async def test_end_of_call_report_uses_message_fields_not_the_stale_call(client, settings, pool):
     """Duration comes from startedAt/endedAt when durationSeconds is absent; message.call is ignored."""
-    report = {"message": {
-        "type": "end-of-call-report", "endedReason": "assistant-ended-call", "timestamp": 1739145383710,
-        "startedAt": "2025-02-09T23:54:00.000Z", "endedAt": "2025-02-09T23:55:30.500Z", "cost": 0.1234,
-        "call": {"id": "c-eocr", "status": "ringing"},
-        "artifact": {"transcript": "AI: hi", "recordingUrl": "https://r.example/mono.wav"},
-        "analysis": {"summary": "Booked."},
-    }}  # fmt: skip
+    report = {
+        "message": {
+            "type": "end-of-call-report",
+            "endedReason": "assistant-ended-call",
+            "timestamp": 1739145383710,
+            "startedAt": "2025-02-09T23:54:00.000Z",
+            "endedAt": "2025-02-09T23:55:30.500Z",
+            "cost": 0.1234,
+            "call": {"id": "c-eocr", "status": "ringing"},
+            "artifact": {"transcript": "AI: hi", "recordingUrl": "https://r.example/mono.wav"},
+            "analysis": {"summary": "Booked."},
+        }
+    }
 
     await post(client, settings, report)
 
@@ -52,7 +58,11 @@ async def test_end_of_call_report_uses_message_fields_not_the_stale_call(client,
     row = await pool.fetchrow("SELECT * FROM calls WHERE vapi_call_id = 'c-eocr'")
     assert "ended" == row["status"]
     assert 90.5 == float(row["duration_seconds"])
-    assert ("AI: hi", "Booked.", "https://r.example/mono.wav") == (row["transcript"], row["summary"], row["recording_url"])
+    assert ("AI: hi", "Booked.", "https://r.example/mono.wav") == (
+        row["transcript"],
+        row["summary"],
+        row["recording_url"],
+    )
     assert 1 == await pool.fetchval("SELECT count(*) FROM recording_upload_queue")
 
 
@@ -120,9 +130,15 @@ async def test_malformed_message_for_its_type_dead_letters_at_once(client, setti
 
 async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: str) -> uuid.UUID:
     message = status_update(call_id, status)["message"]
-    delivery_id = await deliveries.insert(pool, org_id=org_id, event_type="status-update",
-                                          event_id=f"status-update:{call_id}:{status}", payload=message,
-                                          max_attempts=3, job_id=None)  # fmt: skip
+    delivery_id = await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="status-update",
+        event_id=f"status-update:{call_id}:{status}",
+        payload=message,
+        max_attempts=3,
+        job_id=None,
+    )
     assert delivery_id is not None
     return delivery_id
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 import asyncpg
 import pytest
@@ -98,8 +97,9 @@ async def test_ignored_type_is_200_not_stored_and_counted(client, settings, pool
 async def test_unknown_type_is_stored_completed_as_unhandled(client, settings, pool):
     """A message type Vapi may add later is kept, and marked completed as unhandled."""
     before = await received(client, "other", "accepted")
-    resp = await post(client, settings, {"message": {"type": "future.thing", "timestamp": 1763784256708,
-                                                     "call": {"id": "c-9"}}})  # fmt: skip
+    resp = await post(
+        client, settings, {"message": {"type": "future.thing", "timestamp": 1763784256708, "call": {"id": "c-9"}}}
+    )
 
     assert 200 == resp.status
     row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log")
@@ -190,8 +190,13 @@ async def test_redis_unavailable_is_2xx_and_the_sweeper_enqueues_later(aiohttp_c
 
 async def test_assistant_request_is_answered_with_the_orgs_assistant(client, settings):
     """assistant-request gets the org's configured assistantId (Vapi waits 7.5 s at most)."""
-    payload = {"message": {"type": "assistant-request", "timestamp": 1748289798737,
-                           "call": {"id": "c-ar", "assistantId": "asst-test"}}}  # fmt: skip
+    payload = {
+        "message": {
+            "type": "assistant-request",
+            "timestamp": 1748289798737,
+            "call": {"id": "c-ar", "assistantId": "asst-test"},
+        }
+    }
 
     resp = await post(client, settings, payload)
 
@@ -252,5 +257,8 @@ def test_redact_hides_secret_named_keys_at_any_depth():
 
     event = {"phoneNumber": {"twilioAuthToken": "a", "id": "pn"}, "tools": [{"server": {"secret": "b"}}], "Token": "c"}
 
-    assert {"phoneNumber": {"twilioAuthToken": "[redacted]", "id": "pn"},
-            "tools": [{"server": {"secret": "[redacted]"}}], "Token": "[redacted]"} == redact(event)  # fmt: skip
+    assert {
+        "phoneNumber": {"twilioAuthToken": "[redacted]", "id": "pn"},
+        "tools": [{"server": {"secret": "[redacted]"}}],
+        "Token": "[redacted]",
+    } == redact(event)

@@ -16,14 +16,25 @@ def test_defaults_match_the_readme():
     s = Settings.from_env({**BASE, "LOG_FORMAT": "json"})
 
     assert ("hmac", "sha256", "x-signature", "x-timestamp", "{timestamp}.{body}", "hex", "", 300) == (
-        s.auth_scheme, s.hmac_algorithm, s.hmac_signature_header, s.hmac_timestamp_header,
-        s.hmac_payload_format, s.hmac_encoding, s.hmac_signature_prefix, s.hmac_tolerance_s,
-    )  # fmt: skip
+        s.auth_scheme,
+        s.hmac_algorithm,
+        s.hmac_signature_header,
+        s.hmac_timestamp_header,
+        s.hmac_payload_format,
+        s.hmac_encoding,
+        s.hmac_signature_prefix,
+        s.hmac_tolerance_s,
+    )
     assert (b"a", b"b") == s.webhook_secrets
     assert (8000, 2 * 1024 * 1024, 5, 1000, 300000, 60, 5.0) == (
-        s.port, s.max_body_bytes, s.retry_max_attempts, s.retry_min_backoff_ms, s.retry_max_backoff_ms,
-        s.delivery_lease_s, s.sweep_interval_s,
-    )  # fmt: skip
+        s.port,
+        s.max_body_bytes,
+        s.retry_max_attempts,
+        s.retry_min_backoff_ms,
+        s.retry_max_backoff_ms,
+        s.delivery_lease_s,
+        s.sweep_interval_s,
+    )
     assert frozenset(DEFAULT_IGNORED_TYPES) == s.ignored_types
 
 
@@ -67,7 +78,9 @@ def test_scheme_none_refuses_without_explicit_opt_in():
 
 def test_repr_hides_secrets_and_urls():
     """Secrets and connection URLs (which may hold passwords) never appear in repr."""
-    s = Settings.from_env({**BASE, "DATABASE_URL": "postgresql://u:hunter2@db/x", "VAPI_DEFAULT_ORG_ID": str(uuid.uuid4())})
+    s = Settings.from_env(
+        {**BASE, "DATABASE_URL": "postgresql://u:hunter2@db/x", "VAPI_DEFAULT_ORG_ID": str(uuid.uuid4())}
+    )
 
     text = repr(s)
 

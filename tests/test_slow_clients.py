@@ -27,7 +27,9 @@ async def _raw_request(port: int, head_body: bytes, *, then_close: bool) -> tupl
 def _head(settings, length: int) -> bytes:
     headers = signed_headers(settings, b"x" * length)
     lines = [f"{k}: {v}" for k, v in headers.items()]
-    return ("POST /webhooks/vapi HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n\r\n" % (length, "\r\n".join(lines))).encode()
+    return (
+        f"POST /webhooks/vapi HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+    ).encode()
 
 
 async def test_a_stalled_body_gets_408_and_the_connection_closes(aiohttp_client, settings, broker, pool):
@@ -44,7 +46,7 @@ async def test_a_stalled_body_gets_408_and_the_connection_closes(aiohttp_client,
 
 def _counter(metrics: str, outcome: str) -> float:
     line = f'vapi_webhooks_received_total{{outcome="{outcome}",type="none"}} '
-    return next((float(r[len(line):]) for r in metrics.splitlines() if r.startswith(line)), 0.0)
+    return next((float(r[len(line) :]) for r in metrics.splitlines() if r.startswith(line)), 0.0)
 
 
 def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org_for_env, tmp_path):
@@ -81,8 +83,9 @@ def test_stalled_headers_and_idle_connections_are_closed(env, tmp_path):
     web = start("serve", env, tmp_path / "web.log")
     try:
         wait_for(f"http://127.0.0.1:{env['PORT']}/healthz")
-        partial, partial_s = asyncio.run(_raw_request(int(env["PORT"]), b"POST /webhooks/vapi HTTP/1.1\r\nHost: x\r\n",
-                                                      then_close=False))  # fmt: skip
+        partial, partial_s = asyncio.run(
+            _raw_request(int(env["PORT"]), b"POST /webhooks/vapi HTTP/1.1\r\nHost: x\r\n", then_close=False)
+        )
         silent, silent_s = asyncio.run(_raw_request(int(env["PORT"]), b"", then_close=False))
     finally:
         stop(web)

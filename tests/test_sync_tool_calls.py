@@ -40,8 +40,9 @@ async def _hold_calendar(dsn: str, org_id: Any, day: Any, hhmm: str) -> asyncpg.
     return conn
 
 
-async def test_a_booking_blocked_past_the_deadline_is_rolled_back_and_missed(aiohttp_client, settings, broker, pool,
-                                                                              org_id):  # fmt: skip
+async def test_a_booking_blocked_past_the_deadline_is_rolled_back_and_missed(
+    aiohttp_client, settings, broker, pool, org_id
+):
     """A booking waits on a lock past TOOL_CALL_TIMEOUT_S: the caller hears the call-back line, the row is missed,
     and once the lock is released nothing is ever booked."""
     client = await aiohttp_client(create_app(dataclasses.replace(settings, tool_call_timeout_s=1.0), broker=broker))
@@ -59,7 +60,9 @@ async def test_a_booking_blocked_past_the_deadline_is_rolled_back_and_missed(aio
     assert 200 == resp.status
     assert MISSED_REPLY == body["results"][0]["error"]
     assert 1.0 <= waited_s < 4.0
-    row = await pool.fetchrow("SELECT status, error_message FROM webhook_delivery_log WHERE event_id = 'tool-call:t-late'")
+    row = await pool.fetchrow(
+        "SELECT status, error_message FROM webhook_delivery_log WHERE event_id = 'tool-call:t-late'"
+    )
     assert "missed" == row["status"] and "deadline" in row["error_message"]
     await asyncio.sleep(1.0)  # a worker or sweeper that wrongly picked it up would have booked by now
     assert 0 == await pool.fetchval("SELECT count(*) FROM appointments")
@@ -104,10 +107,19 @@ async def test_replay_refuses_tool_calls_over_the_api(aiohttp_client, settings, 
 
 
 def _many_calls(n: int, transcript_bytes: int) -> dict:
-    items = [{"id": f"t-{n}-{i}", "type": "function", "function": {"name": "lookUp", "arguments": {"q": i}}}
-             for i in range(n)]  # fmt: skip
-    return {"message": {"type": "tool-calls", "timestamp": 1, "call": {"id": f"c-many-{n}"}, "toolCallList": items,
-                        "artifact": {"transcript": "x" * transcript_bytes}}}  # fmt: skip
+    items = [
+        {"id": f"t-{n}-{i}", "type": "function", "function": {"name": "lookUp", "arguments": {"q": i}}}
+        for i in range(n)
+    ]
+    return {
+        "message": {
+            "type": "tool-calls",
+            "timestamp": 1,
+            "call": {"id": f"c-many-{n}"},
+            "toolCallList": items,
+            "artifact": {"transcript": "x" * transcript_bytes},
+        }
+    }
 
 
 async def test_storage_is_linear_in_the_message_and_tool_calls_are_capped(client, settings, pool):
@@ -132,21 +144,26 @@ async def test_storage_is_linear_in_the_message_and_tool_calls_are_capped(client
     assert sizes[32]["total"] < 20_000 + 32 * 400 + 32 * 120  # the message once, then each call's own part
     assert 413 == over.status
     assert "33 tool calls; at most 32" in (await over.json())["error"]
-    assert 0 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE 't-33-%'"
-                                    " OR payload->'call'->>'id' = 'c-many-33'")  # fmt: skip
+    assert 0 == await pool.fetchval(
+        "SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE 't-33-%' OR payload->'call'->>'id' = 'c-many-33'"
+    )
 
 
 async def test_an_async_tool_goes_to_a_worker_and_can_be_replayed(client, settings, pool):
     """A tool defined async: true is answered at once, processed by the worker, and is not a synchronous call."""
     body = tool_call("t-async", "lookUp", {"q": 1})
-    body["message"]["toolWithToolCallList"] = [{"type": "function", "async": True, "function": {"name": "lookUp"},
-                                                "toolCall": {"id": "t-async"}}]  # fmt: skip
+    body["message"]["toolWithToolCallList"] = [
+        {"type": "function", "async": True, "function": {"name": "lookUp"}, "toolCall": {"id": "t-async"}}
+    ]
 
     resp = await post(client, settings, body)
 
     assert {"toolCallId": "t-async", "name": "lookUp", "result": "accepted"} == (await resp.json())["results"][0]
-    await wait_until(lambda: pool.fetchval(
-        "SELECT status = 'completed' AND answer_by IS NULL FROM webhook_delivery_log WHERE event_id = 'tool-call:t-async'"))
+    await wait_until(
+        lambda: pool.fetchval(
+            "SELECT status = 'completed' AND answer_by IS NULL FROM webhook_delivery_log WHERE event_id = 'tool-call:t-async'"
+        )
+    )
 
 
 def _signed_request(url: str, body: dict) -> dict:
@@ -176,8 +193,9 @@ def _booking_stuck_behind_a_lock(env: dict[str, str], org_id: str, tool_call_id:
     holder = loop.run_until_complete(_hold_calendar(env["DATABASE_URL"], org_id, day, "10:00"))
     answers: list[dict] = []
     body = tool_call(tool_call_id, "bookClinicAppointment", book_args(day, "10:00"))
-    caller = threading.Thread(target=lambda: answers.append(
-        _signed_request(f"http://127.0.0.1:{env['PORT']}/webhooks/vapi", body)))  # fmt: skip
+    caller = threading.Thread(
+        target=lambda: answers.append(_signed_request(f"http://127.0.0.1:{env['PORT']}/webhooks/vapi", body))
+    )
     caller.start()
     wait_sql(env, f"SELECT status = 'processing' FROM webhook_delivery_log WHERE event_id = 'tool-call:{tool_call_id}'")
 
@@ -193,8 +211,19 @@ def _booking_stuck_behind_a_lock(env: dict[str, str], org_id: str, tool_call_id:
 
 
 def _org(env: dict[str, str]) -> str:
-    org = cli(env, "orgs", "create", "--name", "Deadline clinic", "--timezone", "Europe/London", "--region", "GB",
-              "--assistant-id", "asst-test")  # fmt: skip
+    org = cli(
+        env,
+        "orgs",
+        "create",
+        "--name",
+        "Deadline clinic",
+        "--timezone",
+        "Europe/London",
+        "--region",
+        "GB",
+        "--assistant-id",
+        "asst-test",
+    )
     assert 0 == org.returncode, org.stderr
     return org.stdout.strip()
 

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import dramatiq
 import structlog
-from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.asyncio import EventLoopThread, get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from db.pool import create_pool
@@ -50,14 +50,24 @@ class WorkerResources(Middleware):
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         try:
-            get_event_loop_thread().run_coroutine(self.pool())
+            _event_loop_thread().run_coroutine(self.pool())
         except (OSError, asyncpg.PostgresError) as exc:
             structlog.get_logger("workers.actors").warning("worker_db_pool_deferred", error=str(exc))
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         if self._pool is not None:
-            get_event_loop_thread().run_coroutine(self._pool.close())
+            _event_loop_thread().run_coroutine(self._pool.close())
             self._pool = None
+
+
+def _event_loop_thread() -> EventLoopThread:
+    """Dramatiq's event-loop thread, or a clear error when the AsyncIO middleware is missing (dramatiq's own check)."""
+    thread = get_event_loop_thread()
+    if thread is None:
+        raise RuntimeError(
+            "the event loop thread is not running: is the AsyncIO middleware on the broker (workers.broker.build_broker)?"
+        )
+    return thread
 
 
 def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> dramatiq.Actor[Any, Any]:
@@ -75,10 +85,11 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
                     broker, [(uuid.UUID(delivery_id), outcome.message_id)], delay_ms=outcome.retry_delay_ms
                 )
 
-    return dramatiq.actor(
+    actor: dramatiq.Actor[Any, Any] = dramatiq.actor(  # type: ignore[call-overload]
         process_delivery_actor,
         broker=broker,
         actor_name=broker_mod.ACTOR_NAME,
         queue_name=broker_mod.QUEUE_NAME,
         max_retries=0,
     )
+    return actor

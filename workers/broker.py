@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import dramatiq
 import redis
@@ -39,10 +40,10 @@ def build_broker(
     )
     middleware: list[Middleware] = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Retries(), AsyncIO()]
     middleware.extend(extra_middleware)
-    return RedisBroker(client=client, middleware=middleware, namespace=namespace)
+    return RedisBroker(client=client, middleware=middleware, namespace=namespace)  # type: ignore[no-untyped-call]
 
 
-def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> dramatiq.Message:
+def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> dramatiq.Message[Any]:
     """The message that asks a worker to process ``delivery_id``.
 
     Args:
@@ -60,7 +61,7 @@ def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> d
 
 
 async def enqueue_many(
-    broker: dramatiq.Broker, pairs: list[tuple[uuid.UUID, str | None]], *, delay_ms: int | None = None
+    broker: dramatiq.Broker, pairs: Sequence[tuple[uuid.UUID, str | None]], *, delay_ms: int | None = None
 ) -> None:
     """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
 

@@ -36,11 +36,15 @@ class AsyncEnqueuer:
         pool = broker.client.connection_pool
         kw = pool.connection_kwargs
         self.client = aioredis.Redis(
-            host=kw.get("host", "localhost"), port=kw.get("port", 6379), db=kw.get("db", 0),
-            username=kw.get("username"), password=kw.get("password"),
+            host=kw.get("host", "localhost"),
+            port=kw.get("port", 6379),
+            db=kw.get("db", 0),
+            username=kw.get("username"),
+            password=kw.get("password"),
             ssl=pool.connection_class is redis.SSLConnection,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_S, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
-        )  # fmt: skip
+            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        )
         self.script = self.client.register_script(_scripts["dispatch"])
         self.max_batch = max_batch
         self._pending: list[tuple[bytes, bytes, str, asyncio.Future[None]]] = []
@@ -57,7 +61,9 @@ class AsyncEnqueuer:
         """
         message = delivery_message(delivery_id, message_id).copy(options={"redis_message_id": str(uuid.uuid4())})
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((message.options["redis_message_id"].encode(), message.encode(), message.queue_name, future))
+        self._pending.append(
+            (message.options["redis_message_id"].encode(), message.encode(), message.queue_name, future)
+        )
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
@@ -74,9 +80,17 @@ class AsyncEnqueuer:
                 now_ms = int(time.time() * 1000)
                 for redis_id, data, queue_name, _ in batch:
                     args = [
-                        "enqueue", now_ms, queue_name, self.broker.broker_id, self.broker.heartbeat_timeout,
-                        self.broker.dead_message_ttl, 0, self._max_unpack, redis_id, data,
-                    ]  # fmt: skip
+                        "enqueue",
+                        now_ms,
+                        queue_name,
+                        self.broker.broker_id,
+                        self.broker.heartbeat_timeout,
+                        self.broker.dead_message_ttl,
+                        0,
+                        self._max_unpack,
+                        redis_id,
+                        data,
+                    ]
                     await self.script(keys=[self.broker.namespace], args=args, client=pipe)
                 await pipe.execute()
             except Exception as exc:  # noqa: BLE001 - every waiter learns of the failure

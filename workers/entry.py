@@ -67,7 +67,7 @@ def serve_metrics() -> None:
 
     settings = Settings.from_env()
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     start_http_server(settings.worker_metrics_port, addr="0.0.0.0", registry=registry)
     while True:
         time.sleep(3600)

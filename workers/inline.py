@@ -30,6 +30,7 @@ import structlog
 
 from db import deliveries
 from db.errors import is_unavailable
+from db.types import Conn
 from workers import metrics
 from workers.errors import PermanentError, ToolError
 from workers.handlers import tools
@@ -97,7 +98,7 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
     return outcome
 
 
-async def _apply_with_tries(conn: asyncpg.Connection, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
+async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
     """The tool and the completion in one transaction; serialization failures are tried again while time remains."""
     while True:
         try:
@@ -108,7 +109,7 @@ async def _apply_with_tries(conn: asyncpg.Connection, claim: deliveries.Claim, d
             await asyncio.sleep(0.02)
 
 
-async def _apply_once(conn: asyncpg.Connection, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
+async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
     remaining_ms = int((deadline_s - time.monotonic()) * 1000)
     if remaining_ms <= 0:
         raise DeadlinePassed("the deadline passed before the tool call committed")

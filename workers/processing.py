@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from db import deliveries
+from db.types import Conn
 from ingest.envelope import TOOL_TYPES
 from ingest.settings import Settings
 from workers import metrics
@@ -71,7 +72,7 @@ class Outcome:
     message_id: str | None = None
 
 
-async def apply(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict[str, Any]:
+async def apply(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
     """Dispatch a claimed delivery to its handler by ``event_type``.
 
     Types without a handler (transfer-update, assistant-request, ...) have
@@ -110,12 +111,14 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
             return Outcome(SKIPPED)
         started = time.perf_counter()
         metrics.QUEUE_WAIT.observe(claim.wait_s)
-        bound = log.bind(delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type,
-                         attempt=claim.attempt)  # fmt: skip
+        bound = log.bind(
+            delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type, attempt=claim.attempt
+        )
         if claim.attempt > claim.max_attempts:
             # Reclaimed after a crash once too often: the budget is spent.
-            outcome = await _finish_failed(conn, claim, "attempt budget exhausted (worker stopped mid-attempt)",
-                                           config, True)  # fmt: skip
+            outcome = await _finish_failed(
+                conn, claim, "attempt budget exhausted (worker stopped mid-attempt)", config, True
+            )
         else:
             try:
                 result = await _apply_with_tries(conn, claim, config.in_transaction_tries)
@@ -143,7 +146,7 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
     return outcome
 
 
-async def _apply_with_tries(conn: asyncpg.Connection, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
+async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
     """The handler and the completion in one transaction, tried again on serialization failures and deadlocks.
 
     Everything runs on the connection that made the claim: one connection per
@@ -162,7 +165,7 @@ async def _apply_with_tries(conn: asyncpg.Connection, claim: deliveries.Claim, t
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-async def _apply_once(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict[str, Any]:
+async def _apply_once(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
     async with conn.transaction():
         result = await apply(conn, claim)
         if not await deliveries.complete(conn, claim, result):
@@ -171,14 +174,14 @@ async def _apply_once(conn: asyncpg.Connection, claim: deliveries.Claim) -> dict
 
 
 async def _finish_failed(
-    conn: asyncpg.Connection, claim: deliveries.Claim, error: str, config: ProcessingConfig, dead: bool
+    conn: Conn, claim: deliveries.Claim, error: str, config: ProcessingConfig, dead: bool
 ) -> Outcome:
     if dead or claim.attempt >= claim.max_attempts:
         await deliveries.fail(conn, claim, error, retry_at=None, job_id=None)
         return Outcome(DEAD_LETTERED)
     delay_ms = config.retry.backoff_ms(claim.attempt)
     message_id = str(uuid.uuid4())
-    retry_at = datetime.now(timezone.utc) + timedelta(milliseconds=delay_ms)
+    retry_at = datetime.now(UTC) + timedelta(milliseconds=delay_ms)
     if not await deliveries.fail(conn, claim, error, retry_at=retry_at, job_id=message_id):
         return Outcome(SKIPPED)
     return Outcome(RETRIED, retry_delay_ms=delay_ms, message_id=message_id)

@@ -20,7 +20,7 @@ async def cleanup(pool: asyncpg.Pool, *, retention_days: int, batch_size: int = 
     """
     total = 0
     while True:
-        deleted = await pool.fetchval("SELECT cleanup_old_webhook_logs($1, $2)", retention_days, batch_size)
+        deleted: int = await pool.fetchval("SELECT cleanup_old_webhook_logs($1, $2)", retention_days, batch_size)
         total += deleted
         metrics.RETENTION_DELETED.inc(deleted)
         if deleted < batch_size:

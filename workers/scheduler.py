@@ -85,10 +85,21 @@ async def run(settings: Settings) -> None:
 
     scheduler = AsyncIOScheduler(timezone="UTC")
     # max_instances=1 + coalesce: a slow run is never overlapped by the next.
-    scheduler.add_job(guarded("sweep", lambda: sweep_once(pool, broker, config)), "interval",
-                      seconds=settings.sweep_interval_s, id="sweep", max_instances=1, coalesce=True)  # fmt: skip
-    scheduler.add_job(guarded("retention", lambda: retention.cleanup(pool, retention_days=settings.retention_days)),
-                      RETENTION_CRON, id="retention", max_instances=1, coalesce=True)  # fmt: skip
+    scheduler.add_job(
+        guarded("sweep", lambda: sweep_once(pool, broker, config)),
+        "interval",
+        seconds=settings.sweep_interval_s,
+        id="sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        guarded("retention", lambda: retention.cleanup(pool, retention_days=settings.retention_days)),
+        RETENTION_CRON,
+        id="retention",
+        max_instances=1,
+        coalesce=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

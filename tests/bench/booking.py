@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -57,7 +57,7 @@ async def run(total: int) -> None:
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
     await migrate(dsn)
     pool = await create_pool(dsn, min_size=50, max_size=50)
-    base = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(days=400)
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=400)
     try:
         org_id = await orgs.create_org(pool, name="Bench clinic", timezone="UTC", region="GB")
         tool_org = await orgs.create_org(pool, name="Bench tool clinic", timezone="UTC", region="GB")
@@ -73,8 +73,11 @@ async def run(total: int) -> None:
                 start = base + timedelta(minutes=30 * next(slot))
                 return await pool.fetchval(
                     "SELECT book_appointment_atomic($1, 'Jane Doe', NULL, $2, 'cleaning', $3, 30)",
-                    org_for(i), f"+4420{i % 10**7:07d}", start,
-                )  # fmt: skip
+                    org_for(i),
+                    f"+4420{i % 10**7:07d}",
+                    start,
+                )
+
             return op
 
         tool_replies: list[dict[str, str]] = []
@@ -85,13 +88,23 @@ async def run(total: int) -> None:
             # Business hours are checked in the tool: 16 half-hour slots on each weekday from 09:00.
             n = next(tool_slot)
             start = monday + timedelta(days=7 * (n // 80) + (n // 16) % 5, minutes=30 * (n % 16))
-            args = {"name": "jane doe", "phone": f"+44 20 7{n % 10**7:07d}", "serviceType": "cleaning",
-                    "scheduledAt": start.isoformat()}  # fmt: skip
+            args = {
+                "name": "jane doe",
+                "phone": f"+44 20 7{n % 10**7:07d}",
+                "serviceType": "cleaning",
+                "scheduledAt": start.isoformat(),
+            }
             invocation = ToolInvocation(f"t-{i}", "bookClinicAppointment", args)
-            message = {"type": "tool-calls", "toolCallList": [{"id": invocation.tool_call_id, "function":
-                       {"name": invocation.name, "arguments": args}}]}  # fmt: skip
+            message = {
+                "type": "tool-calls",
+                "toolCallList": [
+                    {"id": invocation.tool_call_id, "function": {"name": invocation.name, "arguments": args}}
+                ],
+            }
             async with pool.acquire() as conn, conn.transaction():
-                reply = await handle_tool_call(conn, tool_org, message, "tool-calls", f"tool-call:{invocation.tool_call_id}")
+                reply = await handle_tool_call(
+                    conn, tool_org, message, "tool-calls", f"tool-call:{invocation.tool_call_id}"
+                )
             tool_replies.append(reply)
             return reply
 
@@ -99,18 +112,31 @@ async def run(total: int) -> None:
         storm_results: list[object] = []
 
         async def storm(i: int) -> None:
-            storm_results.append(await pool.fetchval(
-                "SELECT book_appointment_atomic($1, 'Jane Doe', NULL, $2, 'cleaning', $3, 30)",
-                org_id, f"+4420{i:07d}", storm_start,
-            ))  # fmt: skip
+            storm_results.append(
+                await pool.fetchval(
+                    "SELECT book_appointment_atomic($1, 'Jane Doe', NULL, $2, 'cleaning', $3, 30)",
+                    org_id,
+                    f"+4420{i:07d}",
+                    storm_start,
+                )
+            )
 
         await _measure(10, 200, select_1)  # warm the pool and plans
         rows = ["| operation | samples | p50 ms | p99 ms | note |", "|---|---|---|---|---|"]
         rows.append(_row("SELECT 1 (baseline), 50 callers", await _measure(50, total, select_1)))
         for c in (1, 10, 50):
-            rows.append(_row(f"book_appointment_atomic, {c} caller(s), one org", await _measure(c, total, sql_booking(lambda i: org_id))))
-        rows.append(_row("book_appointment_atomic, 50 callers, 50 orgs",
-                         await _measure(50, total, sql_booking(lambda i: other_orgs[i % 50]))))  # fmt: skip
+            rows.append(
+                _row(
+                    f"book_appointment_atomic, {c} caller(s), one org",
+                    await _measure(c, total, sql_booking(lambda i: org_id)),
+                )
+            )
+        rows.append(
+            _row(
+                "book_appointment_atomic, 50 callers, 50 orgs",
+                await _measure(50, total, sql_booking(lambda i: other_orgs[i % 50])),
+            )
+        )
         for c in (1, 10, 50):
             tool_replies.clear()
             samples = await _measure(c, min(total, 400), tool_booking)
@@ -118,7 +144,9 @@ async def run(total: int) -> None:
             rows.append(_row(f"bookClinicAppointment tool, {c} caller(s), one org", samples, f"{ok} booked"))
         storm_samples = await _measure(50, 500, storm)
         booked = sum(1 for r in storm_results if isinstance(r, dict) and r.get("success"))
-        rows.append(_row("same-slot storm, 50 callers", storm_samples, f"{booked} booked, {500 - booked} SLOT_UNAVAILABLE"))
+        rows.append(
+            _row("same-slot storm, 50 callers", storm_samples, f"{booked} booked, {500 - booked} SLOT_UNAVAILABLE")
+        )
         server = await pool.fetchval("SHOW server_version")
         print(f"Booking latency ({os.cpu_count()} cores, PostgreSQL {server}, pool of 50, {total} samples per row)\n")
         print("\n".join(rows))

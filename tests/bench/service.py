@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -55,9 +55,13 @@ SIGNER = Settings(webhook_secrets=(SECRET.encode(),))
 #: Web processes for the service and for the bare baseline alike (one per core).
 WEB_PROCESSES = os.cpu_count() or 1
 TARGETS = {
-    "ingest_vs_pgbench": 1.0, "ingest_vs_bare": 0.5, "p99_at_1000_ms": 25.0, "drain_per_s": 2000.0,
-    "replay_10k_s": 10.0, "web_rss_mb": 150.0,
-}  # fmt: skip
+    "ingest_vs_pgbench": 1.0,
+    "ingest_vs_bare": 0.5,
+    "p99_at_1000_ms": 25.0,
+    "drain_per_s": 2000.0,
+    "replay_10k_s": 10.0,
+    "web_rss_mb": 150.0,
+}
 
 
 def free_port() -> int:
@@ -67,19 +71,39 @@ def free_port() -> int:
 
 
 def status_body(call_id: str, filler: int) -> dict:
-    return {"message": {"type": "status-update", "status": "in-progress", "timestamp": 1763784256708,
-                        "call": {"id": call_id, "type": "inboundPhoneCall", "assistantId": "asst-bench",
-                                 "customer": {"number": "+14155552671"}, "notes": "x" * filler}}}  # fmt: skip
+    return {
+        "message": {
+            "type": "status-update",
+            "status": "in-progress",
+            "timestamp": 1763784256708,
+            "call": {
+                "id": call_id,
+                "type": "inboundPhoneCall",
+                "assistantId": "asst-bench",
+                "customer": {"number": "+14155552671"},
+                "notes": "x" * filler,
+            },
+        }
+    }
 
 
 def report_body(call_id: str, transcript_chars: int) -> dict:
-    return {"message": {"type": "end-of-call-report", "endedReason": "customer-ended-call",
-                        "timestamp": 1763784256708, "startedAt": "2025-11-22T10:00:00Z",
-                        "endedAt": "2025-11-22T10:03:12Z", "cost": 0.21,
-                        "call": {"id": call_id, "assistantId": "asst-bench"},
-                        "artifact": {"transcript": "AI: Hello. User: I need a cleaning. " * (transcript_chars // 36),
-                                     "recordingUrl": f"https://r.example/{call_id}.wav"},
-                        "analysis": {"summary": "Booked a cleaning."}}}  # fmt: skip
+    return {
+        "message": {
+            "type": "end-of-call-report",
+            "endedReason": "customer-ended-call",
+            "timestamp": 1763784256708,
+            "startedAt": "2025-11-22T10:00:00Z",
+            "endedAt": "2025-11-22T10:03:12Z",
+            "cost": 0.21,
+            "call": {"id": call_id, "assistantId": "asst-bench"},
+            "artifact": {
+                "transcript": "AI: Hello. User: I need a cleaning. " * (transcript_chars // 36),
+                "recordingUrl": f"https://r.example/{call_id}.wav",
+            },
+            "analysis": {"summary": "Booked a cleaning."},
+        }
+    }
 
 
 def realistic_body(i: int, rng: random.Random) -> bytes:
@@ -107,14 +131,34 @@ def wrk(port: int, requests_file: Path, *, seconds: int, threads: int = 2, conne
     """Run wrk at saturation; returns requests, rps, errors and latency percentiles (ms)."""
     env = {**os.environ, "BENCH_REQUESTS": str(requests_file), "BENCH_THREADS": str(threads)}
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "requests.lua"),
-         f"http://127.0.0.1:{port}/webhooks/vapi"],
-        env=env, capture_output=True, text=True, timeout=seconds + 120, check=True,
-    ).stdout  # fmt: skip
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "requests.lua"),
+            f"http://127.0.0.1:{port}/webhooks/vapi",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
     fields = next(line for line in out.splitlines() if line.startswith("BENCH ")).split()[1:]
-    n, duration_us, socket_errors, status_errors, p50, p99, p999, worst, _ = map(int, fields)
-    return {"requests": n, "rps": n / (duration_us / 1e6), "errors": socket_errors + status_errors,
-            "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "p999_ms": p999 / 1000, "seconds": duration_us / 1e6}  # fmt: skip
+    n, duration_us, socket_errors, status_errors, p50, p99, p999, _worst, _ = map(int, fields)
+    return {
+        "requests": n,
+        "rps": n / (duration_us / 1e6),
+        "errors": socket_errors + status_errors,
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "p999_ms": p999 / 1000,
+        "seconds": duration_us / 1e6,
+    }
 
 
 def pgbench(dsn: str, org_id: uuid.UUID, *, seconds: int, payload_bytes: int) -> float:
@@ -129,10 +173,30 @@ def pgbench(dsn: str, org_id: uuid.UUID, *, seconds: int, payload_bytes: int) ->
     )
     parts = urlsplit(dsn)
     out = subprocess.run(
-        ["pgbench", "-n", "-c", "8", "-j", "2", "-T", str(seconds), "-f", str(script), "-h", parts.hostname or "127.0.0.1",
-         "-p", str(parts.port or 5432), "-U", parts.username or "postgres", parts.path.lstrip("/")],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    ).stdout  # fmt: skip
+        [
+            "pgbench",
+            "-n",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            str(script),
+            "-h",
+            parts.hostname or "127.0.0.1",
+            "-p",
+            str(parts.port or 5432),
+            "-U",
+            parts.username or "postgres",
+            parts.path.lstrip("/"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
     script.unlink()
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
@@ -188,7 +252,7 @@ async def open_loop(port: int, rate: int, seconds: int) -> dict:
     """Offer ``rate`` requests/s for ``seconds`` regardless of answers; latency from the scheduled send time."""
     rng = random.Random(2)
     prepared = []
-    for i in range(rate * seconds):
+    for _ in range(rate * seconds):
         body = json.dumps(status_body(f"open-{uuid.uuid4().hex}", rng.randrange(700, 1700))).encode()
         prepared.append((body, {"Content-Type": "application/json", **auth.sign(SIGNER, body)}))
     latencies: list[float] = []
@@ -221,8 +285,14 @@ async def open_loop(port: int, rate: int, seconds: int) -> dict:
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
-    return {"offered_rps": rate, "requests": len(latencies), "errors": errors, "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99), "p999_ms": pct(0.999)}  # fmt: skip
+    return {
+        "offered_rps": rate,
+        "requests": len(latencies),
+        "errors": errors,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+    }
 
 
 async def backlog(dsn: str, org_id: uuid.UUID, n: int, status: str) -> list[tuple[uuid.UUID, str]]:
@@ -233,7 +303,9 @@ async def backlog(dsn: str, org_id: uuid.UUID, n: int, status: str) -> list[tupl
         rows = []
         for i in range(n):
             message = json.loads(realistic_body(i, rng))["message"]
-            key = f"{message['type']}:{message['call']['id']}" + (":in-progress" if message["type"] == "status-update" else "")
+            key = f"{message['type']}:{message['call']['id']}" + (
+                ":in-progress" if message["type"] == "status-update" else ""
+            )
             rows.append((org_id, message["type"], key, json.dumps(message), str(uuid.uuid4()), status))
         await conn.executemany(
             "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, job_id, status, attempts,"
@@ -264,9 +336,20 @@ async def noop_drain(env: dict[str, str], pairs: list[tuple[uuid.UUID, str]], tm
     noop_broker = build_broker(REDIS_URL, namespace="noop")
     await enqueue_many(noop_broker, pairs)
     client = redis.Redis.from_url(REDIS_URL)
-    workers = start([str(Path(sys.executable).with_name("dramatiq")), "tests.bench.noop_worker:setup_broker",
-                     "--processes", "2", "--threads", "8", "--queues", "deliveries"],
-                    {**env, "dramatiq_queue_prefetch": "64", "dramatiq_worker_timeout": "100"}, tmp / "noop.log")  # fmt: skip
+    workers = start(
+        [
+            str(Path(sys.executable).with_name("dramatiq")),
+            "tests.bench.noop_worker:setup_broker",
+            "--processes",
+            "2",
+            "--threads",
+            "8",
+            "--queues",
+            "deliveries",
+        ],
+        {**env, "dramatiq_queue_prefetch": "64", "dramatiq_worker_timeout": "100"},
+        tmp / "noop.log",
+    )
     started = time.monotonic()
     while client.llen("noop:deliveries") or client.hlen("noop:deliveries.msgs"):
         await asyncio.sleep(0.02)
@@ -295,12 +378,25 @@ async def run(seconds: int, out_dir: Path) -> dict:
     redis.Redis.from_url(REDIS_URL).flushdb()
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "VAPI_WEBHOOK_SECRETS": SECRET, "PORT": str(port),
-           "WORKER_METRICS_PORT": str(free_port()), "WORKER_PROCESSES": "2", "LOG_FORMAT": "json",
-           "DB_POOL_MAX_SIZE": "20", "WEB_PROCESSES": str(WEB_PROCESSES)}  # fmt: skip
-    results: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
-                     "postgres": await sql(dsn, "SHOW server_version"), "seconds_per_run": seconds,
-                     "web_processes": WEB_PROCESSES}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "REDIS_URL": REDIS_URL,
+        "VAPI_WEBHOOK_SECRETS": SECRET,
+        "PORT": str(port),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "WORKER_PROCESSES": "2",
+        "LOG_FORMAT": "json",
+        "DB_POOL_MAX_SIZE": "20",
+        "WEB_PROCESSES": str(WEB_PROCESSES),
+    }
+    results: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "postgres": await sql(dsn, "SHOW server_version"),
+        "seconds_per_run": seconds,
+        "web_processes": WEB_PROCESSES,
+    }
     try:
         requests_file = tmp / "requests.bin"
         # Enough unique bodies that wrk never wraps around into duplicates.
@@ -312,7 +408,9 @@ async def run(seconds: int, out_dir: Path) -> dict:
         ingest = wrk(port, requests_file, seconds=seconds)
         stored = await sql(dsn, "SELECT count(*) FROM webhook_delivery_log") - before
         ingest["accepted_per_s"] = stored / ingest["seconds"]
-        ingest["duplicates"] = max(0, ingest["requests"] - stored)  # rows of requests still in flight at the end count too
+        ingest["duplicates"] = max(
+            0, ingest["requests"] - stored
+        )  # rows of requests still in flight at the end count too
         results["ingest"] = ingest
         results["web_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(web.pid) or [web.pid]]
         fixed = await open_loop(port, 1000, seconds)
@@ -320,8 +418,9 @@ async def run(seconds: int, out_dir: Path) -> dict:
         stop(web)
 
         bare_port = free_port()
-        bare = start([sys.executable, str(HERE / "bare_app.py"), str(bare_port), str(WEB_PROCESSES)], env,
-                     tmp / "bare.log")  # fmt: skip
+        bare = start(
+            [sys.executable, str(HERE / "bare_app.py"), str(bare_port), str(WEB_PROCESSES)], env, tmp / "bare.log"
+        )
         time.sleep(1.0)  # the bare app has no health route; it starts in well under a second
         results["bare_aiohttp"] = wrk(bare_port, requests_file, seconds=seconds)
         stop(bare)
@@ -335,10 +434,17 @@ async def run(seconds: int, out_dir: Path) -> dict:
         await enqueue_many(broker, pairs)
         worker = start([str(BIN), "worker"], env, tmp / "worker.log")
         drain_s = await wait_completed(dsn, 20_000)
-        wait_p99 = await sql(dsn, "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
-                                  " last_attempt_at - received_at)) FROM webhook_delivery_log")  # fmt: skip
-        results["drain"] = {"deliveries": 20_000, "seconds": round(drain_s, 2), "per_s": round(20_000 / drain_s),
-                            "queue_wait_p99_s": round(float(wait_p99), 2)}  # fmt: skip
+        wait_p99 = await sql(
+            dsn,
+            "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
+            " last_attempt_at - received_at)) FROM webhook_delivery_log",
+        )
+        results["drain"] = {
+            "deliveries": 20_000,
+            "seconds": round(drain_s, 2),
+            "per_s": round(20_000 / drain_s),
+            "queue_wait_p99_s": round(float(wait_p99), 2),
+        }
         results["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(worker.pid)]
 
         results["dramatiq_noop_per_s"] = await noop_drain(env, pairs, tmp)
@@ -346,8 +452,12 @@ async def run(seconds: int, out_dir: Path) -> dict:
         await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
         await backlog(dsn, org_id, 10_000, "dead_letter")
         started = time.monotonic()
-        subprocess.run([str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes"], env=env, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         await wait_completed(dsn, 10_000)
         results["replay_10k_s"] = round(time.monotonic() - started, 2)
         stop(worker)
@@ -358,11 +468,16 @@ async def run(seconds: int, out_dir: Path) -> dict:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    booking = subprocess.run([sys.executable, "-m", "tests.bench.booking", "--samples", "500"], capture_output=True,
-                             text=True, check=True, cwd=HERE.parents[1])  # fmt: skip
+    booking = subprocess.run(
+        [sys.executable, "-m", "tests.bench.booking", "--samples", "500"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=HERE.parents[1],
+    )
     results["booking_table"] = booking.stdout
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     table = markdown(results)
     (out_dir / f"{stamp}.md").write_text(table + "\n")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
-
 from db import appointments, orgs
+from db.types import Conn
 from ingest.envelope import ToolInvocation
 from workers import metrics
 from workers.errors import ToolError
@@ -29,11 +28,11 @@ DEFAULT_DURATION_MINUTES = 30
 #: Alternatives offered when a slot is taken.
 SUGGESTIONS = 3
 
-Tool = Callable[[asyncpg.Connection, uuid.UUID, ToolInvocation, dict[str, Any]], Awaitable[str]]
+Tool = Callable[[Conn, uuid.UUID, ToolInvocation, dict[str, Any]], Awaitable[str]]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _arg(invocation: ToolInvocation, name: str, *, required: bool = False) -> str | None:
@@ -70,12 +69,13 @@ def _appointment_id(invocation: ToolInvocation) -> uuid.UUID:
 
 def _customer_number(message: dict[str, Any]) -> str | None:
     for holder in (message.get("customer"), (message.get("call") or {}).get("customer")):
-        if isinstance(holder, dict) and isinstance(holder.get("number"), str) and holder["number"]:
-            return holder["number"]
+        number = holder.get("number") if isinstance(holder, dict) else None
+        if isinstance(number, str) and number:
+            return number
     return None
 
 
-async def _org(conn: asyncpg.Connection, org_id: uuid.UUID) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
+async def _org(conn: Conn, org_id: uuid.UUID) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
     org = await orgs.get_org(conn, org_id)
     if org is None:
         raise ToolError("ORG_NOT_FOUND", "ORG_NOT_FOUND: this clinic is not set up")
@@ -83,7 +83,12 @@ async def _org(conn: asyncpg.Connection, org_id: uuid.UUID) -> tuple[orgs.Org, Z
 
 
 async def _suggest(
-    conn: asyncpg.Connection, org_id: uuid.UUID, after: datetime, duration: int, hours: schedule.BusinessHours, tz: ZoneInfo
+    conn: Conn,
+    org_id: uuid.UUID,
+    after: datetime,
+    duration: int,
+    hours: schedule.BusinessHours,
+    tz: ZoneInfo,
 ) -> list[datetime]:
     horizon = after + timedelta(days=schedule.SEARCH_HORIZON_DAYS)
     busy = await appointments.busy_ranges(conn, org_id, after, horizon)
@@ -91,7 +96,12 @@ async def _suggest(
 
 
 async def _taken(
-    conn: asyncpg.Connection, org_id: uuid.UUID, start: datetime, duration: int, hours: schedule.BusinessHours, tz: ZoneInfo
+    conn: Conn,
+    org_id: uuid.UUID,
+    start: datetime,
+    duration: int,
+    hours: schedule.BusinessHours,
+    tz: ZoneInfo,
 ) -> ToolError:
     slots = await _suggest(conn, org_id, start, duration, hours, tz)
     tail = f" The nearest free times are {schedule.format_slots(slots, start)}." if slots else ""
@@ -108,9 +118,14 @@ def _requested(
 
 
 async def _refusal(
-    conn: asyncpg.Connection, org_id: uuid.UUID, result: dict[str, Any], requested: schedule.RequestedTime,
-    duration: int, hours: schedule.BusinessHours, tz: ZoneInfo,
-) -> ToolError:  # fmt: skip
+    conn: Conn,
+    org_id: uuid.UUID,
+    result: dict[str, Any],
+    requested: schedule.RequestedTime,
+    duration: int,
+    hours: schedule.BusinessHours,
+    tz: ZoneInfo,
+) -> ToolError:
     """Why the SQL function said no: a taken slot comes with the nearest free times."""
     if result.get("error") == "SLOT_UNAVAILABLE":
         return await _taken(conn, org_id, requested.start, duration, hours, tz)
@@ -137,7 +152,7 @@ def _correction_note(requested: schedule.RequestedTime) -> str:
 
 
 async def book_clinic_appointment(
-    conn: asyncpg.Connection, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
+    conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
 ) -> str:
     """Book a slot: ``name``, ``phone`` (else the caller's number), ``email``, ``serviceType``, ``scheduledAt``, ``durationMinutes``.
 
@@ -161,8 +176,16 @@ async def book_clinic_appointment(
     service = _arg(invocation, "serviceType") or "appointment"
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
     requested = _requested(invocation, "scheduledAt", tz, hours, duration)
-    result = await appointments.book(conn, org_id, name=name, email=email, phone=phone, service_type=service,
-                                     scheduled_at=requested.start, duration_minutes=duration)  # fmt: skip
+    result = await appointments.book(
+        conn,
+        org_id,
+        name=name,
+        email=email,
+        phone=phone,
+        service_type=service,
+        scheduled_at=requested.start,
+        duration_minutes=duration,
+    )
     if result.get("success"):
         who = f" for {name}" if name else ""
         start = requested.start
@@ -174,9 +197,7 @@ async def book_clinic_appointment(
     raise await _refusal(conn, org_id, result, requested, duration, hours, tz)
 
 
-async def check_availability(
-    conn: asyncpg.Connection, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
-) -> str:
+async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
     """Free times: ``scheduledAt`` checks one slot; ``date`` (YYYY-MM-DD) lists that day's free starts."""
     _, tz, hours = await _org(conn, org_id)
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
@@ -194,8 +215,9 @@ async def check_availability(
         return f"We are closed on {day} ({hours.describe()})."
     start = max(span[0], _now().astimezone(tz))
     busy = await appointments.busy_ranges(conn, org_id, span[0], span[1])
-    slots = schedule.free_slots(after=start, duration_minutes=duration, busy=busy, hours=hours, tz=tz, limit=48,
-                                until=span[1])  # fmt: skip
+    slots = schedule.free_slots(
+        after=start, duration_minutes=duration, busy=busy, hours=hours, tz=tz, limit=48, until=span[1]
+    )
     if not slots:
         later = await _suggest(conn, org_id, span[1], duration, hours, tz)
         nxt = f" The next free time is {schedule.format_day(later[0])} at {later[0]:%H:%M}." if later else ""
@@ -203,9 +225,7 @@ async def check_availability(
     return f"Free times on {day}: {schedule.format_slots(slots, requested.start)}.{_correction_note(requested)}"
 
 
-async def cancel_appointment(
-    conn: asyncpg.Connection, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
-) -> str:
+async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
     """Cancel ``appointmentId`` (a soft delete with an audit row); the slot is free again."""
     appointment_id = _appointment_id(invocation)
     result = await appointments.cancel(conn, org_id, appointment_id, _arg(invocation, "reason"))
@@ -215,7 +235,7 @@ async def cancel_appointment(
 
 
 async def reschedule_appointment(
-    conn: asyncpg.Connection, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
+    conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
 ) -> str:
     """Move ``appointmentId`` to ``newScheduledAt`` (optionally ``durationMinutes``); a taken slot changes nothing."""
     _, tz, hours = await _org(conn, org_id)
@@ -247,7 +267,7 @@ _OUTCOME_OF_CODE = {"SLOT_UNAVAILABLE": "slot_unavailable", "NOT_FOUND": "not_fo
 def _measured(name: str, tool: Tool) -> Tool:
     """Count outcomes in ``vapi_booking_attempts_total`` and time calls in ``vapi_booking_duration_seconds``."""
 
-    async def run(conn: asyncpg.Connection, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
+    async def run(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
         started = time.perf_counter()
         outcome = "error"
         try:

@@ -13,8 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import asyncpg
-
+from db.types import Conn
 from ingest.envelope import parse_timestamp
 from workers.errors import PermanentError
 
@@ -88,7 +87,7 @@ def _no_call_id(message_type: str) -> Result:
     return {"applied": False, "reason": f"{message_type} without call.id: no call to update"}
 
 
-async def handle_status_update(conn: asyncpg.Connection, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
+async def handle_status_update(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
     """Create the call or move its status forward (``create_inbound_call_atomically``).
 
     Raises:
@@ -132,9 +131,7 @@ def recording_urls(message: dict[str, Any]) -> tuple[str | None, str | None]:
     return (mono if isinstance(mono, str) and mono else None, stereo if isinstance(stereo, str) and stereo else None)
 
 
-async def handle_end_of_call_report(
-    conn: asyncpg.Connection, org_id: uuid.UUID, message: dict[str, Any]
-) -> Result:
+async def handle_end_of_call_report(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
     """Record how the call ended (``update_call_completed_atomically``) and queue its recording once.
 
     Duration is ``durationSeconds`` when present, else computed from
@@ -175,7 +172,7 @@ async def handle_end_of_call_report(
     return {"applied": True, "call_id": str(row_id), "recording_queued": bool(queued)}
 
 
-async def handle_hang(conn: asyncpg.Connection, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
+async def handle_hang(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
     """Count a stall of the assistant on the call (``record_call_hang``)."""
     call_id = _text(_call(message), "id")
     if call_id is None:

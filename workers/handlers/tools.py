@@ -13,9 +13,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
-
 from db.tenancy import tenant_scope
+from db.types import Conn
 from ingest.envelope import Envelope, ToolInvocation, parse_timestamp
 from workers.errors import PermanentError, ToolError
 from workers.handlers.booking import BOOKING_TOOLS, Tool
@@ -52,8 +51,9 @@ def find_invocation(message: dict[str, Any], event_type: str, event_id: str) -> 
     Raises:
         PermanentError: the stored message holds no such tool call.
     """
-    envelope = Envelope(message=message, type=event_type, timestamp=parse_timestamp(message.get("timestamp")),
-                        body_sha256="")  # fmt: skip
+    envelope = Envelope(
+        message=message, type=event_type, timestamp=parse_timestamp(message.get("timestamp")), body_sha256=""
+    )
     for invocation in envelope.tool_invocations():
         if invocation.tool_call_id is None or event_id == f"tool-call:{invocation.tool_call_id}":
             return invocation
@@ -61,7 +61,7 @@ def find_invocation(message: dict[str, Any], event_type: str, event_id: str) -> 
 
 
 async def handle_tool_call(
-    conn: asyncpg.Connection, org_id: uuid.UUID, message: dict[str, Any], event_type: str, event_id: str
+    conn: Conn, org_id: uuid.UUID, message: dict[str, Any], event_type: str, event_id: str
 ) -> dict[str, Any]:
     """Run one tool call and return its ``results[]`` entry (stored as the delivery's result)."""
     invocation = find_invocation(message, event_type, event_id)
