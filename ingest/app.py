@@ -16,13 +16,13 @@ from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
 from ingest import admin_api, metrics
 from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS, WRITER
+from ingest.configs import processing_config
 from ingest.group_commit import GroupCommitWriter
 from ingest.receiver import receive_vapi
 from ingest.routing import Router
 from ingest.settings import Settings
 from workers.broker import build_broker
 from workers.enqueuer import AsyncEnqueuer
-from workers.processing import ProcessingConfig
 
 log = structlog.get_logger("ingest.app")
 #: Seconds a readiness probe waits on each dependency.
@@ -39,7 +39,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[BROKER] = broker or build_broker(settings.redis_url)
-    app[PROCESSING] = ProcessingConfig.from_settings(settings)
+    app[PROCESSING] = processing_config(settings)
     app[TASKS] = set()
     app[STARTED_AT] = time.monotonic()
     app.cleanup_ctx.append(_resources)

@@ -155,7 +155,7 @@ def worker() -> None:
     dramatiq_bin = shutil.which("dramatiq") or str(Path(sys.executable).with_name("dramatiq"))
     argv = [
         dramatiq_bin,
-        "workers.entry:setup_broker",
+        "ingest.worker_main:setup_broker",
         "--processes",
         str(settings.worker_processes),
         "--threads",
@@ -163,7 +163,7 @@ def worker() -> None:
         "--queues",
         "deliveries",
         "--fork-function",
-        "workers.entry:serve_metrics",
+        "ingest.worker_main:serve_metrics",
         "--skip-logging",
     ]
     os.execv(dramatiq_bin, argv)
@@ -173,7 +173,7 @@ def worker() -> None:
 def scheduler() -> None:
     """Run the scheduler process: the sweeper every SWEEP_INTERVAL_S."""
     from ingest import logs
-    from workers.scheduler import run
+    from ingest.scheduler_main import run
 
     settings = _settings()
     logs.configure(level=settings.log_level, fmt=settings.log_format)

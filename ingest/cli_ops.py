@@ -270,8 +270,8 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
     messages route by themselves. --all moves everything unrouted without
     mapping anything: it lists the senders first and asks.
     """
-    from ingest.envelope import KNOWN_TYPES, TOOL_TYPES
     from workers.broker import build_broker, enqueue_many
+    from workers.messages import KNOWN_TYPES, TOOL_TYPES
 
     assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
     if not (assistant_id or phone_number_id or route_all):

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ingest import sanitize
+from workers import sanitize
 
 
 def redact(value: Any) -> Any:

@@ -8,7 +8,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from db import deliveries, quarantine
-from ingest.envelope import KNOWN_TYPES
+from workers.messages import KNOWN_TYPES
 
 WEBHOOKS_RECEIVED = Counter(
     "vapi_webhooks_received_total",

@@ -27,11 +27,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from db import deliveries, orgs, quarantine
 from db.deliveries import NewDelivery
 from db.errors import UNAVAILABLE_ERRORS, RowRefused, is_data_error, refusal_reason
-from ingest import auth, envelope, metrics
+from ingest import auth, metrics
 from ingest.appkeys import DB_POOL, ENQUEUER, ROUTER, SETTINGS, TASKS, WRITER
-from ingest.envelope import KNOWN_TYPES, TOOL_TYPES, Envelope, ToolInvocation
-from workers.handlers.tools import reply_entry, tool_event_id
+from workers import messages
 from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call
+from workers.messages import KNOWN_TYPES, TOOL_TYPES, Envelope, ToolInvocation, reply_entry, tool_event_id
 
 log = structlog.get_logger("ingest.receiver")
 
@@ -118,8 +118,8 @@ async def _authenticated_envelope(request: web.Request) -> Envelope:
     if request.content_type != "application/json":
         raise _Reject(415, "unsupported_media_type", "Content-Type must be application/json")
     try:
-        return envelope.parse(body)
-    except envelope.InvalidEnvelope as exc:
+        return messages.parse(body)
+    except messages.InvalidEnvelope as exc:
         raise _Reject(400, "invalid", str(exc)) from None
 
 

@@ -25,10 +25,10 @@ import redis
 from db.migrate import migrate
 from db.pool import create_pool
 from ingest import auth
+from ingest.configs import processing_config
 from ingest.settings import Settings
 from workers.actors import WorkerResources, declare_actors
 from workers.broker import build_broker
-from workers.processing import ProcessingConfig
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -146,7 +146,7 @@ def settings(db_dsn: str, org_id: uuid.UUID) -> Settings:
 @pytest.fixture
 def broker(settings: Settings, redis_namespace: str) -> Iterator[dramatiq.Broker]:
     """A real Redis broker with a real in-process Dramatiq worker consuming it."""
-    config = ProcessingConfig.from_settings(settings)
+    config = processing_config(settings)
     resources = WorkerResources(settings.database_url, config, pool_max_size=4)
     brk = build_broker(settings.redis_url, extra_middleware=[resources], namespace=redis_namespace)
     declare_actors(brk, resources)

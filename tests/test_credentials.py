@@ -8,9 +8,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.envelope import parse
-from ingest.sanitize import REDACTED, is_credential_key
 from tests.conftest import post
+from workers.messages import parse
+from workers.sanitize import REDACTED, is_credential_key
 
 #: Values that must never be stored, as real payloads carry them (FINDINGS.md §1, §2).
 LEAKS = {

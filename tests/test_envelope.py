@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.envelope import InvalidEnvelope, parse, parse_timestamp
-from workers.handlers.tools import tool_event_id
+from workers.messages import InvalidEnvelope, parse, parse_timestamp, tool_event_id
 
 
 def env(message: dict) -> object:

@@ -9,8 +9,8 @@ import asyncpg
 
 from db import deliveries, quarantine
 from db.reports import DeliveryFilter
-from ingest.envelope import KNOWN_TYPES, TOOL_TYPES
 from tests.conftest import status_update, wait_until
+from workers.messages import KNOWN_TYPES, TOOL_TYPES
 from workers.replay import replay
 from workers.retention import cleanup
 from workers.scheduler import run_exclusively

@@ -19,11 +19,10 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from db import deliveries
 from db.types import Conn
-from ingest.envelope import TOOL_TYPES
-from ingest.settings import Settings
 from workers import metrics
 from workers.errors import LeaseLost, PermanentError
 from workers.handlers import calls, tools
+from workers.messages import TOOL_TYPES
 from workers.retry import RetryPolicy, is_transient
 
 log = structlog.get_logger("workers.processing")
@@ -44,18 +43,6 @@ class ProcessingConfig:
     lease_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     in_transaction_tries: int = 3
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ProcessingConfig:
-        """The knobs the environment defines (shared by the web and worker processes)."""
-        return cls(
-            lease_s=settings.delivery_lease_s,
-            retry=RetryPolicy(
-                max_attempts=settings.retry_max_attempts,
-                min_backoff_ms=settings.retry_min_backoff_ms,
-                max_backoff_ms=settings.retry_max_backoff_ms,
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ import asyncpg
 from db import orgs
 from db.migrate import migrate
 from db.pool import create_pool
-from ingest.envelope import ToolInvocation
 from workers.handlers.tools import handle_tool_call
+from workers.messages import ToolInvocation
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 from db import appointments, orgs
 from db.types import Conn
-from ingest.envelope import ToolInvocation
 from workers import metrics
 from workers.errors import ToolError
 from workers.handlers import contacts, schedule
+from workers.messages import ToolInvocation
 
 #: Used when the caller gives no duration, in minutes.
 DEFAULT_DURATION_MINUTES = 30

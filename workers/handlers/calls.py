@@ -14,8 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from db.types import Conn
-from ingest.envelope import parse_timestamp
 from workers.errors import PermanentError
+from workers.messages import parse_timestamp
 
 Result = dict[str, Any]
 

@@ -15,34 +15,12 @@ from typing import Any
 
 from db.tenancy import tenant_scope
 from db.types import Conn
-from ingest.envelope import Envelope, ToolInvocation, parse_timestamp
 from workers.errors import PermanentError, ToolError
 from workers.handlers.booking import BOOKING_TOOLS, Tool
+from workers.messages import Envelope, ToolInvocation, parse_timestamp, reply_entry
 
 #: Tools by the name Vapi sends in ``function.name``.
 TOOLS: dict[str, Tool] = {**BOOKING_TOOLS}
-
-
-def tool_event_id(envelope: Envelope, invocation: ToolInvocation) -> str:
-    """Idempotency key of one invocation: its tool-call id (FINDINGS.md §4), else the message's key."""
-    if invocation.tool_call_id:
-        return f"tool-call:{invocation.tool_call_id}"
-    return envelope.event_id()
-
-
-def one_line(text: str) -> str:
-    """Vapi requires single-line strings in tool results."""
-    return " ".join(text.split())
-
-
-def reply_entry(invocation: ToolInvocation, *, result: str | None = None, error: str | None = None) -> dict[str, Any]:
-    """One ``results[]`` entry: ``{toolCallId, name, result|error}``."""
-    entry: dict[str, Any] = {"toolCallId": invocation.tool_call_id, "name": invocation.name}
-    if error is not None:
-        entry["error"] = one_line(error)
-    else:
-        entry["result"] = one_line(result or "")
-    return entry
 
 
 def find_invocation(message: dict[str, Any], event_type: str, event_id: str) -> ToolInvocation:

@@ -1,6 +1,7 @@
 """Entrypoints that Dramatiq's CLI imports in each worker process (``vapi-ingest worker`` runs it).
 
-This is the one place in ``workers/`` that reads the environment.
+The worker process's composition root: it reads the environment and hands
+the workers their resources, so ``workers/`` itself never does.
 """
 
 from __future__ import annotations
@@ -13,19 +14,19 @@ from types import FrameType
 import dramatiq
 
 from ingest import logs
+from ingest.configs import processing_config
 from ingest.settings import Settings
 from workers.actors import WorkerResources, declare_actors
 from workers.broker import build_broker
-from workers.processing import ProcessingConfig
 
 
 def setup_broker() -> None:
-    """Build the broker with the worker's resources and declare the actors (``dramatiq workers.entry:setup_broker``)."""
+    """Build the broker with the worker's resources and declare the actors (``dramatiq ingest.worker_main:setup_broker``)."""
     settings = Settings.from_env()
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     resources = WorkerResources(
         settings.database_url,
-        ProcessingConfig.from_settings(settings),
+        processing_config(settings),
         pool_max_size=max(2, settings.worker_threads),
     )
     broker = build_broker(settings.redis_url, extra_middleware=[resources])

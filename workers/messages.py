@@ -1,4 +1,6 @@
-"""Parse Vapi's ``{"message": {...}}`` envelope and derive what storage needs.
+"""The Vapi message model: parse the ``{"message": {...}}`` envelope, derive idempotency keys and tool replies.
+
+Below both the receiver and the workers, so both speak about messages the same way.
 
 Every accessor here tolerates wrong types (a ``call`` that is a string, a
 ``timestamp`` that is a list): Vapi's payloads drift (FINDINGS.md §5), and a
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from db.jsonb import lossless_decoder
-from ingest import sanitize
+from workers import sanitize
 
 #: Types in Vapi's ServerMessage union and serverMessages enum (FINDINGS.md §1).
 #: Anything else is stored and marked completed as unhandled.
@@ -373,3 +375,25 @@ def _arguments(value: Any) -> dict[str, Any]:
         except (ValueError, RecursionError):
             return {}
     return value if isinstance(value, dict) else {}
+
+
+def tool_event_id(envelope: Envelope, invocation: ToolInvocation) -> str:
+    """Idempotency key of one invocation: its tool-call id (FINDINGS.md §4), else the message's key."""
+    if invocation.tool_call_id:
+        return f"tool-call:{invocation.tool_call_id}"
+    return envelope.event_id()
+
+
+def one_line(text: str) -> str:
+    """Vapi requires single-line strings in tool results."""
+    return " ".join(text.split())
+
+
+def reply_entry(invocation: ToolInvocation, *, result: str | None = None, error: str | None = None) -> dict[str, Any]:
+    """One ``results[]`` entry: ``{toolCallId, name, result|error}``."""
+    entry: dict[str, Any] = {"toolCallId": invocation.tool_call_id, "name": invocation.name}
+    if error is not None:
+        entry["error"] = one_line(error)
+    else:
+        entry["result"] = one_line(result or "")
+    return entry
