@@ -37,6 +37,14 @@ class MigrationError(DatabaseError):
     """A migration file is misnamed or failed to apply; the message names it."""
 
 
+class OrgNotFound(DatabaseError):
+    """No organization has the given id."""
+
+
+class AlreadyMapped(DatabaseError):
+    """An assistant or phone number already routes to an organization; the message names it."""
+
+
 class RowRefused(DatabaseError):
     """PostgreSQL refused one row's data; the message is a one-line reason safe to return."""
 

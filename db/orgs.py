@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from db.errors import AlreadyMapped, OrgNotFound
 from db.types import Executor
 
 
@@ -68,22 +69,30 @@ async def add_agent(conn: Executor, org_id: uuid.UUID, assistant_id: str) -> uui
     """Route messages of a Vapi assistant to ``org_id``.
 
     Raises:
-        asyncpg.UniqueViolationError: the assistant already belongs to an org.
-        asyncpg.ForeignKeyViolationError: no such org.
+        AlreadyMapped: the assistant already belongs to an org.
+        OrgNotFound: no such org.
     """
-    result: uuid.UUID = await conn.fetchval(
-        "INSERT INTO agents (org_id, vapi_assistant_id) VALUES ($1, $2) RETURNING id", org_id, assistant_id
-    )
-    return result
+    return await _add_route(conn, "agents", "vapi_assistant_id", "assistant", org_id, assistant_id)
 
 
 async def add_phone_number(conn: Executor, org_id: uuid.UUID, phone_number_id: str) -> uuid.UUID:
     """Route messages of a Vapi phone number to ``org_id`` (errors as :func:`add_agent`)."""
-    result: uuid.UUID = await conn.fetchval(
-        "INSERT INTO phone_numbers (org_id, vapi_phone_number_id) VALUES ($1, $2) RETURNING id",
-        org_id,
-        phone_number_id,
-    )
+    return await _add_route(conn, "phone_numbers", "vapi_phone_number_id", "phone number", org_id, phone_number_id)
+
+
+async def _add_route(conn: Executor, table: str, column: str, label: str, org_id: uuid.UUID, vapi_id: str) -> uuid.UUID:
+    try:
+        result: uuid.UUID = await conn.fetchval(
+            f"INSERT INTO {table} (org_id, {column}) VALUES ($1, $2) RETURNING id", org_id, vapi_id
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != f"{table}_{column}_key":
+            raise
+        raise AlreadyMapped(f"{label} {vapi_id} already belongs to an organization") from None
+    except asyncpg.ForeignKeyViolationError as exc:
+        if exc.constraint_name != f"{table}_org_id_fkey":
+            raise
+        raise OrgNotFound(f"no organization with id {org_id}") from None
     return result
 
 

@@ -10,7 +10,7 @@ from db import jsonb
 from db.errors import UNAVAILABLE_ERRORS
 from db.types import Conn
 
-__all__ = ["UNAVAILABLE_ERRORS", "connect", "create_pool"]
+__all__ = ["UNAVAILABLE_ERRORS", "connect", "create_pool", "set_local_statement_timeout"]
 
 #: Set on every service connection: the service role bypasses row-level
 #: security explicitly (see the policies in 0001_core.sql).
@@ -57,3 +57,8 @@ async def connect(dsn: str) -> Conn:
     conn = await asyncpg.connect(dsn, server_settings=SERVICE_SERVER_SETTINGS)
     await _init_connection(conn)
     return conn
+
+
+async def set_local_statement_timeout(conn: Conn, timeout_ms: int) -> None:
+    """End any statement of the current transaction that runs longer than ``timeout_ms`` (``SET LOCAL``)."""
+    await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(timeout_ms))

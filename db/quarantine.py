@@ -9,16 +9,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from db.errors import DatabaseError
+from db.errors import AlreadyMapped, OrgNotFound
 from db.types import Conn, Executor
-
-
-class AlreadyMapped(DatabaseError):
-    """The assistant or phone number already routes to another organization; the message names both."""
-
-
-class OrgNotFound(DatabaseError):
-    """No organization has the given id."""
 
 
 async def insert(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hashlib
 import hmac
 import json
 import re
@@ -24,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from db import deliveries, reports
+from db import deliveries, reports, tokens
 from db.pool import UNAVAILABLE_ERRORS
 from db.reports import DeliveryFilter, InvalidFilter
 from db.tenancy import tenant_scope
@@ -67,11 +66,6 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=functools.partial(json.dumps, default=_json_default))
 
 
-def token_sha256(token: str) -> str:
-    """How a token is stored: hex SHA-256 (tokens are random, so no salt is needed)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def _caller(request: web.Request) -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -81,9 +75,7 @@ async def _caller(request: web.Request) -> Caller:
     admin = request.app[SETTINGS].admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return Caller(None)
-    org_id = await request.app[DB_POOL].fetchval(
-        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1", token_sha256(token)
-    )
+    org_id = await tokens.org_of(request.app[DB_POOL], token)
     if org_id is None:
         raise ApiError(401, "invalid token")
     return Caller(org_id)

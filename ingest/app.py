@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from db import health as db_health
 from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
 from ingest import admin_api, metrics
@@ -112,7 +113,7 @@ async def health(request: web.Request) -> web.Response:
     size_mb = None
     try:
         async with app[DB_POOL].acquire(timeout=PROBE_TIMEOUT_S) as conn:
-            size = await conn.fetchval("SELECT pg_database_size(current_database())")
+            size = await db_health.database_size_bytes(conn)
             size_mb = round(size / 1_048_576, 1)
     except UNAVAILABLE_ERRORS:
         pass

@@ -16,10 +16,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import asyncpg
 import click
 from dotenv import load_dotenv
 
+from db.errors import AlreadyMapped, OrgNotFound
 from db.types import Conn
 from ingest import cli_ops
 from ingest.cli_support import run_async as _run
@@ -216,8 +216,8 @@ def orgs_create(name: str, tz: str, region: str, assistant_id: str | None) -> No
 
     try:
         click.echo(_run(_with_conn(create)))
-    except asyncpg.UniqueViolationError:
-        raise click.ClickException(f"assistant {assistant_id} already belongs to an organization") from None
+    except AlreadyMapped as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _add_route(kind: str, org_id: uuid.UUID, vapi_id: str) -> None:
@@ -226,10 +226,8 @@ def _add_route(kind: str, org_id: uuid.UUID, vapi_id: str) -> None:
     add = orgs_db.add_agent if kind == "assistant" else orgs_db.add_phone_number
     try:
         click.echo(_run(_with_conn(lambda conn: add(conn, org_id, vapi_id))))
-    except asyncpg.UniqueViolationError:
-        raise click.ClickException(f"{kind} {vapi_id} already belongs to an organization") from None
-    except asyncpg.ForeignKeyViolationError:
-        raise click.ClickException(f"no organization with id {org_id}") from None
+    except (AlreadyMapped, OrgNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.group()

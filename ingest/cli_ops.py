@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 import sys
 import uuid
@@ -24,6 +23,7 @@ from rich.table import Table
 from db import deliveries as deliveries_db
 from db import quarantine as quarantine_db
 from db import reports
+from db.errors import AlreadyMapped, OrgNotFound
 from db.reports import DeliveryFilter, InvalidFilter
 from ingest.cli_support import run_async as _run
 from ingest.cli_support import settings as _settings
@@ -310,10 +310,8 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
 
     try:
         sent = _run(route())
-    except (quarantine_db.AlreadyMapped, quarantine_db.OrgNotFound) as exc:
+    except (AlreadyMapped, OrgNotFound) as exc:
         raise click.ClickException(str(exc)) from None
-    except asyncpg.ForeignKeyViolationError:
-        raise click.ClickException(f"no organization with id {org_id}") from None
     if sent >= 0:
         click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
 
@@ -353,28 +351,21 @@ def tokens() -> None:
 @click.option("--name", default=None, help="A label, e.g. who holds it.")
 def tokens_create(org_id: uuid.UUID, name: str | None) -> None:
     """Create a token and print it once (only its SHA-256 is stored)."""
-    from ingest.admin_api import token_sha256
+    from db import tokens as tokens_db
 
     settings = _settings()
-    token = "vit_" + secrets.token_urlsafe(32)
 
-    async def store() -> None:
+    async def store() -> str:
         pool = await _pool(settings)
         try:
-            await pool.execute(
-                "INSERT INTO api_tokens (org_id, token_sha256, name) VALUES ($1, $2, $3)",
-                org_id,
-                token_sha256(token),
-                name,
-            )
+            return await tokens_db.create(pool, org_id, name=name)
         finally:
             await pool.close()
 
     try:
-        _run(store())
-    except asyncpg.ForeignKeyViolationError:
-        raise click.ClickException(f"no organization with id {org_id}") from None
-    click.echo(token)
+        click.echo(_run(store()))
+    except OrgNotFound as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 COMMANDS = (deliveries, quarantine, tokens)

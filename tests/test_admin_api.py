@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from db import deliveries, orgs
-from ingest.admin_api import token_sha256
+from db.tokens import token_sha256
 from ingest.app import create_app
 from tests.conftest import status_update, wait_until
 

@@ -30,6 +30,7 @@ import structlog
 
 from db import deliveries
 from db.errors import is_unavailable
+from db.pool import set_local_statement_timeout
 from db.types import Conn
 from workers import metrics
 from workers.errors import PermanentError, ToolError
@@ -115,7 +116,7 @@ async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float) ->
         raise DeadlinePassed("the deadline passed before the tool call committed")
     async with conn.transaction():
         # Ends a statement blocked past the deadline (a lock wait, say) inside PostgreSQL itself.
-        await conn.execute("SELECT set_config('statement_timeout', $1, true)", str(remaining_ms))
+        await set_local_statement_timeout(conn, remaining_ms)
         entry = await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
         if not await deliveries.complete_sync(conn, claim, entry):
             raise DeadlinePassed("the deadline passed before the tool call committed")

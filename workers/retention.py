@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
+from db import health
 from workers import metrics
 
 log = structlog.get_logger("workers.retention")
@@ -20,7 +21,7 @@ async def cleanup(pool: asyncpg.Pool, *, retention_days: int, batch_size: int = 
     """
     total = 0
     while True:
-        deleted: int = await pool.fetchval("SELECT cleanup_old_webhook_logs($1, $2)", retention_days, batch_size)
+        deleted = await health.cleanup_old_deliveries(pool, retention_days=retention_days, batch_size=batch_size)
         total += deleted
         metrics.RETENTION_DELETED.inc(deleted)
         if deleted < batch_size:

@@ -7,7 +7,6 @@ second host) only one runs a job at a time; the other skips that run.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -16,6 +15,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from db import locks
 from workers import retention
 from workers.sweeper import SweepConfig, sweep_once
 
@@ -25,11 +25,6 @@ log = structlog.get_logger("workers.scheduler")
 RETENTION_CRON = CronTrigger(hour=4, minute=0, timezone="UTC")
 
 
-def job_lock_key(name: str) -> int:
-    """The advisory lock key of a job: a stable 32-bit hash of its name."""
-    return zlib.crc32(f"vapi-ingest job {name}".encode())
-
-
 async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Awaitable[object]]) -> bool:
     """Run ``job`` unless another process holds its lock.
 
@@ -37,13 +32,13 @@ async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Await
         True if it ran; False if another scheduler was running it.
     """
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", job_lock_key(name)):
+        if not await locks.try_lock_job(conn, name):
             log.info("job_skipped_locked", job=name)
             return False
         try:
             await job()
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", job_lock_key(name))
+            await locks.unlock_job(conn, name)
     return True
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from db import calls
 from db.types import Conn
 from workers.errors import PermanentError
 from workers.messages import parse_timestamp
@@ -69,15 +70,15 @@ def _time(value: Any, name: str) -> datetime | None:
     return parsed
 
 
-def _call_facts(call: dict[str, Any]) -> tuple[str | None, str | None, str | None, str | None]:
+def _call_facts(call: dict[str, Any]) -> calls.CallFacts:
     """type, customer number, assistant id, phone number id from ``message.call``."""
     customer = call.get("customer")
     number = customer.get("number") if isinstance(customer, dict) else None
-    return (
-        _text(call, "type"),
-        number if isinstance(number, str) and number else None,
-        _text(call, "assistantId"),
-        _text(call, "phoneNumberId"),
+    return calls.CallFacts(
+        type=_text(call, "type"),
+        customer_number=number if isinstance(number, str) and number else None,
+        assistant_id=_text(call, "assistantId"),
+        phone_number_id=_text(call, "phoneNumberId"),
     )
 
 
@@ -100,18 +101,14 @@ async def handle_status_update(conn: Conn, org_id: uuid.UUID, message: dict[str,
     call_id = _text(call, "id")
     if call_id is None:
         return _no_call_id("status-update")
-    ctype, customer, assistant, phone = _call_facts(call)
-    row_id = await conn.fetchval(
-        "SELECT create_inbound_call_atomically($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    row_id = await calls.record_status(
+        conn,
         org_id,
         call_id,
         status,
-        ctype,
-        customer,
-        assistant,
-        phone,
-        _text(message, "endedReason"),
-        parse_timestamp(message.get("timestamp")),
+        _call_facts(call),
+        ended_reason=_text(message, "endedReason"),
+        at=parse_timestamp(message.get("timestamp")),
     )
     return {"applied": True, "call_id": str(row_id), "status": status}
 
@@ -144,31 +141,23 @@ async def handle_end_of_call_report(conn: Conn, org_id: uuid.UUID, message: dict
     call_id = _text(call, "id")
     if call_id is None:
         return _no_call_id("end-of-call-report")
-    ctype, customer, assistant, phone = _call_facts(call)
     transcript = _nested(message, "artifact", "transcript") or message.get("transcript")
     summary = _nested(message, "analysis", "summary") or message.get("summary")
-    row_id = await conn.fetchval(
-        "SELECT update_call_completed_atomically($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        org_id,
-        call_id,
-        _text(message, "endedReason"),
-        _time(message.get("startedAt"), "startedAt"),
-        _time(message.get("endedAt"), "endedAt"),
-        _number(message.get("cost"), "cost"),
-        _number(message.get("durationSeconds"), "durationSeconds"),
-        transcript if isinstance(transcript, str) else None,
-        summary if isinstance(summary, str) else None,
-        ctype,
-        customer,
-        assistant,
-        phone,
+    end = calls.CallEnd(
+        ended_reason=_text(message, "endedReason"),
+        started_at=_time(message.get("startedAt"), "startedAt"),
+        ended_at=_time(message.get("endedAt"), "endedAt"),
+        cost_usd=_number(message.get("cost"), "cost"),
+        duration_s=_number(message.get("durationSeconds"), "durationSeconds"),
+        transcript=transcript if isinstance(transcript, str) else None,
+        summary=summary if isinstance(summary, str) else None,
     )
+    row_id = await calls.record_end(conn, org_id, call_id, end, _call_facts(call))
     mono, stereo = recording_urls(message)
     queued = False
-    if mono or stereo:
-        queued = await conn.fetchval(
-            "SELECT update_call_with_recording_atomically($1, $2, $3, $4)", org_id, call_id, mono or stereo, stereo
-        )
+    recording = mono or stereo
+    if recording:
+        queued = await calls.queue_recording(conn, org_id, call_id, recording, stereo)
     return {"applied": True, "call_id": str(row_id), "recording_queued": bool(queued)}
 
 
@@ -177,5 +166,5 @@ async def handle_hang(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) ->
     call_id = _text(_call(message), "id")
     if call_id is None:
         return _no_call_id("hang")
-    count = await conn.fetchval("SELECT record_call_hang($1, $2)", org_id, call_id)
+    count = await calls.record_hang(conn, org_id, call_id)
     return {"applied": True, "hang_count": count}

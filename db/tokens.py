@@ -1,0 +1,44 @@
+"""Admin API tokens scoped to one organization (``api_tokens``): only a SHA-256 of each token is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+import asyncpg
+
+from db.errors import OrgNotFound
+from db.types import Executor
+
+#: Every token starts so, to be recognisable in a leak scan.
+TOKEN_PREFIX = "vit_"
+
+
+def token_sha256(token: str) -> str:
+    """How a token is stored: hex SHA-256 (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create(conn: Executor, org_id: uuid.UUID, *, name: str | None) -> str:
+    """Create a token for ``org_id`` and return it (the only time it is seen).
+
+    Raises:
+        OrgNotFound: no such organization.
+    """
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        await conn.execute(
+            "INSERT INTO api_tokens (org_id, token_sha256, name) VALUES ($1, $2, $3)", org_id, token_sha256(token), name
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise OrgNotFound(f"no organization with id {org_id}") from None
+    return token
+
+
+async def org_of(conn: Executor, token: str) -> uuid.UUID | None:
+    """The organization a token belongs to, or ``None`` for an unknown token."""
+    org_id: uuid.UUID | None = await conn.fetchval(
+        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1", token_sha256(token)
+    )
+    return org_id
