@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from db.filters import DeliveryFilter
+from db.statuses import STATUSES, DeliveryStatus
 from db.types import Conn, Executor
-
-PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER = "pending", "processing", "completed", "failed", "dead_letter"
-#: A synchronous tool call whose caller was not served (web process died, PostgreSQL failed,
-#: the deadline passed, or the tool raised): terminal, never retried or replayed; call back.
-MISSED = "missed"
-STATUSES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD_LETTER, MISSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +69,12 @@ class NewDelivery:
     payload: dict[str, Any]
     max_attempts: int
     job_id: str | None
-    status: str = PENDING
+    status: str = DeliveryStatus.PENDING
     result: Any = None
     answer_by: datetime | None = None
     normalised: str | None = None
+    #: When it was first received (routing from quarantine keeps it); now if omitted.
+    received_at: datetime | None = None
 
 
 async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
@@ -90,12 +88,12 @@ async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID
         """
         INSERT INTO webhook_delivery_log
             (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at,
-             answer_by, normalised)
+             answer_by, normalised, received_at)
         SELECT o, t, e, p, m, j, s, r, CASE WHEN j IS NOT NULL THEN now() END,
-               CASE WHEN s = 'completed' THEN now() END, a, n
+               CASE WHEN s = 'completed' THEN now() END, a, n, coalesce(ra, now())
           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[],
-                      $9::timestamptz[], $10::text[])
-               AS u(o, t, e, p, m, j, s, r, a, n)
+                      $9::timestamptz[], $10::text[], $11::timestamptz[])
+               AS u(o, t, e, p, m, j, s, r, a, n, ra)
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, org_id, event_id
         """,
@@ -109,6 +107,7 @@ async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID
         [r.result for r in rows],
         [r.answer_by for r in rows],
         [r.normalised for r in rows],
+        [r.received_at for r in rows],
     )
     new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
     # The first row with a key gets its id; a later copy in the same call is a duplicate.
@@ -132,6 +131,16 @@ async def find(conn: Executor, org_id: uuid.UUID, event_id: str) -> StoredDelive
         event_id,
     )
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
+
+
+async def find_ids(conn: Executor, org_id: uuid.UUID, event_ids: list[str]) -> dict[str, uuid.UUID]:
+    """The ids of stored deliveries by idempotency key (keys not stored are absent)."""
+    rows = await conn.fetch(
+        "SELECT event_id, id FROM webhook_delivery_log WHERE org_id = $1 AND event_id = ANY($2::text[])",
+        org_id,
+        event_ids,
+    )
+    return {r["event_id"]: r["id"] for r in rows}
 
 
 async def find_by_id(conn: Executor, delivery_id: uuid.UUID) -> StoredDelivery | None:
@@ -313,7 +322,7 @@ async def sweep(
 async def count_by_status(conn: Executor) -> dict[str, int]:
     """Number of deliveries in each status (every status present, zeros included)."""
     rows = await conn.fetch("SELECT status, count(*) AS n FROM webhook_delivery_log GROUP BY status")
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = {str(status): 0 for status in STATUSES}
     counts.update({r["status"]: r["n"] for r in rows})
     return counts
 
@@ -326,9 +335,7 @@ async def oldest_pending_age_s(conn: Executor) -> float:
     return float(value or 0.0)
 
 
-async def replay_batch(
-    conn: Conn, where: str, params: list[Any], *, budget: int, limit: int
-) -> list[tuple[uuid.UUID, str]]:
+async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[tuple[uuid.UUID, str]]:
     """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
 
     Each gets a fresh attempt budget (``max_attempts = attempts + budget``;
@@ -341,12 +348,12 @@ async def replay_batch(
     the sweeper.
 
     Args:
-        where: A clause over ``webhook_delivery_log d`` from
-            :meth:`db.reports.DeliveryFilter.where`, with ``params``.
+        flt: Which deliveries (its status condition narrows to ``failed``/``dead_letter``).
 
     Returns:
         ``(delivery_id, message_id)`` pairs to enqueue after commit.
     """
+    where, params = flt.where()
     n = len(params)
     rows = await conn.fetch(
         f"""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from db.deliveries import NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound
+from db.statuses import DeliveryStatus
 from db.types import Conn, Executor
 
 
@@ -143,35 +145,30 @@ async def route(
         f" WHERE {where} ORDER BY q.received_at FOR UPDATE SKIP LOCKED",
         *params,
     )
-    to_send: list[tuple[uuid.UUID, str]] = []
-    for row in picked:
-        pending = row["event_type"] in processable
-        message_id = str(uuid.uuid4())
-        delivery_id = await conn.fetchval(
-            """
-            INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, max_attempts, job_id,
-                                              status, result, completed_at, received_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'completed' THEN now() END, $9)
-            ON CONFLICT (org_id, event_id) DO NOTHING
-            RETURNING id
-            """,
-            org_id,
-            row["event_type"],
-            row["event_id"],
-            row["payload"],
-            max_attempts,
-            message_id,
-            "pending" if pending else "completed",
-            None if pending else {"applied": False, "reason": "routed from quarantine; not processed later"},
-            row["received_at"],
+    rows = [
+        NewDelivery(
+            org_id=org_id,
+            event_type=row["event_type"],
+            event_id=row["event_id"],
+            payload=row["payload"],
+            max_attempts=max_attempts,
+            job_id=str(uuid.uuid4()) if row["event_type"] in processable else None,
+            status=DeliveryStatus.PENDING if row["event_type"] in processable else DeliveryStatus.COMPLETED,
+            result=None
+            if row["event_type"] in processable
+            else {"applied": False, "reason": "routed from quarantine; not processed later"},
+            received_at=row["received_at"],
         )
-        if delivery_id is None:
-            delivery_id = await conn.fetchval(
-                "SELECT id FROM webhook_delivery_log WHERE org_id = $1 AND event_id = $2", org_id, row["event_id"]
-            )
-        elif pending:
-            to_send.append((delivery_id, message_id))
-        await conn.execute(
-            "UPDATE webhook_quarantine SET routed_at = now(), delivery_id = $2 WHERE id = $1", row["id"], delivery_id
-        )
-    return to_send
+        for row in picked
+    ]
+    # The receiver's path: one statement, once per (org, key).
+    new_ids = await insert_many(conn, rows)
+    known = await find_ids(conn, org_id, [r.event_id for r, new in zip(rows, new_ids, strict=True) if new is None])
+    delivery_ids = [new if new is not None else known[r.event_id] for r, new in zip(rows, new_ids, strict=True)]
+    await conn.execute(
+        "UPDATE webhook_quarantine q SET routed_at = now(), delivery_id = u.d"
+        " FROM unnest($1::uuid[], $2::uuid[]) AS u(q, d) WHERE q.id = u.q",
+        [row["id"] for row in picked],
+        delivery_ids,
+    )
+    return [(new, r.job_id) for r, new in zip(rows, new_ids, strict=True) if new is not None and r.job_id is not None]

@@ -1,82 +1,17 @@
 """Read-side queries for operators: filtered delivery lists, details, statistics.
 
-Filters are bound parameters composed into fixed SQL fragments; no request
-value ever becomes SQL text. Callers that act for one org run these inside
+Filters are :class:`db.filters.DeliveryFilter`. Callers that act for one org run these inside
 :func:`db.tenancy.tenant_scope`, so row-level security limits what they see.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from db.deliveries import STATUSES
+from db.filters import DeliveryFilter
 from db.types import Conn
-
-
-class InvalidFilter(ValueError):
-    """A filter value is malformed; the message names it (for a 400 or a CLI error)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeliveryFilter:
-    """Which deliveries an operator means.
-
-    Attributes:
-        statuses: Any of these statuses (all when empty).
-        error: A substring of the last error, case-insensitive (matched literally).
-        ids: Exactly these deliveries (other filters still apply).
-    """
-
-    statuses: tuple[str, ...] = ()
-    org_id: uuid.UUID | None = None
-    event_type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    error: str | None = None
-    ids: tuple[uuid.UUID, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        bad = [s for s in self.statuses if s not in STATUSES]
-        if bad:
-            raise InvalidFilter(f"status must be one of {', '.join(STATUSES)}, got {bad[0]!r}")
-        if self.since and self.until and self.since > self.until:
-            raise InvalidFilter("since must not be after until")
-        for name in ("event_type", "error"):
-            value = getattr(self, name)
-            if value is not None and "\x00" in value:
-                raise InvalidFilter(f"{name} must not contain NUL characters")
-            if value is not None and not _encodable(value):
-                raise InvalidFilter(f"{name} must be valid Unicode text (it has an unpaired surrogate)")
-
-    def where(self, first_param: int = 1) -> tuple[str, list[Any]]:
-        """``(sql, params)``: a WHERE clause over ``webhook_delivery_log d`` with ``$n`` from ``first_param``."""
-        clauses: list[str] = []
-        params: list[Any] = []
-
-        def add(sql: str, value: Any) -> None:
-            params.append(value)
-            clauses.append(sql.replace("?", f"${first_param + len(params) - 1}"))
-
-        if self.statuses:
-            add("d.status = ANY(?::text[])", list(self.statuses))
-        if self.org_id:
-            add("d.org_id = ?", self.org_id)
-        if self.event_type:
-            add("d.event_type = ?", self.event_type)
-        if self.since:
-            add("d.received_at >= ?", self.since)
-        if self.until:
-            add("d.received_at < ?", self.until)
-        if self.error:
-            escaped = self.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            add("d.error_message ILIKE ?", f"%{escaped}%")
-        if self.ids:
-            add("d.id = ANY(?::uuid[])", list(self.ids))
-        return (" AND ".join(clauses) or "TRUE"), params
-
 
 _LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempts, d.max_attempts, d.received_at,
     d.last_attempt_at, d.completed_at, d.error_message, d.job_id, d.replay_count, d.replayed_at, d.answer_by,
@@ -183,31 +118,3 @@ async def processing_time(conn: Conn, since: datetime) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-def parse_time(value: str, name: str) -> datetime:
-    """An ISO-8601 time with a zone.
-
-    Raises:
-        InvalidFilter: naming ``name``.
-    """
-    if len(value) > 64 or not _encodable(value):
-        raise InvalidFilter(f"{name} must be an ISO-8601 time, got {value[:64]!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidFilter(f"{name} must be an ISO-8601 time, got {value!r}") from None
-    if parsed.tzinfo is None:
-        raise InvalidFilter(f"{name} must include a time zone (e.g. Z), got {value!r}")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise InvalidFilter(f"{name} is outside the calendar once moved to UTC, got {value!r}") from None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

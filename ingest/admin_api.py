@@ -24,8 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from db import deliveries, reports, tokens
+from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.pool import UNAVAILABLE_ERRORS
-from db.reports import DeliveryFilter, InvalidFilter
+from db.statuses import REPLAYABLE, DeliveryStatus
 from db.tenancy import tenant_scope
 from db.types import Conn
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
@@ -193,7 +194,7 @@ async def delivery_stats(request: web.Request, caller: Caller) -> web.Response:
 async def recent_failures(request: web.Request, caller: Caller) -> web.Response:
     """The newest failed and dead-lettered deliveries (``limit``, default 20)."""
     limit = _int(request, "limit", 20, 1, 500)
-    flt = DeliveryFilter(statuses=(deliveries.FAILED, deliveries.DEAD_LETTER))
+    flt = DeliveryFilter(statuses=tuple(REPLAYABLE))
     async with _session(request, caller) as conn:
         return _json({"items": await reports.list_deliveries(conn, flt, limit=limit)})
 
@@ -203,7 +204,7 @@ async def dead_letter_queue(request: web.Request, caller: Caller) -> web.Respons
     """Dead letters, newest first, paginated with ``page`` and ``per_page``."""
     page = _int(request, "page", 1, 1, 100_000)
     per_page = _int(request, "per_page", 50, 1, 500)
-    flt = DeliveryFilter(statuses=(deliveries.DEAD_LETTER,))
+    flt = DeliveryFilter(statuses=(DeliveryStatus.DEAD_LETTER,))
     async with _session(request, caller) as conn:
         total = await reports.count(conn, flt)
         items = await reports.list_deliveries(conn, flt, limit=per_page, offset=(page - 1) * per_page)
@@ -219,7 +220,7 @@ async def processing_time(request: web.Request, caller: Caller) -> web.Response:
 
 
 async def _replay(request: web.Request, caller: Caller, flt: DeliveryFilter, dry_run: bool) -> dict[str, Any]:
-    default = () if flt.ids else (deliveries.FAILED, deliveries.DEAD_LETTER)
+    default = () if flt.ids else tuple(REPLAYABLE)
     replayable = dataclasses.replace(flt, statuses=flt.statuses or default)
     async with _session(request, caller) as conn:
         matched, refused = await reports.replay_counts(conn, replayable)
@@ -249,7 +250,7 @@ async def retry_failed(request: web.Request, caller: Caller) -> web.Response:
         raise ApiError(404, "no such delivery")
     if row["answer_by"] is not None:
         raise ApiError(409, REFUSED_TOOL_CALLS)
-    if row["status"] not in (deliveries.FAILED, deliveries.DEAD_LETTER):
+    if row["status"] not in REPLAYABLE:
         raise ApiError(409, f"delivery is {row['status']}; only failed and dead_letter deliveries are replayed")
     return _json(await _replay(request, caller, DeliveryFilter(ids=(delivery_id,)), False))
 
@@ -281,7 +282,7 @@ def _filter_from(body: dict[str, Any]) -> DeliveryFilter:
         raise ApiError(400, "status must be a string or a list of strings")
     if not all(isinstance(s, str) for s in statuses):
         raise ApiError(400, "status must be a string or a list of strings")
-    if any(s not in (deliveries.FAILED, deliveries.DEAD_LETTER) for s in statuses):
+    if any(s not in REPLAYABLE for s in statuses):
         raise ApiError(400, "status must be failed or dead_letter (only those are replayed)")
     ids = body.get("ids") or []
     if not isinstance(ids, list):
@@ -295,8 +296,8 @@ def _filter_from(body: dict[str, Any]) -> DeliveryFilter:
         statuses=statuses,
         org_id=_uuid(body["org_id"], "org_id") if body.get("org_id") else None,
         event_type=body.get("type"),
-        since=reports.parse_time(body["since"], "since") if body.get("since") else None,
-        until=reports.parse_time(body["until"], "until") if body.get("until") else None,
+        since=parse_time(body["since"], "since") if body.get("since") else None,
+        until=parse_time(body["until"], "until") if body.get("until") else None,
         error=body.get("error"),
         ids=tuple(_uuid(i, "ids[]") for i in ids),
     )

@@ -24,7 +24,8 @@ from db import deliveries as deliveries_db
 from db import quarantine as quarantine_db
 from db import reports
 from db.errors import AlreadyMapped, OrgNotFound
-from db.reports import DeliveryFilter, InvalidFilter
+from db.filters import DeliveryFilter, InvalidFilter, parse_time
+from db.statuses import REPLAYABLE, STATUSES
 from ingest.cli_support import run_async as _run
 from ingest.cli_support import settings as _settings
 from ingest.cli_support import uuid_arguments
@@ -39,7 +40,7 @@ def _time(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return reports.parse_time(value, f"--{param.name}")
+        return parse_time(value, f"--{param.name}")
     except InvalidFilter as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -52,7 +53,7 @@ def filter_options(fn: Any) -> Any:
                 "--status",
                 "statuses",
                 multiple=True,
-                type=click.Choice(deliveries_db.STATUSES),
+                type=click.Choice(STATUSES),
                 help="Any of these statuses (repeatable).",
             ),
             click.option("--org", "org_id", callback=_org, help="Organization id."),
@@ -154,10 +155,10 @@ def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float
     statuses = tuple(filters.pop("statuses"))
     if not ids and not statuses:
         raise click.UsageError("give delivery ids, or --status dead_letter / --status failed")
-    if any(s not in (deliveries_db.FAILED, deliveries_db.DEAD_LETTER) for s in statuses):
+    if any(s not in REPLAYABLE for s in statuses):
         raise click.BadParameter("only failed and dead_letter deliveries are replayed", param_hint="--status")
     # By id, every status is looked at, so a missed tool call is refused with the reason, not just unmatched.
-    default = () if ids else (deliveries_db.FAILED, deliveries_db.DEAD_LETTER)
+    default = () if ids else tuple(REPLAYABLE)
     flt = DeliveryFilter(statuses=statuses or default, ids=ids, **filters)
     settings = _settings()
     _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate))
@@ -271,7 +272,7 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
     mapping anything: it lists the senders first and asks.
     """
     from workers.broker import build_broker, enqueue_many
-    from workers.messages import KNOWN_TYPES, TOOL_TYPES
+    from workers.handlers import QUEUED_TYPES
 
     assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
     if not (assistant_id or phone_number_id or route_all):
@@ -297,7 +298,7 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
                     conn,
                     org_id,
                     max_attempts=settings.retry_max_attempts,
-                    processable=KNOWN_TYPES - TOOL_TYPES,
+                    processable=QUEUED_TYPES,
                     **filters,
                 )
             if pairs:

@@ -8,6 +8,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from db import deliveries, quarantine
+from db.statuses import DeliveryStatus
 from workers.messages import KNOWN_TYPES
 
 WEBHOOKS_RECEIVED = Counter(
@@ -68,6 +69,6 @@ async def refresh_db_gauges(pool: asyncpg.Pool) -> None:
         unrouted = await quarantine.count_unrouted(conn)
     for status, n in counts.items():
         DELIVERIES_BY_STATUS.labels(status).set(n)
-    DEAD_LETTERS.set(counts[deliveries.DEAD_LETTER])
+    DEAD_LETTERS.set(counts[DeliveryStatus.DEAD_LETTER])
     OLDEST_PENDING_AGE.set(oldest)
     QUARANTINED.set(unrouted)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.deliveries import STATUSES
+from db.statuses import STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:

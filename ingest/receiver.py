@@ -27,11 +27,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from db import deliveries, orgs, quarantine
 from db.deliveries import NewDelivery
 from db.errors import UNAVAILABLE_ERRORS, RowRefused, is_data_error, refusal_reason
+from db.statuses import DeliveryStatus
 from ingest import auth, metrics
 from ingest.appkeys import DB_POOL, ENQUEUER, ROUTER, SETTINGS, TASKS, WRITER
 from workers import messages
+from workers.handlers import QUEUED_TYPES
 from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call
-from workers.messages import KNOWN_TYPES, TOOL_TYPES, Envelope, ToolInvocation, reply_entry, tool_event_id
+from workers.messages import TOOL_TYPES, Envelope, ToolInvocation, reply_entry, tool_event_id
+from workers.outcomes import ProcessingOutcome
 
 log = structlog.get_logger("ingest.receiver")
 
@@ -142,7 +145,8 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
     context["org_id"] = str(org.id)
     if invocations:
         return await _answer_tool_calls(request, env, org.id, invocations, context)
-    known = env.type in KNOWN_TYPES
+    # A tool-call message without tool calls has nothing to run either.
+    known = env.type in QUEUED_TYPES
     message_id = str(uuid.uuid4()) if known else None
     delivery_id = await request.app[WRITER].insert(
         NewDelivery(
@@ -152,8 +156,8 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
             payload=env.message,
             max_attempts=settings.retry_max_attempts,
             job_id=message_id,
-            status=deliveries.PENDING if known else deliveries.COMPLETED,
-            result=None if known else {"applied": False, "reason": "unhandled message type"},
+            status=DeliveryStatus.PENDING if known else DeliveryStatus.COMPLETED,
+            result=None if known else {"applied": False, "reason": "no handler for this message type"},
             normalised=",".join(env.normalised) or None,
         )
     )
@@ -222,7 +226,7 @@ async def _answer_tool_calls(
             payload=env.message,
             max_attempts=settings.retry_max_attempts,
             job_id=None,
-            status=deliveries.COMPLETED,
+            status=DeliveryStatus.COMPLETED,
             result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
             normalised=normalised,
         ),
@@ -286,14 +290,14 @@ async def _run_or_await(
     delay_s = 0.01
     while True:
         outcome = await run_sync_tool_call(pool, delivery_id, deadline_s=deadline_s)
-        if outcome.status == deliveries.COMPLETED:
+        if outcome.status == ProcessingOutcome.COMPLETED:
             return outcome.entry
-        if outcome.status == deliveries.MISSED:
+        if outcome.status == ProcessingOutcome.MISSED:
             return None
         stored = await deliveries.find_by_id(pool, delivery_id)
-        if stored is None or stored.status == deliveries.MISSED:
+        if stored is None or stored.status == DeliveryStatus.MISSED:
             return None
-        if stored.status == deliveries.COMPLETED and isinstance(stored.result, dict):
+        if stored.status == DeliveryStatus.COMPLETED and isinstance(stored.result, dict):
             return stored.result
         if time.monotonic() >= deadline_s + GRACE_S:
             return None

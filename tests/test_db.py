@@ -138,3 +138,16 @@ async def test_tenant_role_cannot_read_quarantined_messages(pool, org_id):
         await conn.execute("SELECT set_config('app.org_id', $1, true)", str(org_id))
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetchval("SELECT count(*) FROM webhook_quarantine")
+
+
+async def test_delivery_status_enum_matches_the_tables_check_constraint(pool):
+    """DeliveryStatus lists exactly the statuses webhook_delivery_log's CHECK constraint allows, in its order."""
+    import re
+
+    from db.statuses import DeliveryStatus
+
+    check = await pool.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'webhook_delivery_log_status_check'"
+    )
+
+    assert [s.value for s in DeliveryStatus] == re.findall(r"'(\w+)'::text", check)

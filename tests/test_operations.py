@@ -8,9 +8,9 @@ import uuid
 import asyncpg
 
 from db import deliveries, quarantine
-from db.reports import DeliveryFilter
+from db.filters import DeliveryFilter
 from tests.conftest import status_update, wait_until
-from workers.messages import KNOWN_TYPES, TOOL_TYPES
+from workers.handlers import QUEUED_TYPES
 from workers.replay import replay
 from workers.retention import cleanup
 from workers.scheduler import run_exclusively
@@ -172,12 +172,10 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
     )
 
     async with pool.acquire() as conn, conn.transaction():
-        pairs = await quarantine.route(
-            conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES, assistant_id="asst-new"
-        )
+        pairs = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES, assistant_id="asst-new")
     await enqueue_many(broker, pairs)
     async with pool.acquire() as conn, conn.transaction():
-        again = await quarantine.route(conn, org_id, max_attempts=3, processable=KNOWN_TYPES - TOOL_TYPES)
+        again = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES)
 
     assert (3, []) == (len(pairs), again)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 3 FROM calls"))

@@ -11,7 +11,8 @@ import asyncpg
 from db import deliveries
 from ingest.app import create_app
 from tests.conftest import post, status_update, wait_until
-from workers.processing import COMPLETED, DEAD_LETTERED, RETRIED, SKIPPED, ProcessingConfig, process_delivery
+from workers.outcomes import ProcessingOutcome
+from workers.processing import ProcessingConfig, process_delivery
 from workers.retry import RetryPolicy
 from workers.sweeper import SweepConfig, sweep_once
 
@@ -74,7 +75,7 @@ async def test_hang_is_counted_once_even_if_processed_again(client, settings, po
 
     again = await process_delivery(pool, delivery_id, ProcessingConfig())
 
-    assert SKIPPED == again.status
+    assert ProcessingOutcome.SKIPPED == again.status
     assert 1 == await pool.fetchval("SELECT hang_count FROM calls WHERE vapi_call_id = 'c-h'")
 
 
@@ -157,7 +158,7 @@ async def test_a_stale_claim_cannot_complete_after_its_lease_was_reclaimed(pool,
     async with pool.acquire() as conn:
         stale_completed = await deliveries.complete(conn, stale, {"late": True})
 
-    assert COMPLETED == fresh.status
+    assert ProcessingOutcome.COMPLETED == fresh.status
     assert stale_completed is False
     assert 2 == await pool.fetchval("SELECT attempts FROM webhook_delivery_log")
 
@@ -199,5 +200,5 @@ async def test_process_delivery_outcomes_follow_the_retry_policy(pool, org_id):
     for _ in range(3):
         outcomes.append((await process_delivery(pool, delivery_id, config)).status)
 
-    assert [RETRIED, RETRIED, DEAD_LETTERED] == outcomes
+    assert [ProcessingOutcome.RETRIED, ProcessingOutcome.RETRIED, ProcessingOutcome.DEAD_LETTERED] == outcomes
     assert "dead_letter" == await pool.fetchval("SELECT status FROM webhook_delivery_log")

@@ -104,8 +104,18 @@ async def test_unknown_type_is_stored_completed_as_unhandled(client, settings, p
     assert 200 == resp.status
     row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log")
     assert "completed" == row["status"]
-    assert {"applied": False, "reason": "unhandled message type"} == row["result"]
+    assert {"applied": False, "reason": "no handler for this message type"} == row["result"]
     assert before + 1 == await received(client, "other", "accepted")
+
+
+@pytest.mark.parametrize("mtype", ["transfer-update", "assistant-request", "call.deleted"])
+async def test_a_known_type_without_a_handler_is_completed_and_never_queued(client, settings, pool, mtype):
+    """Types Vapi documents but nothing processes are stored completed, with no message id and nothing enqueued."""
+    resp = await post(client, settings, {"message": {"type": mtype, "timestamp": 1, "call": {"id": f"c-{mtype}"}}})
+
+    assert 200 == resp.status
+    row = await pool.fetchrow("SELECT status, job_id, enqueued_at, attempts FROM webhook_delivery_log")
+    assert ("completed", None, None, 0) == (row["status"], row["job_id"], row["enqueued_at"], row["attempts"])
 
 
 async def test_duplicate_is_200_and_adds_no_row(client, settings, pool):

@@ -14,7 +14,8 @@ from dramatiq.middleware import Middleware
 
 from db.pool import create_pool
 from workers import broker as broker_mod
-from workers.processing import RETRIED, ProcessingConfig, process_delivery
+from workers.outcomes import ProcessingOutcome
+from workers.processing import ProcessingConfig, process_delivery
 
 
 class WorkerResources(Middleware):
@@ -80,7 +81,7 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     async def process_delivery_actor(delivery_id: str) -> None:
         with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
             outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
-            if outcome.status == RETRIED:
+            if outcome.status == ProcessingOutcome.RETRIED:
                 await broker_mod.enqueue_many(
                     broker, [(uuid.UUID(delivery_id), outcome.message_id)], delay_ms=outcome.retry_delay_ms
                 )

@@ -35,6 +35,7 @@ from db.types import Conn
 from workers import metrics
 from workers.errors import PermanentError, ToolError
 from workers.handlers import tools
+from workers.outcomes import ProcessingOutcome
 from workers.retry import is_transient
 
 log = structlog.get_logger("workers.inline")
@@ -57,7 +58,7 @@ class InlineOutcome:
     the caller then answers from the stored row.
     """
 
-    status: str
+    status: ProcessingOutcome
     entry: dict[str, Any] | None = None
 
 
@@ -76,12 +77,12 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
     remaining_s = deadline_s - time.monotonic()
     if remaining_s <= 0:
         await deliveries.mark_missed(pool, delivery_id, "the deadline passed before this tool call could start")
-        return InlineOutcome(deliveries.MISSED)
+        return InlineOutcome(ProcessingOutcome.MISSED)
     started = time.perf_counter()
     async with pool.acquire() as conn:
         claim = await deliveries.claim_sync(conn, delivery_id)
         if claim is None:
-            return InlineOutcome("skipped")
+            return InlineOutcome(ProcessingOutcome.SKIPPED)
         try:
             async with asyncio.timeout(max(0.0, deadline_s - time.monotonic()) + GRACE_S):
                 entry = await _apply_with_tries(conn, claim, deadline_s)
@@ -92,7 +93,7 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
                 conn.terminate()
             outcome = await _missed(pool, claim, exc)
         else:
-            outcome = InlineOutcome(deliveries.COMPLETED, entry)
+            outcome = InlineOutcome(ProcessingOutcome.COMPLETED, entry)
     duration_s = time.perf_counter() - started
     metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
     metrics.PROCESSING_DURATION.labels(claim.event_type).observe(duration_s)
@@ -133,10 +134,12 @@ async def _missed(pool: asyncpg.Pool, claim: deliveries.Claim, exc: BaseExceptio
     log.warning("tool_call_missed", delivery_id=str(claim.id), org_id=str(claim.org_id), error=reason)
     try:
         if not await deliveries.mark_missed(pool, claim.id, reason):
-            return InlineOutcome("skipped")  # it committed after all (cut off during COMMIT): answer from the row
+            return InlineOutcome(
+                ProcessingOutcome.SKIPPED
+            )  # it committed after all (cut off during COMMIT): answer from the row
     except Exception as mark_exc:
         if not is_unavailable(mark_exc):
             raise
         # The sweeper marks it after answer_by; nothing runs it in the meantime.
         log.warning("tool_call_missed_unrecorded", delivery_id=str(claim.id))
-    return InlineOutcome(deliveries.MISSED)
+    return InlineOutcome(ProcessingOutcome.MISSED)

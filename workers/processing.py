@@ -21,13 +21,11 @@ from db import deliveries
 from db.types import Conn
 from workers import metrics
 from workers.errors import LeaseLost, PermanentError
-from workers.handlers import calls, tools
-from workers.messages import TOOL_TYPES
+from workers.handlers import HANDLERS
+from workers.outcomes import ProcessingOutcome
 from workers.retry import RetryPolicy, is_transient
 
 log = structlog.get_logger("workers.processing")
-
-COMPLETED, RETRIED, DEAD_LETTERED, SKIPPED = "completed", "retried", "dead_lettered", "skipped"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,37 +45,31 @@ class ProcessingConfig:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What happened: ``status`` is completed, retried, dead_lettered or skipped.
+    """What happened (``status``; :class:`workers.outcomes.ProcessingOutcome`).
 
     ``retry_delay_ms`` is set when ``status`` is retried; ``message_id`` is the
     Dramatiq message id reserved for that retry.
     """
 
-    status: str
+    status: ProcessingOutcome
     result: Any = None
     retry_delay_ms: int | None = None
     message_id: str | None = None
 
 
 async def apply(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
-    """Dispatch a claimed delivery to its handler by ``event_type``.
+    """Run a claimed delivery's handler from :data:`workers.handlers.HANDLERS`.
 
-    Types without a handler (transfer-update, assistant-request, ...) have
-    nothing to apply and complete with a note.
+    A type without a handler is stored completed by the receiver; one that
+    arrives here all the same (a row from before the registry) completes with a note.
 
     Raises:
         PermanentError: the message is malformed for its type.
     """
-    message, org_id = claim.payload, claim.org_id
-    if claim.event_type == "status-update":
-        return await calls.handle_status_update(conn, org_id, message)
-    if claim.event_type == "end-of-call-report":
-        return await calls.handle_end_of_call_report(conn, org_id, message)
-    if claim.event_type == "hang":
-        return await calls.handle_hang(conn, org_id, message)
-    if claim.event_type in TOOL_TYPES:
-        return await tools.handle_tool_call(conn, org_id, message, claim.event_type, claim.event_id)
-    return {"applied": False, "reason": f"nothing to apply for {claim.event_type}"}
+    handler = HANDLERS.get(claim.event_type)
+    if handler is None:
+        return {"applied": False, "reason": f"nothing to apply for {claim.event_type}"}
+    return await handler(conn, claim)
 
 
 async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: ProcessingConfig) -> Outcome:
@@ -95,7 +87,7 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
     async with pool.acquire() as conn:
         claim = await deliveries.claim(conn, delivery_id, lease_s=config.lease_s)
         if claim is None:
-            return Outcome(SKIPPED)
+            return Outcome(ProcessingOutcome.SKIPPED)
         started = time.perf_counter()
         metrics.QUEUE_WAIT.observe(claim.wait_s)
         bound = log.bind(
@@ -111,16 +103,16 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
                 result = await _apply_with_tries(conn, claim, config.in_transaction_tries)
             except LeaseLost:
                 bound.warning("delivery_lease_lost")
-                return Outcome(SKIPPED)
+                return Outcome(ProcessingOutcome.SKIPPED)
             except PermanentError as exc:
                 outcome = await _finish_failed(conn, claim, f"permanent: {exc}", config, True)
             except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
                 outcome = await _finish_failed(conn, claim, f"{type(exc).__name__}: {exc}", config, False)
             else:
-                outcome = Outcome(COMPLETED, result=result)
+                outcome = Outcome(ProcessingOutcome.COMPLETED, result=result)
     duration_s = time.perf_counter() - started
     metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
-    if claim.replay_count and outcome.status in (COMPLETED, DEAD_LETTERED):
+    if claim.replay_count and outcome.status in (ProcessingOutcome.COMPLETED, ProcessingOutcome.DEAD_LETTERED):
         metrics.REPLAYS.labels(outcome.status).inc()
     metrics.PROCESSING_DURATION.labels(claim.event_type).observe(duration_s)
     bound.info(
@@ -165,10 +157,10 @@ async def _finish_failed(
 ) -> Outcome:
     if dead or claim.attempt >= claim.max_attempts:
         await deliveries.fail(conn, claim, error, retry_at=None, job_id=None)
-        return Outcome(DEAD_LETTERED)
+        return Outcome(ProcessingOutcome.DEAD_LETTERED)
     delay_ms = config.retry.backoff_ms(claim.attempt)
     message_id = str(uuid.uuid4())
     retry_at = datetime.now(UTC) + timedelta(milliseconds=delay_ms)
     if not await deliveries.fail(conn, claim, error, retry_at=retry_at, job_id=message_id):
-        return Outcome(SKIPPED)
-    return Outcome(RETRIED, retry_delay_ms=delay_ms, message_id=message_id)
+        return Outcome(ProcessingOutcome.SKIPPED)
+    return Outcome(ProcessingOutcome.RETRIED, retry_delay_ms=delay_ms, message_id=message_id)

@@ -12,7 +12,7 @@ import dramatiq
 import structlog
 
 from db import deliveries
-from db.reports import DeliveryFilter
+from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
 from workers.broker import enqueue_many
 
@@ -59,16 +59,15 @@ async def replay(
             and the sweeper sends them.
     """
     size = max(1, min(batch_size, int(rate_per_s) if rate_per_s else batch_size))
-    where, params = flt.where()
     total = 0
     while not (should_stop and should_stop()):
         started = time.monotonic()
         async with pool.acquire() as conn, conn.transaction():
             if org_scope is not None:
                 async with tenant_scope(conn, org_scope):
-                    batch = await deliveries.replay_batch(conn, where, params, budget=budget, limit=size)
+                    batch = await deliveries.replay_batch(conn, flt, budget=budget, limit=size)
             else:
-                batch = await deliveries.replay_batch(conn, where, params, budget=budget, limit=size)
+                batch = await deliveries.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
         await enqueue_many(broker, batch)
