@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from db.filters import DeliveryFilter
 from db.statuses import STATUSES, DeliveryStatus
 from db.types import Conn, Executor
 
@@ -161,7 +160,7 @@ async def mark_not_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> No
 async def claim(conn: Executor, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
     """Move a due ``pending`` or ``failed`` delivery to ``processing`` under a lease.
 
-    Never claims a synchronous tool call (``answer_by`` set): see :func:`claim_sync`.
+    Never claims a synchronous tool call (``answer_by`` set): see :func:`db.tool_calls.claim_sync`.
 
     Returns:
         The claim, or ``None`` if the delivery is finished, held by another
@@ -260,65 +259,6 @@ async def fail(
     return status == "UPDATE 1"
 
 
-async def sweep(
-    conn: Conn, *, enqueue_grace_s: float, resend_after_s: float, limit: int
-) -> list[tuple[uuid.UUID, str]]:
-    """Find deliveries that need a (new) message, and mark them enqueued.
-
-    Takes, with ``FOR UPDATE SKIP LOCKED`` so concurrent sweepers split the
-    work instead of double-sending:
-
-    * ``pending`` rows never enqueued (their enqueue failed) and older than
-      ``enqueue_grace_s``, or enqueued more than ``resend_after_s`` ago
-      (the message was lost, e.g. Redis restarted empty);
-    * ``processing`` rows whose lease expired (a killed worker): set back to
-      ``failed`` with an error note, due now;
-    * ``failed`` rows whose backoff ended more than ``enqueue_grace_s`` ago
-      and whose message was not resent since.
-
-    Synchronous tool calls are never taken (:func:`expire_sync`).
-    Must run inside a transaction; the caller enqueues after commit.
-
-    Returns:
-        ``(delivery_id, dramatiq_message_id)`` pairs to enqueue.
-    """
-    rows = await conn.fetch(
-        """
-        WITH due AS (
-            SELECT id, status FROM webhook_delivery_log
-             WHERE answer_by IS NULL
-               AND ((status = 'pending'
-                     AND ((enqueued_at IS NULL AND received_at < now() - make_interval(secs => $1))
-                          OR enqueued_at < now() - make_interval(secs => $2)))
-                 OR (status = 'processing' AND lease_expires_at < now())
-                 OR (status = 'failed'
-                     AND next_attempt_at < now() - make_interval(secs => $1)
-                     AND (enqueued_at IS NULL OR enqueued_at < next_attempt_at
-                          OR enqueued_at < now() - make_interval(secs => $2))))
-             ORDER BY received_at
-             LIMIT $3
-             FOR UPDATE SKIP LOCKED
-        )
-        UPDATE webhook_delivery_log d
-           SET status = CASE WHEN due.status = 'processing' THEN 'failed' ELSE d.status END,
-               error_message = CASE WHEN due.status = 'processing'
-                                    THEN 'lease expired: the worker stopped before finishing'
-                                    ELSE d.error_message END,
-               next_attempt_at = CASE WHEN due.status = 'processing' THEN now() ELSE d.next_attempt_at END,
-               lease_expires_at = NULL,
-               enqueued_at = now(),
-               job_id = gen_random_uuid()::text
-          FROM due
-         WHERE d.id = due.id
-        RETURNING d.id, d.job_id
-        """,
-        float(enqueue_grace_s),
-        float(resend_after_s),
-        limit,
-    )
-    return [(r["id"], r["job_id"]) for r in rows]
-
-
 async def count_by_status(conn: Executor) -> dict[str, int]:
     """Number of deliveries in each status (every status present, zeros included)."""
     rows = await conn.fetch("SELECT status, count(*) AS n FROM webhook_delivery_log GROUP BY status")
@@ -335,161 +275,9 @@ async def oldest_pending_age_s(conn: Executor) -> float:
     return float(value or 0.0)
 
 
-async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[tuple[uuid.UUID, str]]:
-    """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
-
-    Each gets a fresh attempt budget (``max_attempts = attempts + budget``;
-    ``attempts`` itself only grows, as it is the claims' fencing token), one
-    more ``replay_count``, ``replayed_at`` and a new Dramatiq message id.
-    ``FOR UPDATE SKIP LOCKED`` and the status condition make two concurrent
-    replays of one filter replay each delivery once. Synchronous tool calls
-    are never replayed (their caller has gone). ``enqueued_at`` stays
-    NULL until :func:`mark_enqueued`, so an interrupted replay is finished by
-    the sweeper.
-
-    Args:
-        flt: Which deliveries (its status condition narrows to ``failed``/``dead_letter``).
-
-    Returns:
-        ``(delivery_id, message_id)`` pairs to enqueue after commit.
-    """
-    where, params = flt.where()
-    n = len(params)
-    rows = await conn.fetch(
-        f"""
-        WITH picked AS (
-            SELECT d.id FROM webhook_delivery_log d
-             WHERE ({where}) AND d.status IN ('failed', 'dead_letter') AND d.answer_by IS NULL
-             ORDER BY d.received_at, d.id
-             LIMIT ${n + 2}
-               FOR UPDATE SKIP LOCKED
-        )
-        UPDATE webhook_delivery_log d
-           SET status = 'pending', max_attempts = d.attempts + ${n + 1}, replay_count = d.replay_count + 1,
-               replayed_at = now(), next_attempt_at = NULL, lease_expires_at = NULL, enqueued_at = NULL,
-               job_id = gen_random_uuid()::text
-          FROM picked WHERE d.id = picked.id
-        RETURNING d.id, d.job_id
-        """,
-        *params,
-        budget,
-        limit,
-    )
-    return [(r["id"], r["job_id"]) for r in rows]
-
-
 async def mark_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
     """Record that messages for these pending deliveries reached Redis."""
     await conn.execute(
         "UPDATE webhook_delivery_log SET enqueued_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
         delivery_ids,
     )
-
-
-async def claim_sync(conn: Conn, delivery_id: uuid.UUID) -> Claim | None:
-    """Claim a ``pending`` synchronous tool call for its own request, while its caller still waits.
-
-    The lease is ``answer_by``: past it, :func:`expire_sync` marks the row
-    ``missed`` if the request never finished it (its web process died).
-
-    Returns:
-        The claim, or ``None`` if it is claimed already, finished, or past ``answer_by``.
-    """
-    row = await conn.fetchrow(
-        """
-        UPDATE webhook_delivery_log
-           SET status = 'processing', attempts = attempts + 1, last_attempt_at = now(),
-               lease_expires_at = answer_by
-         WHERE id = $1 AND status = 'pending' AND answer_by > clock_timestamp()
-        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
-                  extract(epoch FROM clock_timestamp() - received_at)::float8 AS wait_s
-        """,
-        delivery_id,
-    )
-    if row is None:
-        return None
-    return Claim(
-        id=row["id"],
-        org_id=row["org_id"],
-        event_type=row["event_type"],
-        event_id=row["event_id"],
-        payload=row["payload"],
-        attempt=row["attempts"],
-        max_attempts=row["max_attempts"],
-        wait_s=row["wait_s"],
-        replay_count=row["replay_count"],
-    )
-
-
-async def complete_sync(conn: Conn, claim: Claim, result: Any) -> bool:
-    """Mark a synchronous tool call completed, only if its caller is still waiting.
-
-    Checked against ``clock_timestamp()``, so a tool that ran past ``answer_by``
-    cannot commit: the caller is told it failed, and its effects roll back.
-
-    Returns:
-        False if the claim was lost or the deadline passed; the caller must roll back.
-    """
-    status = await conn.execute(
-        """
-        UPDATE webhook_delivery_log
-           SET status = 'completed', completed_at = now(), result = $3, error_message = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND status = 'processing' AND attempts = $2 AND answer_by > clock_timestamp()
-        """,
-        claim.id,
-        claim.attempt,
-        result,
-    )
-    return status == "UPDATE 1"
-
-
-async def mark_missed(conn: Executor, delivery_id: uuid.UUID, error: str) -> bool:
-    """End an unfinished synchronous tool call as ``missed`` (its caller was not served).
-
-    Returns:
-        False if it had finished already (e.g. completed just before the deadline).
-    """
-    status = await conn.execute(
-        """
-        UPDATE webhook_delivery_log
-           SET status = 'missed', error_message = $2, lease_expires_at = NULL,
-               errors = errors || jsonb_build_object('attempt', attempts, 'at', now(), 'error', $2::text)
-         WHERE id = $1 AND status IN ('pending', 'processing') AND answer_by IS NOT NULL
-        """,
-        delivery_id,
-        error[:4000],
-    )
-    return status == "UPDATE 1"
-
-
-async def expire_sync(conn: Executor, *, limit: int) -> int:
-    """Mark synchronous tool calls whose caller stopped waiting, unfinished, as ``missed``.
-
-    These are calls whose request never finished them: the web process died,
-    or PostgreSQL failed mid-call. Nothing ever runs them afterwards.
-
-    Returns:
-        How many rows were marked.
-    """
-    result: int = await conn.fetchval(
-        """
-        WITH expired AS (
-            SELECT id FROM webhook_delivery_log
-             WHERE answer_by IS NOT NULL AND status IN ('pending', 'processing') AND answer_by < now()
-             ORDER BY answer_by
-             LIMIT $1
-               FOR UPDATE SKIP LOCKED
-        ), marked AS (
-            UPDATE webhook_delivery_log d
-               SET status = 'missed', lease_expires_at = NULL,
-                   error_message = 'the caller stopped waiting before this tool call finished',
-                   errors = d.errors || jsonb_build_object('attempt', d.attempts, 'at', now(),
-                            'error', 'the caller stopped waiting before this tool call finished')
-              FROM expired WHERE d.id = expired.id
-            RETURNING 1
-        )
-        SELECT count(*)::integer FROM marked
-        """,
-        limit,
-    )
-    return result

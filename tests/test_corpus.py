@@ -10,7 +10,7 @@ from typing import Any
 from ingest.app import create_app
 from ingest.settings import Settings
 from tests.conftest import CORPUS_DIR, corpus_files, post, wait_until
-from workers.messages import parse
+from workers.parsing import parse
 
 
 def _expected_call_ids(files: list[Path], ignored: frozenset[str]) -> set[str]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import post
-from workers.messages import parse
+from workers.parsing import parse
 from workers.sanitize import REDACTED, is_credential_key
 
 #: Values that must never be stored, as real payloads carry them (FINDINGS.md §1, §2).

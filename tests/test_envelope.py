@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from workers.messages import InvalidEnvelope, parse, parse_timestamp, tool_event_id
+from workers.messages import InvalidEnvelope, tool_event_id
+from workers.parsing import parse, parse_timestamp
 
 
 def env(message: dict) -> object:

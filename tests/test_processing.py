@@ -8,7 +8,7 @@ import uuid
 
 import asyncpg
 
-from db import deliveries
+from db import deliveries, recovery
 from ingest.app import create_app
 from tests.conftest import post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
@@ -151,7 +151,7 @@ async def test_a_stale_claim_cannot_complete_after_its_lease_was_reclaimed(pool,
     assert stale is not None
     await pool.execute("UPDATE webhook_delivery_log SET lease_expires_at = now() - interval '1 s'")
     async with pool.acquire() as conn, conn.transaction():
-        resent = await deliveries.sweep(conn, enqueue_grace_s=0, resend_after_s=300, limit=10)
+        resent = await recovery.sweep(conn, enqueue_grace_s=0, resend_after_s=300, limit=10)
     assert [delivery_id] == [d for d, _ in resent]
 
     fresh = await process_delivery(pool, delivery_id, ProcessingConfig())

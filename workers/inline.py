@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from db import deliveries
+from db import deliveries, tool_calls
 from db.errors import is_unavailable
 from db.pool import set_local_statement_timeout
 from db.types import Conn
@@ -76,11 +76,11 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
     """
     remaining_s = deadline_s - time.monotonic()
     if remaining_s <= 0:
-        await deliveries.mark_missed(pool, delivery_id, "the deadline passed before this tool call could start")
+        await tool_calls.mark_missed(pool, delivery_id, "the deadline passed before this tool call could start")
         return InlineOutcome(ProcessingOutcome.MISSED)
     started = time.perf_counter()
     async with pool.acquire() as conn:
-        claim = await deliveries.claim_sync(conn, delivery_id)
+        claim = await tool_calls.claim_sync(conn, delivery_id)
         if claim is None:
             return InlineOutcome(ProcessingOutcome.SKIPPED)
         try:
@@ -119,7 +119,7 @@ async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float) ->
         # Ends a statement blocked past the deadline (a lock wait, say) inside PostgreSQL itself.
         await set_local_statement_timeout(conn, remaining_ms)
         entry = await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
-        if not await deliveries.complete_sync(conn, claim, entry):
+        if not await tool_calls.complete_sync(conn, claim, entry):
             raise DeadlinePassed("the deadline passed before the tool call committed")
         return entry
 
@@ -133,7 +133,7 @@ async def _missed(pool: asyncpg.Pool, claim: deliveries.Claim, exc: BaseExceptio
         reason = f"{type(exc).__name__}: {exc}"
     log.warning("tool_call_missed", delivery_id=str(claim.id), org_id=str(claim.org_id), error=reason)
     try:
-        if not await deliveries.mark_missed(pool, claim.id, reason):
+        if not await tool_calls.mark_missed(pool, claim.id, reason):
             return InlineOutcome(
                 ProcessingOutcome.SKIPPED
             )  # it committed after all (cut off during COMMIT): answer from the row

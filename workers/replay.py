@@ -11,7 +11,7 @@ import asyncpg
 import dramatiq
 import structlog
 
-from db import deliveries
+from db import deliveries, recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
 from workers.broker import enqueue_many
@@ -65,9 +65,9 @@ async def replay(
         async with pool.acquire() as conn, conn.transaction():
             if org_scope is not None:
                 async with tenant_scope(conn, org_scope):
-                    batch = await deliveries.replay_batch(conn, flt, budget=budget, limit=size)
+                    batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
             else:
-                batch = await deliveries.replay_batch(conn, flt, budget=budget, limit=size)
+                batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
         await enqueue_many(broker, batch)

@@ -15,7 +15,7 @@ import dramatiq
 import redis
 import structlog
 
-from db import deliveries
+from db import deliveries, recovery, tool_calls
 from workers.broker import enqueue_many
 
 log = structlog.get_logger("workers.sweeper")
@@ -55,7 +55,7 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
     """
     missed = 0
     while True:
-        marked = await deliveries.expire_sync(pool, limit=config.batch_size)
+        marked = await tool_calls.expire_sync(pool, limit=config.batch_size)
         missed += marked
         if marked < config.batch_size:
             break
@@ -64,7 +64,7 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
     sent = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            batch = await deliveries.sweep(
+            batch = await recovery.sweep(
                 conn,
                 enqueue_grace_s=config.enqueue_grace_s,
                 resend_after_s=config.resend_after_s,

@@ -16,7 +16,7 @@ from typing import Any
 from db import calls
 from db.types import Conn
 from workers.errors import PermanentError
-from workers.messages import parse_timestamp
+from workers.parsing import parse_timestamp
 
 Result = dict[str, Any]
 

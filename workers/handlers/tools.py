@@ -17,7 +17,8 @@ from db.tenancy import tenant_scope
 from db.types import Conn
 from workers.errors import PermanentError, ToolError
 from workers.handlers.booking import BOOKING_TOOLS, Tool
-from workers.messages import Envelope, ToolInvocation, parse_timestamp, reply_entry
+from workers.messages import Envelope, ToolInvocation, reply_entry
+from workers.parsing import parse_timestamp
 
 #: Tools by the name Vapi sends in ``function.name``.
 TOOLS: dict[str, Tool] = {**BOOKING_TOOLS}
