@@ -1,8 +1,5 @@
-"""Operator commands: ``deliveries list|show|replay``, ``quarantine list|route``, ``tokens create``.
-
-For the 3 a.m. story: see what failed and why, fix it, then replay exactly
-those deliveries, counted first, with progress, stoppable with Ctrl-C.
-"""
+"""``deliveries list|show|replay``: the 3 a.m. story: see what failed and why, fix it, replay exactly those,
+counted first, with progress, stoppable with Ctrl-C."""
 
 from __future__ import annotations
 
@@ -14,22 +11,18 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from db import deliveries as deliveries_db
-from db import quarantine as quarantine_db
 from db import reports
-from db.errors import AlreadyMapped, OrgNotFound
 from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.statuses import REPLAYABLE, STATUSES
-from ingest.cli_support import run_async as _run
-from ingest.cli_support import settings as _settings
-from ingest.cli_support import uuid_arguments
-from ingest.cli_support import uuid_option as _org
+from ingest.cli.support import open_pool, uuid_arguments
+from ingest.cli.support import run_async as _run
+from ingest.cli.support import settings as _settings
+from ingest.cli.support import uuid_option as _uuid
 from ingest.settings import Settings
 
 #: Replays of more deliveries than this show a progress bar.
@@ -53,10 +46,10 @@ def filter_options(fn: Any) -> Any:
                 "--status",
                 "statuses",
                 multiple=True,
-                type=click.Choice(STATUSES),
+                type=click.Choice([s.value for s in STATUSES]),
                 help="Any of these statuses (repeatable).",
             ),
-            click.option("--org", "org_id", callback=_org, help="Organization id."),
+            click.option("--org", "org_id", callback=_uuid, help="Organization id."),
             click.option("--type", "event_type", help="Message type, e.g. status-update."),
             click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
             click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
@@ -65,12 +58,6 @@ def filter_options(fn: Any) -> Any:
     ):
         fn = option(fn)
     return fn
-
-
-async def _pool(settings: Settings) -> asyncpg.Pool:
-    from db.pool import create_pool
-
-    return await create_pool(settings.database_url, min_size=1, max_size=4)
 
 
 @click.group()
@@ -88,7 +75,7 @@ def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
     flt = DeliveryFilter(**{**filters, "statuses": tuple(filters["statuses"])})
 
     async def fetch() -> list[dict[str, Any]]:
-        pool = await _pool(settings)
+        pool = await open_pool(settings)
         try:
             async with pool.acquire() as conn:
                 return await reports.list_deliveries(conn, flt, limit=limit)
@@ -115,7 +102,7 @@ def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
 
 
 @deliveries.command("show")
-@click.argument("delivery_id", callback=_org)
+@click.argument("delivery_id", callback=_uuid)
 def show_cmd(delivery_id: uuid.UUID) -> None:
     """Show one delivery: payload (secrets redacted), attempts, every error, timestamps, Dramatiq message id."""
     from ingest.logs import redact
@@ -123,7 +110,7 @@ def show_cmd(delivery_id: uuid.UUID) -> None:
     settings = _settings()
 
     async def fetch() -> dict[str, Any] | None:
-        pool = await _pool(settings)
+        pool = await open_pool(settings)
         try:
             async with pool.acquire() as conn:
                 return await reports.get_delivery(conn, delivery_id)
@@ -168,7 +155,7 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
     from workers.broker import build_broker
     from workers.replay import REFUSED_TOOL_CALLS, replay
 
-    pool = await _pool(settings)
+    pool = await open_pool(settings)
     broker = build_broker(settings.redis_url)
     try:
         async with pool.acquire() as conn:
@@ -217,156 +204,3 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
     finally:
         await pool.close()
         broker.close()
-
-
-@click.group()
-def quarantine() -> None:
-    """Messages no organization matched: list them, and route them once mapped."""
-
-
-def quarantine_filters(fn: Any) -> Any:
-    """Filters of the quarantine commands."""
-    fn = click.option("--type", "event_type", help="Message type.")(fn)
-    fn = click.option("--phone-number-id", help="Vapi phone number id.")(fn)
-    return click.option("--assistant-id", help="Vapi assistant id.")(fn)
-
-
-@quarantine.command("list")
-@quarantine_filters
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
-def quarantine_list(limit: int, **filters: Any) -> None:
-    """List unrouted messages, oldest first."""
-    settings = _settings()
-
-    async def fetch() -> list[dict[str, Any]]:
-        pool = await _pool(settings)
-        try:
-            return await quarantine_db.list_unrouted(pool, limit=limit, **filters)
-        finally:
-            await pool.close()
-
-    rows = _run(fetch())
-    table = Table("id", "type", "received", "assistant", "phone number")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["event_type"],
-            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
-            row["assistant_id"] or "",
-            row["phone_number_id"] or "",
-        )
-    Console().print(table)
-    click.echo(f"{len(rows)} unrouted message(s)")
-
-
-@quarantine.command("route")
-@click.option("--org", "org_id", required=True, callback=_org, help="The organization to route them to.")
-@quarantine_filters
-@click.option("--all", "route_all", is_flag=True, help="Route every unrouted message, from any sender, to --org.")
-@click.option("--yes", is_flag=True, help="With --all: do not ask (required without a terminal).")
-def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: Any) -> None:
-    """Map an assistant or phone number to --org, and move its unrouted messages into the delivery log.
-
-    The mapping is created in the same transaction as the move, so later
-    messages route by themselves. --all moves everything unrouted without
-    mapping anything: it lists the senders first and asks.
-    """
-    from workers.broker import build_broker, enqueue_many
-    from workers.handlers import QUEUED_TYPES
-
-    assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
-    if not (assistant_id or phone_number_id or route_all):
-        raise click.UsageError(
-            "give --assistant-id or --phone-number-id (mapped to --org as they are routed), or --all"
-        )
-    if route_all and (assistant_id or phone_number_id):
-        raise click.UsageError("--all routes every sender; do not combine it with --assistant-id/--phone-number-id")
-    settings = _settings()
-
-    async def route() -> int:
-        pool = await _pool(settings)
-        broker = build_broker(settings.redis_url)
-        try:
-            if route_all and not await _confirm_all(pool, org_id, yes):
-                return -1
-            async with pool.acquire() as conn, conn.transaction():
-                if not route_all:
-                    await quarantine_db.map_sender(
-                        conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id
-                    )
-                pairs = await quarantine_db.route(
-                    conn,
-                    org_id,
-                    max_attempts=settings.retry_max_attempts,
-                    processable=QUEUED_TYPES,
-                    **filters,
-                )
-            if pairs:
-                await enqueue_many(broker, pairs)
-                await deliveries_db.mark_enqueued(pool, [d for d, _ in pairs])
-            return len(pairs)
-        finally:
-            await pool.close()
-            broker.close()
-
-    try:
-        sent = _run(route())
-    except (AlreadyMapped, OrgNotFound) as exc:
-        raise click.ClickException(str(exc)) from None
-    if sent >= 0:
-        click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
-
-
-async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool:
-    """List who sent the unrouted messages; ask before moving them all (refuse without a terminal)."""
-    senders = await quarantine_db.senders(pool)
-    if not senders:
-        click.echo("nothing is unrouted")
-        return True
-    table = Table("assistant", "phone number", "messages")
-    for row in senders:
-        table.add_row(row["assistant_id"] or "", row["phone_number_id"] or "", str(row["messages"]))
-    Console().print(table)
-    total = sum(r["messages"] for r in senders)
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        raise click.ClickException("--all without a terminal needs --yes (it moves every sender's messages)")
-    if await asyncio.to_thread(
-        click.confirm,
-        f"Move all {total} message(s) from {len(senders)} sender(s) into organization {org_id}?",
-        default=False,
-    ):
-        return True
-    click.echo("nothing routed")
-    return False
-
-
-@click.group()
-def tokens() -> None:
-    """Admin API tokens scoped to one organization."""
-
-
-@tokens.command("create")
-@click.option("--org", "org_id", required=True, callback=_org, help="The organization the token may see.")
-@click.option("--name", default=None, help="A label, e.g. who holds it.")
-def tokens_create(org_id: uuid.UUID, name: str | None) -> None:
-    """Create a token and print it once (only its SHA-256 is stored)."""
-    from db import tokens as tokens_db
-
-    settings = _settings()
-
-    async def store() -> str:
-        pool = await _pool(settings)
-        try:
-            return await tokens_db.create(pool, org_id, name=name)
-        finally:
-            await pool.close()
-
-    try:
-        click.echo(_run(store()))
-    except OrgNotFound as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-COMMANDS = (deliveries, quarantine, tokens)

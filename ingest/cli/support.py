@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI modules: settings, running coroutines, argument types."""
+"""Helpers shared by the CLI modules: settings, running coroutines, one pool per command, argument types."""
 
 from __future__ import annotations
 
@@ -56,3 +56,10 @@ def uuid_option(_: Any, __: Any, value: str | None) -> uuid.UUID | None:
 def uuid_arguments(_: Any, __: Any, values: tuple[str, ...]) -> tuple[uuid.UUID, ...]:
     """A click callback for variadic UUID arguments."""
     return tuple(uuid_option(None, None, v) for v in values)  # type: ignore[misc]
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    """A small service pool for one command (close it when done)."""
+    from db.pool import create_pool
+
+    return await create_pool(settings.database_url, min_size=1, max_size=4)

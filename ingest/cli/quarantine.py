@@ -1,0 +1,144 @@
+"""``quarantine list|route``: messages no organization matched, routed explicitly once their sender is mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from typing import Any
+
+import asyncpg
+import click
+from rich.console import Console
+from rich.table import Table
+
+from db import deliveries as deliveries_db
+from db import quarantine as quarantine_db
+from db.errors import AlreadyMapped, OrgNotFound
+from ingest.cli.support import open_pool
+from ingest.cli.support import run_async as _run
+from ingest.cli.support import settings as _settings
+from ingest.cli.support import uuid_option as _uuid
+
+
+@click.group()
+def quarantine() -> None:
+    """Messages no organization matched: list them, and route them once mapped."""
+
+
+def quarantine_filters(fn: Any) -> Any:
+    """Filters of the quarantine commands."""
+    fn = click.option("--type", "event_type", help="Message type.")(fn)
+    fn = click.option("--phone-number-id", help="Vapi phone number id.")(fn)
+    return click.option("--assistant-id", help="Vapi assistant id.")(fn)
+
+
+@quarantine.command("list")
+@quarantine_filters
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+def quarantine_list(limit: int, **filters: Any) -> None:
+    """List unrouted messages, oldest first."""
+    settings = _settings()
+
+    async def fetch() -> list[dict[str, Any]]:
+        pool = await open_pool(settings)
+        try:
+            return await quarantine_db.list_unrouted(pool, limit=limit, **filters)
+        finally:
+            await pool.close()
+
+    rows = _run(fetch())
+    table = Table("id", "type", "received", "assistant", "phone number")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["event_type"],
+            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
+            row["assistant_id"] or "",
+            row["phone_number_id"] or "",
+        )
+    Console().print(table)
+    click.echo(f"{len(rows)} unrouted message(s)")
+
+
+@quarantine.command("route")
+@click.option("--org", "org_id", required=True, callback=_uuid, help="The organization to route them to.")
+@quarantine_filters
+@click.option("--all", "route_all", is_flag=True, help="Route every unrouted message, from any sender, to --org.")
+@click.option("--yes", is_flag=True, help="With --all: do not ask (required without a terminal).")
+def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: Any) -> None:
+    """Map an assistant or phone number to --org, and move its unrouted messages into the delivery log.
+
+    The mapping is created in the same transaction as the move, so later
+    messages route by themselves. --all moves everything unrouted without
+    mapping anything: it lists the senders first and asks.
+    """
+    from workers.broker import build_broker, enqueue_many
+    from workers.handlers import QUEUED_TYPES
+
+    assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
+    if not (assistant_id or phone_number_id or route_all):
+        raise click.UsageError(
+            "give --assistant-id or --phone-number-id (mapped to --org as they are routed), or --all"
+        )
+    if route_all and (assistant_id or phone_number_id):
+        raise click.UsageError("--all routes every sender; do not combine it with --assistant-id/--phone-number-id")
+    settings = _settings()
+
+    async def route() -> int:
+        pool = await open_pool(settings)
+        broker = build_broker(settings.redis_url)
+        try:
+            if route_all and not await _confirm_all(pool, org_id, yes):
+                return -1
+            async with pool.acquire() as conn, conn.transaction():
+                if not route_all:
+                    await quarantine_db.map_sender(
+                        conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id
+                    )
+                pairs = await quarantine_db.route(
+                    conn,
+                    org_id,
+                    max_attempts=settings.retry_max_attempts,
+                    processable=QUEUED_TYPES,
+                    **filters,
+                )
+            if pairs:
+                await enqueue_many(broker, pairs)
+                await deliveries_db.mark_enqueued(pool, [d for d, _ in pairs])
+            return len(pairs)
+        finally:
+            await pool.close()
+            broker.close()
+
+    try:
+        sent = _run(route())
+    except (AlreadyMapped, OrgNotFound) as exc:
+        raise click.ClickException(str(exc)) from None
+    if sent >= 0:
+        click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
+
+
+async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool:
+    """List who sent the unrouted messages; ask before moving them all (refuse without a terminal)."""
+    senders = await quarantine_db.senders(pool)
+    if not senders:
+        click.echo("nothing is unrouted")
+        return True
+    table = Table("assistant", "phone number", "messages")
+    for row in senders:
+        table.add_row(row["assistant_id"] or "", row["phone_number_id"] or "", str(row["messages"]))
+    Console().print(table)
+    total = sum(r["messages"] for r in senders)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise click.ClickException("--all without a terminal needs --yes (it moves every sender's messages)")
+    if await asyncio.to_thread(
+        click.confirm,
+        f"Move all {total} message(s) from {len(senders)} sender(s) into organization {org_id}?",
+        default=False,
+    ):
+        return True
+    click.echo("nothing routed")
+    return False
