@@ -15,7 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from db import health as db_health
 from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
-from ingest import admin_api, metrics
+from ingest import metrics
+from ingest.admin import create_admin_app
 from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS, WRITER
 from ingest.configs import processing_config
 from ingest.group_commit import GroupCommitWriter
@@ -50,7 +51,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_endpoint)
-    admin_api.add_routes(app)
+    app.add_subapp("/api", create_admin_app())
     return app
 
 

@@ -83,3 +83,36 @@ async def enqueue_many(
             broker.enqueue(message, delay=delay_ms)
 
     await asyncio.to_thread(send_all)
+
+
+async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
+    """The delivery queue as Dramatiq's Redis broker keeps it: depth, delayed, dead, and worker heartbeats.
+
+    Dramatiq's key layout (``<ns>:<queue>``, ``.DQ``, ``.XQ``, ``__heartbeats__``)
+    is known here only. Redis trouble is reported in the result, not raised.
+
+    Returns:
+        ``{name, depth, delayed, dead, workers: [{id, last_seen_s_ago}]}``, ``{name, error}``, or
+        ``None`` for a broker without Redis (tests' stub broker).
+    """
+    client = getattr(broker, "client", None)
+    if client is None:
+        return None
+    namespace = broker.namespace  # type: ignore[attr-defined]
+    queue = f"{namespace}:{QUEUE_NAME}"
+
+    def read() -> dict[str, Any]:
+        pipe = client.pipeline()
+        pipe.llen(queue)
+        pipe.llen(f"{queue}.DQ")
+        pipe.zcard(f"{queue}.XQ")
+        pipe.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
+        depth, delayed, dead, beats = pipe.execute()
+        now_ms = time.time() * 1000
+        workers = [{"id": w.decode(), "last_seen_s_ago": round((now_ms - score) / 1000, 1)} for w, score in beats]
+        return {"name": QUEUE_NAME, "depth": depth, "delayed": delayed, "dead": dead, "workers": workers}
+
+    try:
+        return await asyncio.to_thread(read)
+    except Exception as exc:  # noqa: BLE001 - report Redis trouble, do not fail the endpoint
+        return {"name": QUEUE_NAME, "error": f"redis unavailable: {type(exc).__name__}"}
