@@ -65,7 +65,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[DB_POOL] = pool
     app[ROUTER] = Router(pool, settings.default_org_id)
     app[WRITER] = GroupCommitWriter(pool)
-    app[ENQUEUER] = AsyncEnqueuer(app[BROKER])  # type: ignore[arg-type]
+    app[ENQUEUER] = AsyncEnqueuer(app[BROKER], settings.redis_url)  # type: ignore[arg-type]
     yield
     await app[ENQUEUER].close()
     await pool.close()

@@ -1,22 +1,16 @@
 """Group commit: concurrent requests' deliveries go into one multi-row INSERT per transaction.
 
-Each request still gets its answer only after its own row is committed. When
-the service is idle a row is written at once (a batch of one); under load,
-rows that arrive while earlier batches are being written wait for the next
-free writer and share its statement and commit, so commits per second stop
-being the ceiling.
-
-A request's answer depends only on its own row: if PostgreSQL refuses a
-batch's data (:func:`db.errors.is_data_error`), the batch is split in halves
-and written again until the refused rows stand alone; those get
-:class:`db.errors.RowRefused`, every other row is stored as if it had come
-alone. ``k`` bad rows in a batch of ``n`` cost ``O(k log n)`` extra statements.
-Connection loss fails the whole batch (every waiter answers 503).
+Each request still gets its answer only after its own row is committed
+(:class:`workers.batching.Batcher`). A request's answer depends only on its
+own row: if PostgreSQL refuses a batch's data (:func:`db.errors.is_data_error`),
+the batch is split in halves and written again until the refused rows stand
+alone; those get :class:`db.errors.RowRefused`, every other row is stored as
+if it had come alone. ``k`` bad rows in a batch of ``n`` cost ``O(k log n)``
+extra statements. Connection loss fails the whole batch (every waiter answers 503).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import asyncpg
@@ -24,8 +18,7 @@ import asyncpg
 from db import deliveries
 from db.deliveries import NewDelivery
 from db.errors import RowRefused, is_data_error, refusal_reason
-
-_Pending = tuple[NewDelivery, "asyncio.Future[uuid.UUID | None]"]
+from workers.batching import Batcher
 
 
 class GroupCommitWriter:
@@ -38,11 +31,9 @@ class GroupCommitWriter:
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 4) -> None:
         self.pool = pool
-        self.max_batch = max_batch
-        self.max_in_flight = max_in_flight
-        self._queue: list[_Pending] = []
-        self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[NewDelivery, uuid.UUID | None] = Batcher(
+            self._write_isolated, max_batch=max_batch, max_in_flight=max_in_flight
+        )
 
     async def insert(self, row: NewDelivery) -> uuid.UUID | None:
         """Store one row; resolves once its batch is committed.
@@ -54,47 +45,16 @@ class GroupCommitWriter:
             RowRefused: PostgreSQL refused this row's data (its neighbours were stored).
             Whatever else the batch's INSERT raised (PostgreSQL unavailable: the caller answers 503).
         """
-        future: asyncio.Future[uuid.UUID | None] = asyncio.get_running_loop().create_future()
-        self._queue.append((row, future))
-        if self._in_flight < self.max_in_flight:
-            self._in_flight += 1
-            task = asyncio.ensure_future(self._write())
-            self._tasks.add(task)  # a reference, so the task cannot be collected mid-write
-            task.add_done_callback(self._tasks.discard)
-        return await future
+        return await self._batcher.submit(row)
 
-    async def _write(self) -> None:
+    async def _write_isolated(self, rows: list[NewDelivery]) -> list[uuid.UUID | BaseException | None]:
+        """Write ``rows``; on a data error, write their halves separately, down to single rows."""
         try:
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-                try:
-                    await self._write_isolated(batch)
-                except BaseException as exc:  # every waiter of this batch learns of the failure
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-        finally:
-            self._in_flight -= 1
-
-    async def _write_isolated(self, batch: list[_Pending]) -> None:
-        """Write ``batch``; on a data error, write its halves separately, down to single rows."""
-        try:
-            ids = await deliveries.insert_many(self.pool, [row for row, _ in batch])
+            return list(await deliveries.insert_many(self.pool, rows))
         except Exception as exc:
             if not is_data_error(exc):
                 raise
-            if len(batch) == 1:
-                future = batch[0][1]
-                if not future.done():
-                    future.set_exception(RowRefused(refusal_reason(exc)))
-                return
-            middle = len(batch) // 2
-            await self._write_isolated(batch[:middle])
-            await self._write_isolated(batch[middle:])
-            return
-        for (_, future), new_id in zip(batch, ids, strict=True):
-            if not future.done():
-                future.set_result(new_id)
+            if len(rows) == 1:
+                return [RowRefused(refusal_reason(exc))]
+            middle = len(rows) // 2
+            return [*await self._write_isolated(rows[:middle]), *await self._write_isolated(rows[middle:])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -182,8 +183,10 @@ async def test_redis_unavailable_is_2xx_and_the_sweeper_enqueues_later(aiohttp_c
     from workers.broker import build_broker
     from workers.sweeper import SweepConfig, sweep_once
 
-    dead_redis = build_broker("redis://127.0.0.1:1/0")
-    client = await aiohttp_client(create_app(settings, broker=dead_redis))
+    dead_url = "redis://127.0.0.1:1/0"
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(settings, redis_url=dead_url), broker=build_broker(dead_url))
+    )
 
     resp = await post(client, settings, status_update("c-r", "in-progress"))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _scripts
 from dramatiq.middleware import AgeLimit, AsyncIO, Middleware, Retries, ShutdownNotifications, TimeLimit
 
 #: The queue and actor that process deliveries.
@@ -83,6 +83,46 @@ async def enqueue_many(
             broker.enqueue(message, delay=delay_ms)
 
     await asyncio.to_thread(send_all)
+
+
+def dispatch_script() -> bytes:
+    """The Lua source of Dramatiq's Redis ``dispatch`` script (private to dramatiq; read here only).
+
+    :class:`workers.enqueuer.AsyncEnqueuer` runs it with ``redis.asyncio`` to
+    enqueue exactly as ``RedisBroker.enqueue`` does, without a thread.
+    """
+    script: bytes = _scripts["dispatch"]
+    return script
+
+
+def dispatch_enqueue_args(
+    broker: RedisBroker, message: dramatiq.Message[Any], *, now_ms: int, max_unpack: int
+) -> list[Any]:
+    """The ``dispatch`` script's arguments for enqueueing ``message`` now, as ``RedisBroker.enqueue`` builds them.
+
+    Like ``RedisBroker.enqueue``, the message gets a fresh ``redis_message_id`` option. Its key is
+    ``broker.namespace``; ``max_unpack`` is :func:`lua_max_unpack_size`.
+    """
+    redis_id = str(uuid.uuid4())
+    message = message.copy(options={"redis_message_id": redis_id})
+    return [
+        "enqueue",
+        now_ms,
+        message.queue_name,
+        broker.broker_id,
+        broker.heartbeat_timeout,
+        broker.dead_message_ttl,
+        0,
+        max_unpack,
+        redis_id.encode(),
+        message.encode(),
+    ]
+
+
+def lua_max_unpack_size(broker: RedisBroker) -> int:
+    """Redis's Lua ``unpack`` limit as Dramatiq measures it (a blocking Redis call; cached by dramatiq)."""
+    size: int = broker._max_unpack_size()  # type: ignore[no-untyped-call]
+    return size
 
 
 async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:

@@ -2,12 +2,12 @@
 
 redis-py's blocking client (what ``RedisBroker.enqueue`` uses) would stall
 the event loop, and a thread per enqueue costs more CPU than the request it
-serves. This sends the same thing Dramatiq's ``RedisBroker.enqueue`` sends
-(its own ``dispatch.lua`` script, command ``enqueue``, the broker's
-namespace, id and timeouts) with ``redis.asyncio``, and pipelines every
-message requested in one event-loop turn into one round trip. The broker's
-enqueue middleware hooks are not run; the web process's broker has none that
-act on enqueue.
+serves. This sends what ``RedisBroker.enqueue`` sends (Dramatiq's dispatch
+script with the broker's namespace, id and timeouts; :mod:`workers.broker`)
+with ``redis.asyncio``, and pipelines the messages of concurrent requests
+into one round trip (:class:`workers.batching.Batcher`). The broker's
+enqueue middleware hooks are not run; the web process's broker has none
+that act on enqueue.
 """
 
 from __future__ import annotations
@@ -16,39 +16,35 @@ import asyncio
 import time
 import uuid
 
-import redis
 import redis.asyncio as aioredis
-from dramatiq.brokers.redis import RedisBroker, _scripts
+from dramatiq.brokers.redis import RedisBroker
 
-from workers.broker import REDIS_SOCKET_TIMEOUT_S, delivery_message
+from workers.batching import Batcher
+from workers.broker import (
+    REDIS_SOCKET_TIMEOUT_S,
+    delivery_message,
+    dispatch_enqueue_args,
+    dispatch_script,
+    lua_max_unpack_size,
+)
 
 
 class AsyncEnqueuer:
     """Sends delivery messages to a :class:`RedisBroker`'s queue from asyncio.
 
     Args:
-        broker: The broker whose Redis server, queue, namespace and settings to follow.
+        broker: The broker whose queue, namespace and settings to follow.
+        redis_url: The broker's Redis (``REDIS_URL``; TLS and unix sockets as ``redis.asyncio`` reads them).
         max_batch: Messages per pipeline at most.
     """
 
-    def __init__(self, broker: RedisBroker, *, max_batch: int = 500) -> None:
+    def __init__(self, broker: RedisBroker, redis_url: str, *, max_batch: int = 500) -> None:
         self.broker = broker
-        pool = broker.client.connection_pool
-        kw = pool.connection_kwargs
-        self.client = aioredis.Redis(
-            host=kw.get("host", "localhost"),
-            port=kw.get("port", 6379),
-            db=kw.get("db", 0),
-            username=kw.get("username"),
-            password=kw.get("password"),
-            ssl=pool.connection_class is redis.SSLConnection,
-            socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-            socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
+        self.client = aioredis.Redis.from_url(
+            redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S
         )
-        self.script = self.client.register_script(_scripts["dispatch"])
-        self.max_batch = max_batch
-        self._pending: list[tuple[bytes, bytes, str, asyncio.Future[None]]] = []
-        self._flush_scheduled = False
+        self.script = self.client.register_script(dispatch_script())
+        self._batcher: Batcher[tuple[uuid.UUID, str], None] = Batcher(self._send, max_batch=max_batch, max_in_flight=4)
         # Dramatiq's Lua unpack limit, cached by the broker class; asked once, off the loop.
         self._max_unpack: int | None = None
 
@@ -59,48 +55,19 @@ class AsyncEnqueuer:
             redis.RedisError: if Redis is unreachable (the caller records the
                 delivery as not enqueued, and the sweeper sends it later).
         """
-        message = delivery_message(delivery_id, message_id).copy(options={"redis_message_id": str(uuid.uuid4())})
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(
-            (message.options["redis_message_id"].encode(), message.encode(), message.queue_name, future)
-        )
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-        await future
+        await self._batcher.submit((delivery_id, message_id))
 
-    async def _flush(self) -> None:
-        self._flush_scheduled = False
-        while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            try:
-                if self._max_unpack is None:
-                    self._max_unpack = await asyncio.to_thread(self.broker._max_unpack_size)
-                pipe = self.client.pipeline(transaction=False)
-                now_ms = int(time.time() * 1000)
-                for redis_id, data, queue_name, _ in batch:
-                    args = [
-                        "enqueue",
-                        now_ms,
-                        queue_name,
-                        self.broker.broker_id,
-                        self.broker.heartbeat_timeout,
-                        self.broker.dead_message_ttl,
-                        0,
-                        self._max_unpack,
-                        redis_id,
-                        data,
-                    ]
-                    await self.script(keys=[self.broker.namespace], args=args, client=pipe)
-                await pipe.execute()
-            except Exception as exc:  # noqa: BLE001 - every waiter learns of the failure
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-            else:
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+    async def _send(self, pairs: list[tuple[uuid.UUID, str]]) -> list[BaseException | None]:
+        if self._max_unpack is None:
+            self._max_unpack = await asyncio.to_thread(lua_max_unpack_size, self.broker)
+        pipe = self.client.pipeline(transaction=False)
+        now_ms = int(time.time() * 1000)
+        for delivery_id, message_id in pairs:
+            message = delivery_message(delivery_id, message_id)
+            args = dispatch_enqueue_args(self.broker, message, now_ms=now_ms, max_unpack=self._max_unpack)
+            await self.script(keys=[self.broker.namespace], args=args, client=pipe)
+        await pipe.execute()
+        return [None] * len(pairs)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -11,10 +11,10 @@ import asyncpg
 import dramatiq
 import structlog
 
-from db import deliveries, recovery
+from db import recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
-from workers.broker import enqueue_many
+from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay")
 
@@ -70,8 +70,7 @@ async def replay(
                 batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
-        await enqueue_many(broker, batch)
-        await deliveries.mark_enqueued(pool, [d for d, _ in batch])
+        await send_and_record(pool, broker, batch)
         total += len(batch)
         if on_progress:
             on_progress(len(batch))

@@ -15,8 +15,8 @@ import dramatiq
 import redis
 import structlog
 
-from db import deliveries, recovery, tool_calls
-from workers.broker import enqueue_many
+from db import recovery, tool_calls
+from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.sweeper")
 
@@ -71,11 +71,9 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
                 limit=config.batch_size,
             )
         try:
-            await enqueue_many(broker, batch)
+            await send_and_record(pool, broker, batch)
         except redis.RedisError as exc:
-            # Some of the batch may have gone out; resending those later is harmless (one claim wins).
             log.warning("sweep_enqueue_failed", unsent=len(batch), error=str(exc))
-            await deliveries.mark_not_enqueued(pool, [d for d, _ in batch])
             return sent
         sent += len(batch)
         if len(batch) < config.batch_size:

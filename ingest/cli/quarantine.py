@@ -12,7 +12,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from db import deliveries as deliveries_db
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
 from ingest.cli.support import open_pool
@@ -73,8 +72,9 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
     messages route by themselves. --all moves everything unrouted without
     mapping anything: it lists the senders first and asks.
     """
-    from workers.broker import build_broker, enqueue_many
+    from workers.broker import build_broker
     from workers.handlers import QUEUED_TYPES
+    from workers.sending import send_and_record
 
     assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
     if not (assistant_id or phone_number_id or route_all):
@@ -103,9 +103,7 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
                     processable=QUEUED_TYPES,
                     **filters,
                 )
-            if pairs:
-                await enqueue_many(broker, pairs)
-                await deliveries_db.mark_enqueued(pool, [d for d, _ in pairs])
+            await send_and_record(pool, broker, pairs)
             return len(pairs)
         finally:
             await pool.close()
