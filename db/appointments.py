@@ -4,11 +4,45 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 import asyncpg
 
 from db.types import Conn
+
+
+class Conflict(TypedDict, total=False):
+    """The active appointment a refused slot overlaps (``appointment_conflict``; times as ISO 8601 text)."""
+
+    appointment_id: str
+    scheduled_at: str
+    ends_at: str
+
+
+class BookingResult(TypedDict, total=False):
+    """What the booking functions return (``0003_booking.sql``): ``success`` and either the booking or the refusal.
+
+    On success: ``appointment_id``, ``contact_id``, ``scheduled_at``, ``ends_at`` (and, for a
+    reschedule, ``previous_appointment_id``). On refusal: ``error`` (``SLOT_UNAVAILABLE``,
+    ``INVALID_TIME``, ``ORG_NOT_FOUND``, ``CONTACT_NOT_FOUND``, ``NOT_FOUND``) and, for a taken
+    slot, ``conflicting``.
+    """
+
+    success: bool
+    appointment_id: str
+    contact_id: str
+    scheduled_at: str
+    ends_at: str
+    previous_appointment_id: str
+    error: str
+    conflicting: Conflict
+
+
+class Availability(TypedDict, total=False):
+    """``check_slot_availability``: ``available``, and ``conflicting`` when it is not."""
+
+    available: bool
+    conflicting: Conflict
 
 
 async def book(
@@ -21,14 +55,14 @@ async def book(
     service_type: str | None,
     scheduled_at: datetime,
     duration_minutes: int,
-) -> dict[str, Any]:
+) -> BookingResult:
     """``book_appointment_atomic``: upsert the lead and book, or say why not.
 
     Returns:
         ``{success: true, appointment_id, contact_id, scheduled_at, ends_at}`` or
         ``{success: false, error: SLOT_UNAVAILABLE|INVALID_TIME|ORG_NOT_FOUND, conflicting?}``.
     """
-    result: dict[str, Any] = await conn.fetchval(
+    result: BookingResult = await conn.fetchval(
         "SELECT book_appointment_atomic($1, $2, $3, $4, $5, $6, $7)",
         org_id,
         name,
@@ -41,19 +75,17 @@ async def book(
     return result
 
 
-async def check(conn: Conn, org_id: uuid.UUID, scheduled_at: datetime, duration_minutes: int) -> dict[str, Any]:
+async def check(conn: Conn, org_id: uuid.UUID, scheduled_at: datetime, duration_minutes: int) -> Availability:
     """``check_slot_availability``: ``{available, conflicting?}`` (advisory; booking re-checks under the lock)."""
-    result: dict[str, Any] = await conn.fetchval(
+    result: Availability = await conn.fetchval(
         "SELECT check_slot_availability($1, $2, $3)", org_id, scheduled_at, duration_minutes
     )
     return result
 
 
-async def cancel(conn: Conn, org_id: uuid.UUID, appointment_id: uuid.UUID, reason: str | None) -> dict[str, Any]:
+async def cancel(conn: Conn, org_id: uuid.UUID, appointment_id: uuid.UUID, reason: str | None) -> BookingResult:
     """``cancel_appointment``: ``{success: true, appointment_id}`` or ``{success: false, error: NOT_FOUND}``."""
-    result: dict[str, Any] = await conn.fetchval(
-        "SELECT cancel_appointment($1, $2, $3)", org_id, appointment_id, reason
-    )
+    result: BookingResult = await conn.fetchval("SELECT cancel_appointment($1, $2, $3)", org_id, appointment_id, reason)
     return result
 
 
@@ -63,9 +95,9 @@ async def reschedule(
     appointment_id: uuid.UUID,
     new_scheduled_at: datetime,
     duration_minutes: int | None,
-) -> dict[str, Any]:
+) -> BookingResult:
     """``reschedule_appointment``: the new booking (plus ``previous_appointment_id``) or the reason it was refused."""
-    result: dict[str, Any] = await conn.fetchval(
+    result: BookingResult = await conn.fetchval(
         "SELECT reschedule_appointment($1, $2, $3, $4)", org_id, appointment_id, new_scheduled_at, duration_minutes
     )
     return result

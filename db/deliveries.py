@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from db.statuses import STATUSES, DeliveryStatus
-from db.types import Conn, Executor
+from db.types import Conn, DeliveryId, Executor, OrgId
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,8 @@ class Claim:
             backoff ended) to this claim.
     """
 
-    id: uuid.UUID
-    org_id: uuid.UUID
+    id: DeliveryId
+    org_id: OrgId
     event_type: str
     event_id: str
     payload: dict[str, Any]
@@ -62,7 +62,7 @@ class NewDelivery:
     processing (tool calls) or, after a grace period, the sweeper.
     """
 
-    org_id: uuid.UUID
+    org_id: OrgId
     event_type: str
     event_id: str
     payload: dict[str, Any]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from db.errors import AlreadyMapped, OrgNotFound
-from db.types import Executor
+from db.types import Executor, OrgId
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class Org:
             a missing day is closed.
     """
 
-    id: uuid.UUID
+    id: OrgId
     name: str
     timezone: str
     default_region: str

@@ -12,7 +12,7 @@ from typing import Any
 from db.deliveries import NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound
 from db.statuses import DeliveryStatus
-from db.types import Conn, Executor
+from db.types import Conn, Executor, OrgId
 
 
 async def insert(
@@ -119,7 +119,7 @@ async def map_sender(conn: Conn, org_id: uuid.UUID, *, assistant_id: str | None,
 
 async def route(
     conn: Conn,
-    org_id: uuid.UUID,
+    org_id: OrgId,
     *,
     max_attempts: int,
     processable: frozenset[str],

@@ -16,6 +16,7 @@ from db import deliveries
 from db.deliveries import NewDelivery
 from db.errors import RowRefused, is_data_error, refusal_reason
 from db.statuses import DeliveryStatus
+from db.types import OrgId
 from ingest.answers import Answer
 from ingest.appkeys import DB_POOL, SETTINGS
 from ingest.background import enqueue_in_background
@@ -25,7 +26,7 @@ from workers.outcomes import ProcessingOutcome
 
 
 async def answer_tool_calls(
-    request: web.Request, env: Envelope, org_id: uuid.UUID, invocations: list[ToolInvocation], context: dict[str, Any]
+    request: web.Request, env: Envelope, org_id: OrgId, invocations: list[ToolInvocation], context: dict[str, Any]
 ) -> Answer:
     """Store the message once and each tool call once, run the synchronous ones inline, answer every one.
 

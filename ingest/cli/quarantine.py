@@ -14,6 +14,7 @@ from rich.table import Table
 
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
+from db.types import OrgId
 from ingest.cli.support import open_pool
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
@@ -98,7 +99,7 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
                     )
                 pairs = await quarantine_db.route(
                     conn,
-                    org_id,
+                    OrgId(org_id),
                     max_attempts=settings.retry_max_attempts,
                     processable=QUEUED_TYPES,
                     **filters,

@@ -120,7 +120,7 @@ def _requested(
 async def _refusal(
     conn: Conn,
     org_id: uuid.UUID,
-    result: dict[str, Any],
+    result: appointments.BookingResult,
     requested: schedule.RequestedTime,
     duration: int,
     hours: schedule.BusinessHours,
@@ -132,7 +132,7 @@ async def _refusal(
     return _refused(result)
 
 
-def _refused(result: dict[str, Any]) -> ToolError:
+def _refused(result: appointments.BookingResult) -> ToolError:
     code = str(result.get("error", "ERROR"))
     messages = {
         "INVALID_TIME": "INVALID_TIME: that time cannot be booked",
