@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import REDIS_URL, SECRET
+from tests.helpers import REDIS_URL, SECRET
 
 BIN = Path(sys.executable).with_name("vapi-ingest")
 

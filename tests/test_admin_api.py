@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from db import deliveries, orgs
 from db.tokens import token_sha256
 from ingest.app import create_app
-from tests.conftest import status_update, wait_until
+from tests.helpers import status_update, wait_until
 
 ADMIN = "admin-token-0123456789"
 PREFIX = "/api/webhook-metrics"

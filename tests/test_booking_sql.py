@@ -235,7 +235,7 @@ async def test_two_patients_on_one_phone_keep_their_names(pool, org_id):
 async def test_migration_keeps_every_appointment_and_lead(template_db):
     """Data booked under the one-lead-per-phone rule (0003) survives 0006 unchanged."""
     from db.migrate import migrate
-    from tests.conftest import database_at
+    from tests.helpers import database_at
 
     query = "SELECT a.id, a.contact_id, l.name FROM appointments a JOIN leads l ON l.id = a.contact_id ORDER BY a.id"
     async with database_at("0005") as dsn:

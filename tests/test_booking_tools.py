@@ -5,49 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from tests.conftest import post
+from tests.helpers import LONDON, book_args, business_day, metric, post, tool_call
 from workers.handlers.booking import BOOKING_TOOLS
 
-LONDON = ZoneInfo("Europe/London")  # the test org's zone (conftest.org_id)
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "vapi" / "tools"
-
-
-def business_day(weeks_ahead: int = 3) -> date:
-    """A Monday some weeks ahead, in the org's zone."""
-    today = datetime.now(LONDON).date()
-    return today + timedelta(days=(7 - today.weekday()) % 7 + 7 * weeks_ahead)
-
-
-def tool_call(
-    tool_call_id: str, name: str, arguments: Any, *, flattened: bool = False, customer: str | None = None
-) -> dict:
-    """A tool-calls message in the real shape (function.arguments) or the documented flattened one."""
-    item = (
-        {"id": tool_call_id, "name": name, "parameters": arguments}
-        if flattened
-        else {"id": tool_call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-    )
-    call = {"id": "call-booking", "assistantId": "asst-test"}
-    if customer:
-        call["customer"] = {"number": customer}
-    return {"message": {"type": "tool-calls", "timestamp": 1763784256708, "call": call, "toolCallList": [item]}}
 
 
 async def ask(client: Any, settings: Any, body: dict) -> dict:
     resp = await post(client, settings, body)
     assert 200 == resp.status
     return (await resp.json())["results"][0]
-
-
-def book_args(day: date, hhmm: str, **extra: Any) -> dict:
-    args = {"name": "jane doe", "phone": "020 7183 8750", "serviceType": "cleaning", "scheduledAt": f"{day}T{hhmm}"}
-    args.update(extra)
-    return args
 
 
 async def test_booking_reply_is_one_readable_line(client, settings, pool):
@@ -190,8 +161,7 @@ async def test_booking_metrics_count_outcomes(client, settings):
     day = business_day()
 
     def value(text: str, outcome: str) -> float:
-        key = f'vapi_booking_attempts_total{{outcome="{outcome}",tool="bookClinicAppointment"}} '
-        return next((float(line[len(key) :]) for line in text.splitlines() if line.startswith(key)), 0.0)
+        return metric(text, "vapi_booking_attempts_total", outcome=outcome, tool="bookClinicAppointment")
 
     before = await (await client.get("/metrics")).text()
     await ask(client, settings, tool_call("t-1", "bookClinicAppointment", book_args(day, "16:00")))

@@ -9,7 +9,7 @@ from typing import Any
 
 from ingest.app import create_app
 from ingest.settings import Settings
-from tests.conftest import CORPUS_DIR, corpus_files, post, wait_until
+from tests.helpers import CORPUS_DIR, corpus_files, metric, post, settle, wait_until
 from workers.parsing import parse
 
 
@@ -22,10 +22,6 @@ def _expected_call_ids(files: list[Path], ignored: frozenset[str]) -> set[str]:
     return ids
 
 
-def _metric(text: str, key: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(key + " "))
-
-
 async def _post_all(client: Any, settings: Settings, files: list[Path]) -> dict[str, Any]:
     replies = {}
     for f in files:
@@ -34,7 +30,7 @@ async def _post_all(client: Any, settings: Settings, files: list[Path]) -> dict[
     return replies
 
 
-async def test_corpus_is_accepted_stored_once_processed_and_counted(client, settings, pool):
+async def test_corpus_is_accepted_stored_once_processed_and_counted(client, settings, pool, broker):
     """Every corpus file gets 2xx; every stored delivery completes; one call row per call id; resending adds nothing."""
     files = corpus_files()
     before = await (await client.get("/metrics")).text()
@@ -64,15 +60,17 @@ async def test_corpus_is_accepted_stored_once_processed_and_counted(client, sett
     for f in files:
         if f.name.startswith("tool-calls"):
             assert replies[f.name] == again[f.name], f.name
-    await asyncio.sleep(0.5)  # let any (wrongly) enqueued work run before comparing
+    await settle(broker)  # any (wrongly) enqueued work has run before comparing
     assert rows_before == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
     assert calls_before == await pool.fetch("SELECT vapi_call_id, status, hang_count, updated_at FROM calls ORDER BY 1")
     after = await (await client.get("/metrics")).text()
     reports = sum(1 for f in files if f.name.startswith("end-of-call-report"))
     for outcome in ("accepted", "duplicate"):
-        key = f'vapi_webhooks_received_total{{outcome="{outcome}",type="end-of-call-report"}}'
-        assert reports == _metric(after, key) - _metric(before, key)
-    assert rows_before == _metric(after, 'vapi_deliveries{status="completed"}')
+        labels = {"outcome": outcome, "type": "end-of-call-report"}
+        assert reports == metric(after, "vapi_webhooks_received_total", **labels) - metric(
+            before, "vapi_webhooks_received_total", **labels
+        )
+    assert rows_before == metric(after, "vapi_deliveries", status="completed")
 
 
 async def test_captured_headers_with_empty_x_vapi_secret_are_rejected(aiohttp_client, settings, broker, pool):

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import post
+from tests.helpers import post
 from workers.parsing import parse
 from workers.sanitize import REDACTED, is_credential_key
 
@@ -84,7 +84,7 @@ async def test_quarantined_messages_are_redacted_too(aiohttp_client, db_dsn, bro
     import dataclasses
 
     from ingest.app import create_app
-    from tests.conftest import make_settings
+    from tests.helpers import make_settings
 
     settings = make_settings(db_dsn)
     client = await aiohttp_client(create_app(dataclasses.replace(settings), broker=broker))
@@ -126,7 +126,7 @@ async def test_migration_redacts_credentials_already_stored(template_db):
     import asyncpg
 
     from db.migrate import migrate
-    from tests.conftest import database_at
+    from tests.helpers import database_at
 
     async with database_at("0006") as dsn:
         conn = await asyncpg.connect(dsn)

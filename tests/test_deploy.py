@@ -14,17 +14,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
+from tests.helpers import system_tool
+
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
-    return path
 
 
 @pytest.mark.parametrize(
@@ -33,7 +26,9 @@ def _tool(name: str) -> str:
 )
 def test_promtool_accepts_config_rules_and_alert_unit_tests(args):
     """promtool validates the scrape config and rules, and every alert's unit test passes."""
-    result = subprocess.run([_tool("promtool"), *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [system_tool("promtool"), *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+    )
 
     assert 0 == result.returncode, result.stdout + result.stderr
 
@@ -101,9 +96,7 @@ def test_systemd_units_verify():
         parser = configparser.ConfigParser(strict=False, interpolation=None)
         parser.read_string(unit.read_text())
         assert parser["Service"]["ExecStart"].split()[-1] in ("serve", "worker", "scheduler")
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        return
+    analyze = system_tool("systemd-analyze")
     # Verify copies whose ExecStart points at this checkout's binary (the real path is /opt/...).
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"vapi-units-{os.getpid()}"
     tmp.mkdir(exist_ok=True)

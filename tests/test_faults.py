@@ -20,9 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ingest import auth
-from ingest.settings import Settings
-from tests.conftest import SECRET, post, status_update, wait_until
+from tests.helpers import SIGNER, post, settle, signed_headers, status_update, wait_until
 from tests.procs import cli, free_port, running, sql, sql_script, start, stop, wait_for, wait_sql
 
 
@@ -32,8 +30,7 @@ def _hang(call_id: str, ts: int) -> dict:
 
 def _signed(body: dict) -> tuple[bytes, dict[str, str]]:
     raw = json.dumps(body).encode()
-    settings = Settings(webhook_secrets=(SECRET.encode(),))
-    return raw, {"Content-Type": "application/json", **auth.sign(settings, raw)}
+    return raw, signed_headers(SIGNER, raw)
 
 
 async def _stream(url: str, bodies: list[dict], *, concurrency: int = 8) -> list[int]:
@@ -179,7 +176,7 @@ def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_re
     assert (60, 60) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT sum(hang_count) FROM calls"))
 
 
-async def test_same_body_50_times_concurrently_is_one_row_one_effect(client, settings, pool):
+async def test_same_body_50_times_concurrently_is_one_row_one_effect(client, settings, pool, broker):
     """Sends: one hang body 50 times at once. Asserts: 50 answers 200, one row, hang counted once."""
     body = {"message": {"type": "hang", "timestamp": 1746364526623, "call": {"id": "c-50"}}}
 
@@ -188,7 +185,7 @@ async def test_same_body_50_times_concurrently_is_one_row_one_effect(client, set
     assert [200] * 50 == [r.status for r in responses]
     await wait_until(lambda: pool.fetchval("SELECT status = 'completed' FROM webhook_delivery_log"))
     assert 1 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
-    await asyncio.sleep(0.3)
+    await settle(broker)
     assert 1 == await pool.fetchval("SELECT hang_count FROM calls")
 
 

@@ -17,13 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest import auth
-from ingest.settings import Settings
-from tests.conftest import SECRET
+from tests.helpers import SECRET, SIGNER, signed_headers
 from tests.procs import sql, start, stop, wait_for
 
 ADMIN = "admin-token-0123456789"
-SIGNER = Settings(webhook_secrets=(SECRET.encode(),))
 #: Derandomized so CI is reproducible; run with HYPOTHESIS_RANDOM=1 (and SCHEMATHESIS_SEED unset) to explore.
 FUZZ = settings(
     max_examples=150,
@@ -137,7 +134,7 @@ def test_signed_random_messages_never_5xx(web):
     @given(message=message_fields, wrap=st.booleans())
     def check(message: dict, wrap: bool) -> None:
         body = json.dumps({"message": message} if wrap else message).encode()
-        headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+        headers = signed_headers(SIGNER, body)
         status = _post(env, body, headers)
         assert status < 500, status
 
@@ -155,7 +152,7 @@ def test_signed_deeply_nested_and_huge_numbers_never_5xx(web):
         ).encode(),
     ]
     for body in bodies:
-        headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+        headers = signed_headers(SIGNER, body)
         assert _post(env, body, headers) < 500
 
 
@@ -241,7 +238,7 @@ def test_signed_hostile_envelopes_never_5xx(web):
     @given(message=hostile_messages)
     def check(message: dict) -> None:
         body = _hostile_body(message)
-        headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+        headers = signed_headers(SIGNER, body)
         status = _post(env, body, headers)
         assert status < 500, (status, body[:300])
 
@@ -344,7 +341,7 @@ def test_a_replayed_signed_request_is_only_ever_a_duplicate(web):
     """The exact same signed request sent again (a replay attack within the tolerance) stores nothing new."""
     env, _ = web
     body = json.dumps({"message": {"type": "hang", "timestamp": 7, "call": {"id": "c-replay"}}}).encode()
-    headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+    headers = signed_headers(SIGNER, body)
 
     codes = [_post(env, body, headers) for _ in range(3)]
 

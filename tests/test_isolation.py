@@ -13,7 +13,7 @@ from db.deliveries import NewDelivery
 from db.errors import RowRefused, is_data_error
 from db.jsonb import RawNumber
 from ingest.group_commit import GroupCommitWriter
-from tests.conftest import post, signed_headers, status_update
+from tests.helpers import post, signed_headers, status_update
 
 
 def _row(org_id: uuid.UUID, key: str, payload: dict) -> NewDelivery:
@@ -59,8 +59,9 @@ def _overflow(call_id: str) -> bytes:
     return f'{{"message": {{"type": "hang", "timestamp": 5, "call": {{"id": "{call_id}"}}, "n": 1e1000000}}}}'.encode()
 
 
-async def test_unstorable_messages_among_valid_ones_over_http(client, settings, pool):
+async def test_unstorable_messages_among_valid_ones_over_http(ingest_client, settings, pool):
     """60 valid hangs and 6 unstorable ones concurrently: every valid one 200 and stored, each bad one 400 alone."""
+    client = ingest_client
     good = [json.dumps(status_update(f"c-good-{i}", "ringing")).encode() for i in range(60)]
     bad = [_overflow(f"c-bad-{i}") for i in range(6)]
     bodies = good[:30] + bad + good[30:]
@@ -83,8 +84,11 @@ async def test_unstorable_messages_among_valid_ones_over_http(client, settings, 
         ('"transcript": "caf\xe9"'.encode("latin-1"), "invalid_utf8", "caf\ufffd"),
     ],
 )
-async def test_a_report_with_one_broken_character_is_stored_and_marked(client, settings, pool, raw, normalised, stored):
+async def test_a_report_with_one_broken_character_is_stored_and_marked(
+    ingest_client, settings, pool, raw, normalised, stored
+):
     """An end-of-call report JSON cannot carry into jsonb as sent is stored with U+FFFD, and the row says what changed."""
+    client = ingest_client
     body = b'{"message": {"type": "end-of-call-report", "timestamp": 5, "call": {"id": "c-broken"}, ' + raw + b"}}"
 
     resp = await client.post("/webhooks/vapi", data=body, headers=signed_headers(settings, body))
@@ -94,8 +98,9 @@ async def test_a_report_with_one_broken_character_is_stored_and_marked(client, s
     assert (stored, normalised) == (row["t"], row["normalised"])
 
 
-async def test_numbers_beyond_double_range_are_stored_as_written(client, settings, pool):
+async def test_numbers_beyond_double_range_are_stored_as_written(ingest_client, settings, pool):
     """1e400, -1e400, 1e-400 and a 5,000-digit integer reach jsonb as numbers, not Infinity, 0 or an error."""
+    client = ingest_client
     big = "9" * 5000
     body = (
         '{"message": {"type": "hang", "timestamp": 5, "call": {"id": "c-big"}, '
@@ -133,8 +138,9 @@ async def test_numbers_beyond_double_range_are_stored_as_written(client, setting
         ),
     ],
 )
-async def test_ids_used_in_idempotency_keys_are_bounded(client, settings, pool, message, field):
+async def test_ids_used_in_idempotency_keys_are_bounded(ingest_client, settings, pool, message, field):
     """An id over 256 characters is a 400 naming the field, and nothing is stored."""
+    client = ingest_client
     resp = await post(client, settings, {"message": message})
 
     assert 400 == resp.status
@@ -142,8 +148,9 @@ async def test_ids_used_in_idempotency_keys_are_bounded(client, settings, pool, 
     assert 0 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
 
 
-async def test_an_id_of_256_characters_is_accepted(client, settings, pool):
+async def test_an_id_of_256_characters_is_accepted(ingest_client, settings, pool):
     """The bound is inclusive: 256 characters of 4-byte UTF-8 still fit the unique index."""
+    client = ingest_client
     resp = await post(
         client, settings, {"message": {"type": "hang", "timestamp": 1, "call": {"id": "\U0001f600" * 256}}}
     )

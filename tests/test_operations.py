@@ -9,7 +9,7 @@ import asyncpg
 
 from db import deliveries, quarantine
 from db.filters import DeliveryFilter
-from tests.conftest import status_update, wait_until
+from tests.helpers import status_update, wait_until
 from workers.handlers import QUEUED_TYPES
 from workers.replay import replay
 from workers.retention import cleanup

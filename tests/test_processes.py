@@ -8,12 +8,8 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import SECRET, corpus_files
+from tests.helpers import NOTHING_LEFT_TO_RUN, SECRET, corpus_files, metric, system_tool
 from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
-
-
-def _metric(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
 
 def test_send_corpus_through_the_real_processes(services, tmp_path):
@@ -30,24 +26,24 @@ def test_send_corpus_through_the_real_processes(services, tmp_path):
     while True:
         web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
         if (
-            _metric(web, 'vapi_deliveries{status="pending"}') == 0
-            and _metric(web, 'vapi_deliveries{status="processing"}') == 0
+            metric(web, "vapi_deliveries", status="pending") == 0
+            and metric(web, "vapi_deliveries", status="processing") == 0
         ):
             break
         assert time.monotonic() < deadline, "deliveries still pending after 30 s"
         time.sleep(0.3)
     workers = wait_for(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
-    assert _metric(web, 'vapi_deliveries{status="completed"}') > 0
-    assert 0 == _metric(web, 'vapi_deliveries{status="dead_letter"}')
-    assert _metric(workers, 'vapi_deliveries_processed_total{outcome="completed"') > 0
-    assert _metric(web, "vapi_webhooks_received_total") == len(files)
+    assert metric(web, "vapi_deliveries", status="completed") > 0
+    assert 0 == metric(web, "vapi_deliveries", status="dead_letter")
+    assert metric(workers, "vapi_deliveries_processed_total", outcome="completed") > 0
+    assert metric(web, "vapi_webhooks_received_total") == len(files)
 
     again = cli(env, "send", str(files[0].parent))
 
     assert 0 == again.returncode
     web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
-    assert _metric(web, 'vapi_webhooks_received_total{outcome="accepted"') == _metric(
-        web, 'vapi_webhooks_received_total{outcome="duplicate"'
+    assert metric(web, "vapi_webhooks_received_total", outcome="accepted") == metric(
+        web, "vapi_webhooks_received_total", outcome="duplicate"
     )
     logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
     assert "webhook_received" in logs and "delivery_processed" in logs
@@ -64,7 +60,7 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
         "ALTER FUNCTION book_appointment_atomic RENAME TO book_appointment_atomic_broken",
     ):
         sql(env, statement)
-    from tests.test_booking_tools import book_args, business_day, tool_call
+    from tests.helpers import book_args, business_day, tool_call
 
     for i in range(8):
         body = {
@@ -116,16 +112,14 @@ def test_the_3am_story_dead_letters_fixed_and_replayed_once(fast_retries, servic
 
     again = cli(env, "deliveries", "replay", "--status", "dead_letter", "--yes")
     resent = cli(env, "send", str(tmp_path))
-    time.sleep(1)
+    wait_sql(env, NOTHING_LEFT_TO_RUN)
     assert "0 deliveries match" in again.stdout and 0 == resent.returncode
     assert (8, 0) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT count(*) FROM appointments"))
 
 
 def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path):
     """Debian's Prometheus scrapes the three processes on loopback and answers a query for our counter."""
-    from tests.test_deploy import _tool
-
-    prometheus = _tool("prometheus")
+    prometheus = system_tool("prometheus")
     env = services
     port = free_port()
     config = tmp_path / "prometheus.yml"
@@ -181,7 +175,7 @@ def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    wait_sql(env, "SELECT count(*) > 0 FROM webhook_delivery_log WHERE replay_count = 1")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
 
@@ -209,10 +203,10 @@ def test_two_web_processes_share_the_port_and_their_metrics(env, tmp_path):
     finally:
         clean = stop(web)
     assert 0 == sent.returncode, sent.stdout
-    assert len(files) == _metric(metrics, "vapi_webhooks_received_total")
+    assert len(files) == metric(metrics, "vapi_webhooks_received_total")
     # One row per accepted request has no answer_by: the delivery, or a tool-call message's own row.
-    assert sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE answer_by IS NULL") == _metric(
-        metrics, 'vapi_webhooks_received_total{outcome="accepted"'
+    assert sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE answer_by IS NULL") == metric(
+        metrics, "vapi_webhooks_received_total", outcome="accepted"
     )
     assert clean and 0 == web.returncode
 

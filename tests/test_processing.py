@@ -10,7 +10,7 @@ import asyncpg
 
 from db import deliveries, recovery
 from ingest.app import create_app
-from tests.conftest import post, status_update, wait_until
+from tests.helpers import post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
 from workers.processing import ProcessingConfig, process_delivery
 from workers.retry import RetryPolicy

@@ -10,15 +10,16 @@ import asyncpg
 import pytest
 
 from ingest.app import create_app
-from tests.conftest import SECRET, make_settings, post, received, signed_headers, status_update, wait_until
+from tests.helpers import SECRET, make_settings, post, received, signed_headers, status_update, wait_until
 
 
 async def _count(pool: asyncpg.Pool, table: str = "webhook_delivery_log") -> int:
     return await pool.fetchval(f"SELECT count(*) FROM {table}")
 
 
-async def test_wrong_credential_is_401_not_stored_and_counted(client, settings, pool):
+async def test_wrong_credential_is_401_not_stored_and_counted(ingest_client, settings, pool):
     """A signature made with another secret gets 401, no row, and an unauthorized count."""
+    client = ingest_client
     before = await received(client, "none", "unauthorized")
     body = json.dumps(status_update("c-1", "ringing")).encode()
     other = make_settings(settings.database_url, webhook_secrets=(b"not-the-secret",))
@@ -31,8 +32,9 @@ async def test_wrong_credential_is_401_not_stored_and_counted(client, settings, 
     assert before + 1 == await received(client, "none", "unauthorized")
 
 
-async def test_missing_credential_is_401(client, pool):
+async def test_missing_credential_is_401(ingest_client, pool):
     """No signature header at all gets 401."""
+    client = ingest_client
     resp = await client.post("/webhooks/vapi", json=status_update("c-1", "ringing"))
 
     assert 401 == resp.status
@@ -64,8 +66,9 @@ async def test_body_over_the_limit_is_413_not_stored(aiohttp_client, settings, b
         (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     ],
 )
-async def test_malformed_body_is_400_with_reason(client, settings, pool, body, reason):
+async def test_malformed_body_is_400_with_reason(ingest_client, settings, pool, body, reason):
     """Bodies that are not Vapi server messages get 400 naming what is wrong."""
+    client = ingest_client
     resp = await post(client, settings, body)
 
     assert 400 == resp.status
@@ -73,8 +76,9 @@ async def test_malformed_body_is_400_with_reason(client, settings, pool, body, r
     assert 0 == await _count(pool)
 
 
-async def test_non_json_content_type_is_415(client, settings, pool):
+async def test_non_json_content_type_is_415(ingest_client, settings, pool):
     """A signed body sent as text/plain gets 415 and is not stored."""
+    client = ingest_client
     body = json.dumps(status_update("c-1", "ringing")).encode()
     headers = signed_headers(settings, body)
     headers["Content-Type"] = "text/plain"
@@ -85,8 +89,9 @@ async def test_non_json_content_type_is_415(client, settings, pool):
     assert 0 == await _count(pool)
 
 
-async def test_ignored_type_is_200_not_stored_and_counted(client, settings, pool):
+async def test_ignored_type_is_200_not_stored_and_counted(ingest_client, settings, pool):
     """A streaming type from VAPI_IGNORED_TYPES is acknowledged but never stored."""
+    client = ingest_client
     before = await received(client, "speech-update", "ignored")
     resp = await post(client, settings, {"message": {"type": "speech-update", "status": "started", "role": "user"}})
 
@@ -95,8 +100,9 @@ async def test_ignored_type_is_200_not_stored_and_counted(client, settings, pool
     assert before + 1 == await received(client, "speech-update", "ignored")
 
 
-async def test_unknown_type_is_stored_completed_as_unhandled(client, settings, pool):
+async def test_unknown_type_is_stored_completed_as_unhandled(ingest_client, settings, pool):
     """A message type Vapi may add later is kept, and marked completed as unhandled."""
+    client = ingest_client
     before = await received(client, "other", "accepted")
     resp = await post(
         client, settings, {"message": {"type": "future.thing", "timestamp": 1763784256708, "call": {"id": "c-9"}}}
@@ -110,8 +116,9 @@ async def test_unknown_type_is_stored_completed_as_unhandled(client, settings, p
 
 
 @pytest.mark.parametrize("mtype", ["transfer-update", "assistant-request", "call.deleted"])
-async def test_a_known_type_without_a_handler_is_completed_and_never_queued(client, settings, pool, mtype):
+async def test_a_known_type_without_a_handler_is_completed_and_never_queued(ingest_client, settings, pool, mtype):
     """Types Vapi documents but nothing processes are stored completed, with no message id and nothing enqueued."""
+    client = ingest_client
     resp = await post(client, settings, {"message": {"type": mtype, "timestamp": 1, "call": {"id": f"c-{mtype}"}}})
 
     assert 200 == resp.status
@@ -119,8 +126,9 @@ async def test_a_known_type_without_a_handler_is_completed_and_never_queued(clie
     assert ("completed", None, None, 0) == (row["status"], row["job_id"], row["enqueued_at"], row["attempts"])
 
 
-async def test_duplicate_is_200_and_adds_no_row(client, settings, pool):
+async def test_duplicate_is_200_and_adds_no_row(ingest_client, settings, pool):
     """The same status-update twice: both 200, one row, the second counted as duplicate."""
+    client = ingest_client
     first = await post(client, settings, status_update("c-1", "ringing"))
     second = await post(client, settings, status_update("c-1", "ringing"))
 
@@ -201,8 +209,9 @@ async def test_redis_unavailable_is_2xx_and_the_sweeper_enqueues_later(aiohttp_c
     assert "in-progress" == await pool.fetchval("SELECT status FROM calls WHERE vapi_call_id = 'c-r'")
 
 
-async def test_assistant_request_is_answered_with_the_orgs_assistant(client, settings):
+async def test_assistant_request_is_answered_with_the_orgs_assistant(ingest_client, settings):
     """assistant-request gets the org's configured assistantId (Vapi waits 7.5 s at most)."""
+    client = ingest_client
     payload = {
         "message": {
             "type": "assistant-request",

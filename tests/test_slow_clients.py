@@ -7,7 +7,7 @@ import dataclasses
 import time
 
 from ingest.app import create_app
-from tests.conftest import signed_headers
+from tests.helpers import metric, signed_headers
 
 
 async def _raw_request(port: int, head_body: bytes, *, then_close: bool) -> tuple[bytes, float]:
@@ -44,16 +44,11 @@ async def test_a_stalled_body_gets_408_and_the_connection_closes(aiohttp_client,
     assert 0 == await pool.fetchval("SELECT count(*) FROM webhook_delivery_log")
 
 
-def _counter(metrics: str, outcome: str) -> float:
-    line = f'vapi_webhooks_received_total{{outcome="{outcome}",type="none"}} '
-    return next((float(r[len(line) :]) for r in metrics.splitlines() if r.startswith(line)), 0.0)
-
-
 def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org_for_env, tmp_path):
     """Against the real web process: a client that disconnects mid-body is counted as client_closed, and the
     unavailable count (which pages someone as a database outage) does not move."""
     from ingest.settings import Settings
-    from tests.conftest import SECRET
+    from tests.helpers import SECRET
     from tests.procs import get, start, stop, wait_for
 
     env = {**env, "VAPI_DEFAULT_ORG_ID": org_for_env}
@@ -65,13 +60,16 @@ def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org
         for _ in range(3):
             asyncio.run(_raw_request(int(env["PORT"]), _head(signer, 1000) + b'{"message"', then_close=True))
         deadline = time.monotonic() + 10
-        while _counter(get(f"{base}/metrics"), "client_closed") < 3 and time.monotonic() < deadline:
+        while (
+            metric(get(f"{base}/metrics"), "vapi_webhooks_received_total", outcome="client_closed", type="none") < 3
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         metrics = get(f"{base}/metrics")
     finally:
         stop(web)
-    assert 3 == _counter(metrics, "client_closed")
-    assert 0 == _counter(metrics, "unavailable")
+    assert 3 == metric(metrics, "vapi_webhooks_received_total", outcome="client_closed", type="none")
+    assert 0 == metric(metrics, "vapi_webhooks_received_total", outcome="unavailable", type="none")
 
 
 def test_stalled_headers_and_idle_connections_are_closed(env, tmp_path):

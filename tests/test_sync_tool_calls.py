@@ -17,11 +17,19 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from ingest import auth
 from ingest.app import create_app
-from tests.conftest import SECRET, post, wait_until
+from tests.helpers import (
+    NOTHING_LEFT_TO_RUN,
+    SIGNER,
+    book_args,
+    business_day,
+    post,
+    settle,
+    signed_headers,
+    tool_call,
+    wait_until,
+)
 from tests.procs import cli, sql, start, stop, wait_for, wait_sql
-from tests.test_booking_tools import book_args, business_day, tool_call
 from workers.inline import MISSED_REPLY
 
 ADMIN = "admin-token-0123456789"
@@ -64,7 +72,7 @@ async def test_a_booking_blocked_past_the_deadline_is_rolled_back_and_missed(
         "SELECT status, error_message FROM webhook_delivery_log WHERE event_id = 'tool-call:t-late'"
     )
     assert "missed" == row["status"] and "deadline" in row["error_message"]
-    await asyncio.sleep(1.0)  # a worker or sweeper that wrongly picked it up would have booked by now
+    await settle(broker)  # a worker that wrongly picked it up would have booked by now
     assert 0 == await pool.fetchval("SELECT count(*) FROM appointments")
 
 
@@ -101,7 +109,7 @@ async def test_replay_refuses_tool_calls_over_the_api(aiohttp_client, settings, 
     for resp in (by_id, by_status):
         body = await resp.json()
         assert (200, 0, 1) == (resp.status, body["replayed"], body["refused_tool_calls"]), body
-    await asyncio.sleep(0.5)
+    await settle(broker)
     assert 0 == await pool.fetchval("SELECT count(*) FROM appointments")
     assert "dead_letter" == await pool.fetchval("SELECT status FROM webhook_delivery_log WHERE id = $1", delivery_id)
 
@@ -168,9 +176,7 @@ async def test_an_async_tool_goes_to_a_worker_and_can_be_replayed(client, settin
 
 def _signed_request(url: str, body: dict) -> dict:
     raw = json.dumps(body).encode()
-    from ingest.settings import Settings
-
-    headers = {"Content-Type": "application/json", **auth.sign(Settings(webhook_secrets=(SECRET.encode(),)), raw)}
+    headers = signed_headers(SIGNER, raw)
     req = urllib.request.Request(url, data=raw, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -244,7 +250,7 @@ def test_web_process_killed_while_a_booking_waits_never_books(env, tmp_path):
         release()
         caller.join(timeout=30)
         wait_sql(env, "SELECT status = 'missed' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-kill'")
-        time.sleep(1.5)  # sweeper passes and idle workers: any wrong pick-up would book now
+        wait_sql(env, NOTHING_LEFT_TO_RUN)  # and the row is terminal: no claim can take it
     finally:
         stop(web, signal.SIGKILL)
         for proc in others:
@@ -271,7 +277,7 @@ def test_postgres_stopped_during_a_booking_never_books_after_it_returns(env, pri
         release(terminate=True)
         private_postgres["up"]()  # type: ignore[operator]
         wait_sql(env, "SELECT status = 'missed' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-pg'")
-        time.sleep(1.5)
+        wait_sql(env, NOTHING_LEFT_TO_RUN)
     finally:
         for proc in procs:
             stop(proc)

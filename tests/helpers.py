@@ -1,0 +1,195 @@
+"""Helpers shared by the test modules: constants, one signer, one metrics reader, message builders, binaries.
+
+Test modules import from here (and fixtures come from conftest.py); no test
+module imports another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from db.migrate import migrate
+from ingest import auth
+from ingest.settings import Settings
+
+ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vapi" / "payloads"
+SECRET = "test-secret-1"
+#: Signs like Vapi with :data:`SECRET` (HMAC, the default scheme), for tests without a Settings of their own.
+SIGNER = Settings(webhook_secrets=(SECRET.encode(),))
+LONDON = ZoneInfo("Europe/London")
+
+
+def unavailable(what: str) -> None:
+    """Skip locally, fail in CI (``CI`` set): a missing service must never pass silently there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI and cannot be reached")
+    pytest.skip(f"{what} is not reachable")
+
+
+def signed_headers(settings: Settings, body: bytes, **extra: str) -> dict[str, str]:
+    """Headers Vapi would send for ``body`` under ``settings``."""
+    return {"Content-Type": "application/json", **auth.sign(settings, body), **extra}
+
+
+async def post(client: Any, settings: Settings, payload: dict[str, Any] | bytes, **headers: str) -> Any:
+    """POST a signed body to /webhooks/vapi."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return await client.post("/webhooks/vapi", data=body, headers=signed_headers(settings, body, **headers))
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` whose labels include ``labels``, from a Prometheus exposition.
+
+    ``name`` is the sample's name (``vapi_webhooks_received_total``, ``vapi_deliveries``); 0 when absent.
+    """
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def status_update(call_id: str, status: str, **extra: Any) -> dict[str, Any]:
+    """A minimal status-update body of our own."""
+    call = {"id": call_id, "type": "inboundPhoneCall"}
+    return {"message": {"type": "status-update", "status": status, "timestamp": 1727030665008, "call": call, **extra}}
+
+
+def business_day(weeks_ahead: int = 3) -> date:
+    """A Monday some weeks ahead, in the org's zone."""
+    today = datetime.now(LONDON).date()
+    return today + timedelta(days=(7 - today.weekday()) % 7 + 7 * weeks_ahead)
+
+
+def tool_call(
+    tool_call_id: str, name: str, arguments: Any, *, flattened: bool = False, customer: str | None = None
+) -> dict[str, Any]:
+    """A tool-calls message in the real shape (function.arguments) or the documented flattened one."""
+    item = (
+        {"id": tool_call_id, "name": name, "parameters": arguments}
+        if flattened
+        else {"id": tool_call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    )
+    call: dict[str, Any] = {"id": "call-booking", "assistantId": "asst-test"}
+    if customer:
+        call["customer"] = {"number": customer}
+    return {"message": {"type": "tool-calls", "timestamp": 1763784256708, "call": call, "toolCallList": [item]}}
+
+
+def book_args(day: date, hhmm: str, **extra: Any) -> dict[str, Any]:
+    """bookClinicAppointment arguments for ``day`` at ``hhmm`` (local time), with any ``extra``."""
+    args = {"name": "jane doe", "phone": "020 7183 8750", "serviceType": "cleaning", "scheduledAt": f"{day}T{hhmm}"}
+    args.update(extra)
+    return args
+
+
+def system_tool(name: str) -> str:
+    """The path of a system binary the test needs (e.g. Debian's ``prometheus``): skip locally, fail in CI."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} (.ci/run installs it)")
+    assert path is not None
+    return path
+
+
+def dsn_for(database: str) -> str:
+    """The admin DSN pointed at another database."""
+    return urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + database))
+
+
+async def admin_sql(sql: str) -> None:
+    """Run one statement on the admin database (CREATE/DROP DATABASE)."""
+    conn = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def database_at(version: str) -> AsyncIterator[str]:
+    """A fresh database migrated up to ``version`` only (for migration tests); yields its DSN, drops it after."""
+    name = f"vapi_mig_{uuid.uuid4().hex[:12]}"
+    try:
+        await migrate(dsn_for(name), target=version)
+        yield dsn_for(name)
+    finally:
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_settings(db_dsn: str, **overrides: Any) -> Settings:
+    """Test settings: HMAC with :data:`SECRET`, fast retries."""
+    values: dict[str, Any] = {
+        "database_url": db_dsn,
+        "redis_url": REDIS_URL,
+        "webhook_secrets": (SECRET.encode(),),
+        "retry_max_attempts": 3,
+        "retry_min_backoff_ms": 50,
+        "retry_max_backoff_ms": 200,
+        "log_format": "json",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05) -> Any:
+    """Await ``predicate()`` (sync or async) until truthy; fail after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)
+
+
+async def received(client: Any, type_label: str, outcome: str) -> float:
+    """vapi_webhooks_received_total for one type and outcome now (metrics are process-wide: compare before/after)."""
+    text = await (await client.get("/metrics")).text()
+    return metric(text, "vapi_webhooks_received_total", type=type_label, outcome=outcome)
+
+
+def corpus_files() -> list[Path]:
+    """The shared payload corpus; skips (with the reason) when ``../shared`` is absent."""
+    if not CORPUS_DIR.is_dir():
+        unavailable(f"the payload corpus at {CORPUS_DIR} (../shared/vapi/payloads)")
+    return sorted(CORPUS_DIR.glob("*.json"))
+
+
+async def settle(broker: Any, *, timeout_s: float = 15.0) -> None:
+    """Wait until the delivery queue holds no message, queued or unacked (Dramatiq's ``join``).
+
+    A negative assertion ("nothing more happened") made after this checks
+    state, not the clock: any work that was (wrongly) enqueued has run.
+    """
+    from workers.broker import QUEUE_NAME
+
+    await asyncio.to_thread(broker.join, QUEUE_NAME, timeout=int(timeout_s * 1000))
+
+
+#: True once no delivery is left that any worker could claim (pending, processing or failed): a stray
+#: message for a terminal row is skipped by the claim, so nothing more can happen to these rows.
+NOTHING_LEFT_TO_RUN = (
+    "SELECT count(*) = 0 FROM webhook_delivery_log WHERE status IN ('pending', 'processing', 'failed')"
+)
