@@ -121,4 +121,5 @@ async def client(aiohttp_client: Any, settings: Settings, broker: dramatiq.Broke
 
 
 # Fixtures that run the real processes (tests/procs.py), available to every test module.
+from tests.fuzzing import web  # noqa: E402,F401
 from tests.procs import env, fast_retries, org_for_env, private_postgres, services  # noqa: E402,F401
