@@ -70,3 +70,24 @@ def refusal_reason(exc: BaseException) -> str:
     """The first line of a data error's message (never the DETAIL, which may quote the data)."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:200]
+
+
+#: Errors worth retrying at once, on the same connection, before an attempt counts as failed:
+#: serialization failures and deadlocks. A lost connection is not retried in place: the delivery's
+#: lease expires and the sweeper sends it again (as ``failed``, with the backoff of the next attempt).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that a quick retry of the same transaction may cure."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """True if PostgreSQL cancelled a statement (``statement_timeout``, SQLSTATE 57014)."""
+    return isinstance(exc, asyncpg.QueryCanceledError)
+
+
+def is_cannot_connect(exc: BaseException) -> bool:
+    """True if a connection could not be opened at all (unreachable, refused, or no such database)."""
+    return isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError))

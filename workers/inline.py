@@ -29,14 +29,13 @@ import asyncpg
 import structlog
 
 from db import deliveries, tool_calls
-from db.errors import is_unavailable
+from db.errors import is_statement_timeout, is_transient, is_unavailable
 from db.pool import set_local_statement_timeout
 from db.types import Conn
 from workers import metrics
 from workers.errors import PermanentError, ToolError
 from workers.handlers import tools
 from workers.outcomes import ProcessingOutcome
-from workers.retry import is_transient
 
 log = structlog.get_logger("workers.inline")
 
@@ -125,7 +124,7 @@ async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float) ->
 
 
 async def _missed(pool: asyncpg.Pool, claim: deliveries.Claim, exc: BaseException) -> InlineOutcome:
-    if isinstance(exc, (TimeoutError, asyncpg.QueryCanceledError, DeadlinePassed)):
+    if isinstance(exc, (TimeoutError, DeadlinePassed)) or is_statement_timeout(exc):
         reason = "the caller's deadline passed before this tool call finished"
     elif isinstance(exc, (PermanentError, ToolError)):
         reason = f"permanent: {exc}"

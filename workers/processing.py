@@ -18,12 +18,13 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from db import deliveries
+from db.errors import is_transient
 from db.types import Conn
 from workers import metrics
 from workers.errors import LeaseLost, PermanentError
 from workers.handlers import HANDLERS
 from workers.outcomes import ProcessingOutcome
-from workers.retry import RetryPolicy, is_transient
+from workers.retry import RetryPolicy
 
 log = structlog.get_logger("workers.processing")
 

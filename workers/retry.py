@@ -1,25 +1,9 @@
-"""Retry policy: exponential backoff with jitter, and which errors are transient."""
+"""Retry policy: exponential backoff with jitter (which errors are transient: :func:`db.errors.is_transient`)."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-import asyncpg
-
-#: Errors worth retrying at once, on the same connection (tenacity), before the
-#: attempt counts as failed: serialization failures and deadlocks. A lost
-#: connection is not retried in place: the delivery's lease expires and the
-#: sweeper sends it again (as ``failed``, with the backoff of the next attempt).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors that a quick retry of the same transaction may cure."""
-    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 @dataclass(frozen=True, kw_only=True)

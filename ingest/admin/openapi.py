@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.statuses import STATUSES
+from db.statuses import REPLAYABLE, STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -222,8 +222,8 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "status": {
                         "oneOf": [
-                            {"type": "string", "enum": ["failed", "dead_letter"]},
-                            {"type": "array", "items": {"type": "string", "enum": ["failed", "dead_letter"]}},
+                            {"type": "string", "enum": sorted(REPLAYABLE)},
+                            {"type": "array", "items": {"type": "string", "enum": sorted(REPLAYABLE)}},
                         ]
                     },
                     "org_id": {"type": "string", "format": "uuid"},

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
+from db.errors import is_cannot_connect
 from db.types import Conn
 from ingest.settings import ConfigError, Settings
 
@@ -28,7 +29,9 @@ def run_async(coro: Awaitable[T]) -> T:
     """Run a coroutine, turning connection failures into one clear line."""
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError) as exc:
+    except Exception as exc:
+        if not is_cannot_connect(exc):
+            raise
         raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
 
 
