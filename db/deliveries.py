@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from db.statuses import STATUSES, DeliveryStatus
 from db.types import Conn, DeliveryId, Executor, OrgId
 
@@ -36,6 +38,21 @@ class Claim:
     max_attempts: int
     wait_s: float
     replay_count: int = 0
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Claim:
+        """A claim from a claiming UPDATE's ``RETURNING`` (``attempts`` becomes :attr:`attempt`)."""
+        return cls(
+            id=row["id"],
+            org_id=row["org_id"],
+            event_type=row["event_type"],
+            event_id=row["event_id"],
+            payload=row["payload"],
+            attempt=row["attempts"],
+            max_attempts=row["max_attempts"],
+            wait_s=row["wait_s"],
+            replay_count=row["replay_count"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +203,7 @@ async def claim(conn: Executor, delivery_id: uuid.UUID, *, lease_s: float) -> Cl
     )
     if row is None:
         return None
-    return Claim(
-        id=row["id"],
-        org_id=row["org_id"],
-        event_type=row["event_type"],
-        event_id=row["event_id"],
-        payload=row["payload"],
-        attempt=row["attempts"],
-        max_attempts=row["max_attempts"],
-        wait_s=row["wait_s"],
-        replay_count=row["replay_count"],
-    )
+    return Claim.from_record(row)
 
 
 async def complete(conn: Conn, claim: Claim, result: Any) -> bool:

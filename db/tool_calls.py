@@ -37,17 +37,7 @@ async def claim_sync(conn: Conn, delivery_id: uuid.UUID) -> Claim | None:
     )
     if row is None:
         return None
-    return Claim(
-        id=row["id"],
-        org_id=row["org_id"],
-        event_type=row["event_type"],
-        event_id=row["event_id"],
-        payload=row["payload"],
-        attempt=row["attempts"],
-        max_attempts=row["max_attempts"],
-        wait_s=row["wait_s"],
-        replay_count=row["replay_count"],
-    )
+    return Claim.from_record(row)
 
 
 async def complete_sync(conn: Conn, claim: Claim, result: Any) -> bool:

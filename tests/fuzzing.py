@@ -152,15 +152,6 @@ def web(env, tmp_path):
     assert SECRET not in text and ADMIN not in text
 
 
-def _post(env: dict[str, str], body: bytes, headers: dict[str, str]) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
-    try:
-        conn.request("POST", "/webhooks/vapi", body=body, headers=headers)
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
 def post_raw(env: dict[str, str], body: bytes, headers: dict[str, str]) -> int:
     """POST ``body`` to the web process's /webhooks/vapi; the status code."""
     conn = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
