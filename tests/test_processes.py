@@ -160,7 +160,7 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
 
 
 def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env):
-    """SIGINT during a rate-limited replay: it finishes the batch, exits 0, and the count matches the rows."""
+    """SIGINT during a rate-limited replay: it finishes the batch, exits 130, and the count matches the rows."""
     sql(
         env,
         f"""
@@ -179,7 +179,7 @@ def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
 
-    assert 0 == proc.returncode, err
+    assert 130 == proc.returncode, err
     done = int(re.search(r"replayed (\d+) of 50", out).group(1))
     assert "stopped by Ctrl-C" in out
     assert 0 < done < 50

@@ -202,3 +202,33 @@ async def test_process_delivery_outcomes_follow_the_retry_policy(pool, org_id):
 
     assert [ProcessingOutcome.RETRIED, ProcessingOutcome.RETRIED, ProcessingOutcome.DEAD_LETTERED] == outcomes
     assert "dead_letter" == await pool.fetchval("SELECT status FROM webhook_delivery_log")
+
+
+async def test_retries_log_at_warning_and_dead_letters_at_error_with_their_error(pool, org_id, tmp_path):
+    """With LOG_LEVEL=WARNING an operator still sees each retry (warning) and the dead letter (error), each with
+    the error text, delivery id, type and attempt; a completed delivery logs nothing at that level."""
+    import json
+    import logging
+
+    import structlog
+
+    from ingest import logs
+
+    await _break_status_handler(pool)
+    failing = await _insert(pool, org_id, "c-logs", "ringing")
+    config = ProcessingConfig(retry=RetryPolicy(min_backoff_ms=0, max_backoff_ms=0), in_transaction_tries=1)
+    path = tmp_path / "service.log"
+    with path.open("w") as stream:
+        logs.configure(level="WARNING", fmt="json", stream=stream)
+        try:
+            for _ in range(3):
+                await process_delivery(pool, failing, config)
+        finally:
+            structlog.reset_defaults()
+            logging.getLogger().handlers.clear()
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+
+    assert ["warning", "warning", "error"] == [e["level"] for e in events]
+    assert [1, 2, 3] == [e["attempt"] for e in events]
+    assert all(e["delivery_id"] == str(failing) and e["type"] == "status-update" for e in events)
+    assert all("create_inbound_call_atomically" in e["error"] for e in events), events

@@ -29,6 +29,10 @@ from workers.retry import RetryPolicy
 log = structlog.get_logger("workers.processing")
 
 
+#: Log level of ``delivery_processed`` by outcome (info otherwise).
+_LOG_LEVELS = {ProcessingOutcome.RETRIED: "warning", ProcessingOutcome.DEAD_LETTERED: "error"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProcessingConfig:
     """Knobs of :func:`process_delivery`.
@@ -49,13 +53,15 @@ class Outcome:
     """What happened (``status``; :class:`workers.outcomes.ProcessingOutcome`).
 
     ``retry_delay_ms`` is set when ``status`` is retried; ``message_id`` is the
-    Dramatiq message id reserved for that retry.
+    Dramatiq message id reserved for that retry; ``error`` is the failure's
+    text when it was retried or dead-lettered.
     """
 
     status: ProcessingOutcome
     result: Any = None
     retry_delay_ms: int | None = None
     message_id: str | None = None
+    error: str | None = None
 
 
 async def apply(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
@@ -116,12 +122,16 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
     if claim.replay_count and outcome.status in (ProcessingOutcome.COMPLETED, ProcessingOutcome.DEAD_LETTERED):
         metrics.REPLAYS.labels(outcome.status).inc()
     metrics.PROCESSING_DURATION.labels(claim.event_type).observe(duration_s)
-    bound.info(
+    # An operator watching at WARNING sees every retry and every dead letter, with what went wrong.
+    level = _LOG_LEVELS.get(outcome.status, "info")
+    getattr(bound, level)(
         "delivery_processed",
         outcome=outcome.status,
         duration_ms=round(duration_s * 1000, 2),
         queue_wait_ms=round(claim.wait_s * 1000, 2),
         retry_delay_ms=outcome.retry_delay_ms,
+        max_attempts=claim.max_attempts,
+        error=outcome.error,
     )
     return outcome
 
@@ -158,10 +168,10 @@ async def _finish_failed(
 ) -> Outcome:
     if dead or claim.attempt >= claim.max_attempts:
         await deliveries.fail(conn, claim, error, retry_at=None, job_id=None)
-        return Outcome(ProcessingOutcome.DEAD_LETTERED)
+        return Outcome(ProcessingOutcome.DEAD_LETTERED, error=error)
     delay_ms = config.retry.backoff_ms(claim.attempt)
     message_id = str(uuid.uuid4())
     retry_at = datetime.now(UTC) + timedelta(milliseconds=delay_ms)
     if not await deliveries.fail(conn, claim, error, retry_at=retry_at, job_id=message_id):
         return Outcome(ProcessingOutcome.SKIPPED)
-    return Outcome(ProcessingOutcome.RETRIED, retry_delay_ms=delay_ms, message_id=message_id)
+    return Outcome(ProcessingOutcome.RETRIED, retry_delay_ms=delay_ms, message_id=message_id, error=error)

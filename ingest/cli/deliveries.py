@@ -148,10 +148,12 @@ def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float
     default = () if ids else tuple(REPLAYABLE)
     flt = DeliveryFilter(statuses=statuses or default, ids=ids, **filters)
     settings = _settings()
-    _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate))
+    if not _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate)):
+        sys.exit(130)  # the shell's code for "stopped by SIGINT", after saying how far it got
 
 
-async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run: bool, rate: float | None) -> None:
+async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run: bool, rate: float | None) -> bool:
+    """Count, confirm and replay; False if Ctrl-C stopped it part-way."""
     from workers.broker import build_broker
     from workers.replay import REFUSED_TOOL_CALLS, replay
 
@@ -164,10 +166,10 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
         if refused:
             click.echo(f"{refused} not replayed: {REFUSED_TOOL_CALLS}")
         if dry_run or matched == 0:
-            return
+            return True
         if not yes and not await asyncio.to_thread(click.confirm, f"Replay {matched}?", default=False):
             click.echo("nothing replayed")
-            return
+            return True
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -199,8 +201,9 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
         loop.remove_signal_handler(signal.SIGINT)
         if stop.is_set():
             click.echo(f"stopped by Ctrl-C: replayed {done} of {matched}; run the same command again to continue")
-        else:
-            click.echo(f"replayed {done} of {matched}")
+            return False
+        click.echo(f"replayed {done} of {matched}")
+        return True
     finally:
         await pool.close()
         broker.close()
