@@ -133,9 +133,8 @@ async def _missed(pool: asyncpg.Pool, claim: deliveries.Claim, exc: BaseExceptio
     log.warning("tool_call_missed", delivery_id=str(claim.id), org_id=str(claim.org_id), error=reason)
     try:
         if not await tool_calls.mark_missed(pool, claim.id, reason):
-            return InlineOutcome(
-                ProcessingOutcome.SKIPPED
-            )  # it committed after all (cut off during COMMIT): answer from the row
+            # It committed after all (cut off during COMMIT): the caller is answered from the row.
+            return InlineOutcome(ProcessingOutcome.SKIPPED)
     except Exception as mark_exc:
         if not is_unavailable(mark_exc):
             raise
