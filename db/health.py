@@ -19,3 +19,13 @@ async def cleanup_old_deliveries(conn: Executor, *, retention_days: int, batch_s
     """
     deleted: int = await conn.fetchval("SELECT cleanup_old_webhook_logs($1, $2)", retention_days, batch_size)
     return deleted
+
+
+async def count_old_deliveries(conn: Executor, *, retention_days: int) -> int:
+    """How many deliveries ``cleanup_old_webhook_logs`` would delete now (completed or dead-lettered, older)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM webhook_delivery_log WHERE status IN ('completed', 'dead_letter')"
+        " AND received_at < now() - make_interval(days => $1)",
+        retention_days,
+    )
+    return count

@@ -39,7 +39,7 @@ def test_every_alert_has_a_unit_test_and_a_runbook_line():
     tested = set(re.findall(r"alertname: (\w+)", (PROMETHEUS / "alerts_test.yml").read_text()))
     readme = (DEPLOY.parent / "README.md").read_text()
 
-    assert len(alerts) == 7
+    assert len(alerts) == 8
     assert set(alerts) == tested
     for alert in alerts:
         assert f"**{alert}**" in readme, alert

@@ -241,3 +241,44 @@ def test_quarantine_route_all_lists_senders_and_needs_yes_without_a_terminal(env
     assert 1 == refused.returncode and "needs --yes" in refused.stderr
     assert "asst-alpha" in refused.stdout and "asst-beta" in refused.stdout
     assert 0 == moved.returncode and 5 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
+
+
+async def test_a_successful_job_run_records_when_and_how_many_rows(pool):
+    """run_exclusively sets the task's last-success time (what VapiSweeperStalled watches) and its row count."""
+    import time
+
+    from prometheus_client import REGISTRY
+
+    before_s = time.time()
+
+    async def job() -> int:
+        return 7
+
+    assert await run_exclusively(pool, "sweep", job)
+    stamp = REGISTRY.get_sample_value("vapi_scheduler_job_last_success_timestamp_seconds", {"task": "sweep"})
+    rows = REGISTRY.get_sample_value("vapi_scheduler_job_last_rows", {"task": "sweep"})
+    assert stamp is not None and before_s <= stamp <= time.time()
+    assert 7 == rows
+
+
+def test_retention_run_counts_first_then_deletes_only_old_finished_deliveries(env, org_for_env):
+    """`retention run --dry-run` counts, `retention run` deletes old completed and dead-lettered rows only."""
+    from tests.procs import cli, sql, sql_script
+
+    sql_script(
+        env,
+        f"""
+        INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at)
+        SELECT '{org_for_env}', 'hang', 'old-' || s || i, '{{}}', s, now() - interval '40 days'
+          FROM generate_series(1, 3) i, unnest(ARRAY['completed', 'dead_letter', 'pending']) s;
+        INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)
+        VALUES ('{org_for_env}', 'hang', 'new-1', '{{}}', 'completed');
+        """,
+    )
+
+    dry = cli(env, "retention", "run", "--dry-run")
+    real = cli(env, "retention", "run")
+
+    assert "would delete 6 deliveries older than 30 days" in dry.stdout, dry.stderr
+    assert "deleted 6 deliveries older than 30 days" in real.stdout, real.stderr
+    assert 4 == sql(env, "SELECT count(*) FROM webhook_delivery_log")

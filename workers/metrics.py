@@ -5,7 +5,7 @@ Worker processes run under prometheus-client's multiprocess mode
 module-level metrics aggregate across processes on one port.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERIES_PROCESSED = Counter(
     "vapi_deliveries_processed_total",
@@ -41,4 +41,15 @@ REPLAYS = Counter(
 )
 RETENTION_DELETED = Counter(
     "vapi_retention_deleted_total", "Deliveries deleted by retention (cleanup_old_webhook_logs)."
+)
+JOB_LAST_SUCCESS = Gauge(
+    "vapi_scheduler_job_last_success_timestamp_seconds",
+    "Unix time, in seconds, of the last successful run of each scheduler task (sweep, retention).",
+    # not "job": Prometheus sets that label on every scraped series (the scrape job).
+    ["task"],
+)
+JOB_LAST_ROWS = Gauge(
+    "vapi_scheduler_job_last_rows",
+    "Rows the last successful run of each task touched (sweep: deliveries sent; retention: deliveries deleted).",
+    ["task"],
 )

@@ -7,6 +7,7 @@ second host) only one runs a job at a time; the other skips that run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -16,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from db import locks
-from workers import retention
+from workers import metrics, retention
 from workers.sweeper import SweepConfig, sweep_once
 
 log = structlog.get_logger("workers.scheduler")
@@ -26,7 +27,10 @@ RETENTION_CRON = CronTrigger(hour=4, minute=0, timezone="UTC")
 
 
 async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Awaitable[object]]) -> bool:
-    """Run ``job`` unless another process holds its lock.
+    """Run ``job`` unless another process holds its lock; record a successful run in the metrics.
+
+    A run that returns an int (rows touched) sets ``vapi_scheduler_job_last_rows{task}``; every
+    successful run sets ``vapi_scheduler_job_last_success_timestamp_seconds{task}`` (alert: VapiSweeperStalled).
 
     Returns:
         True if it ran; False if another scheduler was running it.
@@ -36,9 +40,12 @@ async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Await
             log.info("job_skipped_locked", job=name)
             return False
         try:
-            await job()
+            result = await job()
         finally:
             await locks.unlock_job(conn, name)
+    if isinstance(result, int):
+        metrics.JOB_LAST_ROWS.labels(name).set(result)
+    metrics.JOB_LAST_SUCCESS.labels(name).set(time.time())
     return True
 
 

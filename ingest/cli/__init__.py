@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from dotenv import load_dotenv
 
-from ingest.cli import deliveries, quarantine, send, services, tenants
+from ingest.cli import deliveries, quarantine, retention, send, services, tenants
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +20,12 @@ def main() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
-for _command in (*services.COMMANDS, *tenants.COMMANDS, deliveries.deliveries, quarantine.quarantine, send.send):
+for _command in (
+    *services.COMMANDS,
+    *tenants.COMMANDS,
+    deliveries.deliveries,
+    quarantine.quarantine,
+    retention.retention,
+    send.send,
+):
     main.add_command(_command)
