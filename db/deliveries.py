@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from db.errors import refusing_bad_rows
 from db.statuses import STATUSES, DeliveryStatus
 from db.types import Conn, DeliveryId, Executor, OrgId
 
@@ -99,8 +100,19 @@ async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID
     Returns:
         For each row, in order, its new id, or ``None`` when its key was stored
         before or by an earlier row of the same call.
+
+    Raises:
+        RowRefused: PostgreSQL refused the data of one of the rows (nothing was stored).
     """
-    stored = await conn.fetch(
+    with refusing_bad_rows():
+        stored = await _insert_rows(conn, rows)
+    new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
+    # The first row with a key gets its id; a later copy in the same call is a duplicate.
+    return [new_ids.pop((r.org_id, r.event_id), None) for r in rows]
+
+
+async def _insert_rows(conn: Executor, rows: list[NewDelivery]) -> list[asyncpg.Record]:
+    return await conn.fetch(
         """
         INSERT INTO webhook_delivery_log
             (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at,
@@ -125,9 +137,6 @@ async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID
         [r.normalised for r in rows],
         [r.received_at for r in rows],
     )
-    new_ids = {(r["org_id"], r["event_id"]): r["id"] for r in stored}
-    # The first row with a key gets its id; a later copy in the same call is a duplicate.
-    return [new_ids.pop((r.org_id, r.event_id), None) for r in rows]
 
 
 async def insert(conn: Executor, **row: Any) -> uuid.UUID | None:

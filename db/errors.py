@@ -10,6 +10,8 @@ request is at fault, and only that request).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 
@@ -91,3 +93,17 @@ def is_statement_timeout(exc: BaseException) -> bool:
 def is_cannot_connect(exc: BaseException) -> bool:
     """True if a connection could not be opened at all (unreachable, refused, or no such database)."""
     return isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError))
+
+
+@contextmanager
+def refusing_bad_rows() -> Iterator[None]:
+    """Turn PostgreSQL refusing a statement's data (:func:`is_data_error`) into :class:`RowRefused`.
+
+    Outages and every other error pass through unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise
+        raise RowRefused(refusal_reason(exc)) from exc

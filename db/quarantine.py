@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from db.deliveries import NewDelivery, find_ids, insert_many
-from db.errors import AlreadyMapped, OrgNotFound
+from db.errors import AlreadyMapped, OrgNotFound, refusing_bad_rows
 from db.statuses import DeliveryStatus
 from db.types import Conn, Executor, OrgId
 
@@ -29,19 +29,20 @@ async def insert(
     Returns:
         The new row's id, or ``None`` if this key is already quarantined.
     """
-    result: uuid.UUID | None = await conn.fetchval(
-        """
-        INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
-        VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (event_id) DO NOTHING
-        RETURNING id
-        """,
-        event_type,
-        event_id,
-        assistant_id,
-        phone_number_id,
-        payload,
-    )
+    with refusing_bad_rows():
+        result: uuid.UUID | None = await conn.fetchval(
+            """
+            INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (event_id) DO NOTHING
+            RETURNING id
+            """,
+            event_type,
+            event_id,
+            assistant_id,
+            phone_number_id,
+            payload,
+        )
     return result
 
 

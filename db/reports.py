@@ -45,13 +45,6 @@ async def replay_counts(conn: Conn, flt: DeliveryFilter) -> tuple[int, int]:
     return row["replayable"], row["refused"]
 
 
-async def is_sync_tool_call(conn: Conn, delivery_id: uuid.UUID) -> bool:
-    """True if the delivery is a synchronous tool call (never replayed)."""
-    return bool(
-        await conn.fetchval("SELECT answer_by IS NOT NULL FROM webhook_delivery_log WHERE id = $1", delivery_id)
-    )
-
-
 async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
     """Matching deliveries, newest first, without payloads."""
     where, params = flt.where()

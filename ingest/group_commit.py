@@ -2,7 +2,7 @@
 
 Each request still gets its answer only after its own row is committed
 (:class:`workers.batching.Batcher`). A request's answer depends only on its
-own row: if PostgreSQL refuses a batch's data (:func:`db.errors.is_data_error`),
+own row: if PostgreSQL refuses a batch's data (:class:`db.errors.RowRefused`),
 the batch is split in halves and written again until the refused rows stand
 alone; those get :class:`db.errors.RowRefused`, every other row is stored as
 if it had come alone. ``k`` bad rows in a batch of ``n`` cost ``O(k log n)``
@@ -17,7 +17,7 @@ import asyncpg
 
 from db import deliveries
 from db.deliveries import NewDelivery
-from db.errors import RowRefused, is_data_error, refusal_reason
+from db.errors import RowRefused
 from workers.batching import Batcher
 
 
@@ -51,10 +51,8 @@ class GroupCommitWriter:
         """Write ``rows``; on a data error, write their halves separately, down to single rows."""
         try:
             return list(await deliveries.insert_many(self.pool, rows))
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
+        except RowRefused as refused:
             if len(rows) == 1:
-                return [RowRefused(refusal_reason(exc))]
+                return [refused]
             middle = len(rows) // 2
             return [*await self._write_isolated(rows[:middle]), *await self._write_isolated(rows[middle:])]

@@ -13,17 +13,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from workers import sanitize
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with credential values replaced by ``"[redacted]"`` (:mod:`ingest.sanitize`'s rule).
-
-    Stored payloads are redacted before they are stored; this is the second
-    line, for log events and anything displayed.
-    """
-    return sanitize.redact(value)
-
-
 def _redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    redacted: MutableMapping[str, Any] = redact(dict(event_dict))
+    # Stored payloads are redacted before storage; this is the second line, for log events.
+    redacted: MutableMapping[str, Any] = sanitize.redact(dict(event_dict))
     return redacted
 
 

@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from db import orgs, quarantine
 from db.deliveries import NewDelivery
-from db.errors import UNAVAILABLE_ERRORS, RowRefused, is_data_error, refusal_reason
+from db.errors import UNAVAILABLE_ERRORS, RowRefused
 from db.statuses import DeliveryStatus
 from ingest import auth, metrics
 from ingest.answers import Answer, Reject
@@ -164,19 +164,14 @@ def _reply_for(env: Envelope, org: orgs.Org, default: dict[str, Any]) -> dict[st
 async def _quarantine(
     pool: asyncpg.Pool, env: Envelope, invocations: list[ToolInvocation], context: dict[str, Any]
 ) -> Answer:
-    try:
-        qid = await quarantine.insert(
-            pool,
-            event_type=env.type,
-            event_id=env.message_key() if env.type in TOOL_TYPES else env.event_id(),
-            assistant_id=env.assistant_id,
-            phone_number_id=env.phone_number_id,
-            payload=env.message,
-        )
-    except Exception as exc:
-        if not is_data_error(exc):
-            raise
-        raise RowRefused(refusal_reason(exc)) from None
+    qid = await quarantine.insert(
+        pool,
+        event_type=env.type,
+        event_id=env.message_key() if env.type in TOOL_TYPES else env.event_id(),
+        assistant_id=env.assistant_id,
+        phone_number_id=env.phone_number_id,
+        payload=env.message,
+    )
     context["quarantine_id"] = str(qid) if qid else None
     body: dict[str, Any] = {"status": "quarantined", "reason": "no organization matches this assistant or number"}
     if env.type == "tool-calls":

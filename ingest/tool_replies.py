@@ -14,7 +14,6 @@ from aiohttp import web
 
 from db import deliveries
 from db.deliveries import NewDelivery
-from db.errors import RowRefused, is_data_error, refusal_reason
 from db.statuses import DeliveryStatus
 from db.types import OrgId
 from ingest.answers import Answer
@@ -68,12 +67,7 @@ async def answer_tool_calls(
                 normalised=normalised,
             )
         )
-    try:
-        ids = await deliveries.insert_many(pool, rows)
-    except Exception as exc:
-        if not is_data_error(exc):
-            raise
-        raise RowRefused(refusal_reason(exc)) from None
+    ids = await deliveries.insert_many(pool, rows)  # RowRefused: the request's rows stand or fall together
     entries: list[dict[str, Any]] = []
     duplicates = missed = 0
     for invocation, row, delivery_id in zip(invocations, rows[1:], ids[1:], strict=True):

@@ -275,7 +275,7 @@ async def test_secrets_never_reach_the_logs(client, settings, log_file):
 
 def test_redact_hides_secret_named_keys_at_any_depth():
     """The log pipeline's redaction covers nested payload fields such as Twilio tokens and tool secrets."""
-    from ingest.logs import redact
+    from workers.sanitize import redact
 
     event = {"phoneNumber": {"twilioAuthToken": "a", "id": "pn"}, "tools": [{"server": {"secret": "b"}}], "Token": "c"}
 

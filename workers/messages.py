@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 #: Types in Vapi's ServerMessage union and serverMessages enum (FINDINGS.md §1).
@@ -88,7 +89,7 @@ class ToolInvocation:
     is_async: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Envelope:
     """A parsed server message.
 
@@ -140,16 +141,21 @@ class Envelope:
 
         Accepts ``toolCallList[i].function.{name,arguments}`` (real traffic),
         the documented flattened ``{id, name, parameters}``, and legacy
-        ``functionCall: {name, parameters}`` (FINDINGS.md §1).
+        ``functionCall: {name, parameters}`` (FINDINGS.md §1). Read once per
+        envelope: parsing, the receiver and the idempotency keys all ask.
         """
+        return list(self._invocations)
+
+    @cached_property
+    def _invocations(self) -> tuple[ToolInvocation, ...]:
         if self.type == "function-call":
             fc = self.message.get("functionCall")
             if not isinstance(fc, dict) or not _str(fc.get("name")):
-                return []
-            return [ToolInvocation(_str(fc.get("id")), str(fc["name"]), _arguments(fc.get("parameters")), fc)]
+                return ()
+            return (ToolInvocation(_str(fc.get("id")), str(fc["name"]), _arguments(fc.get("parameters")), fc),)
         items = self.message.get("toolCallList")
         if not isinstance(items, list):
-            return []
+            return ()
         async_ids = self._async_tool_call_ids()
         out: list[ToolInvocation] = []
         for item in items:
@@ -164,7 +170,7 @@ class Envelope:
             else:
                 continue
             out.append(ToolInvocation(call_id, name, _arguments(args), item, call_id in async_ids))
-        return out
+        return tuple(out)
 
     def _async_tool_call_ids(self) -> frozenset[str]:
         """Ids of tool calls whose tool is ``async: true`` (``toolWithToolCallList[i]``; FINDINGS.md §1)."""

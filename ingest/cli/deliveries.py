@@ -105,7 +105,7 @@ def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
 @click.argument("delivery_id", callback=_uuid)
 def show_cmd(delivery_id: uuid.UUID) -> None:
     """Show one delivery: payload (secrets redacted), attempts, every error, timestamps, Dramatiq message id."""
-    from ingest.logs import redact
+    from workers.sanitize import redact
 
     settings = _settings()
 
