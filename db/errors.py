@@ -90,9 +90,30 @@ def is_statement_timeout(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.QueryCanceledError)
 
 
-def is_cannot_connect(exc: BaseException) -> bool:
-    """True if a connection could not be opened at all (unreachable, refused, or no such database)."""
-    return isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.InvalidCatalogNameError))
+#: The server refused the DATABASE_URL itself (who, which database, how): a setting to fix, not an outage.
+_REFUSED_SETTINGS: tuple[type[BaseException], ...] = (
+    asyncpg.ClientConfigurationError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+def connect_problem(exc: BaseException) -> tuple[bool, str] | None:
+    """Why connecting failed, as ``(the DATABASE_URL is wrong, one-line reason)``; None if not a connect failure.
+
+    ``True`` means the server or the driver refused what the URL says (an unknown
+    role or database, a wrong password, an unknown option); ``False`` means the
+    server could not be reached. Reasons never include the URL (it may hold a password).
+    """
+    if isinstance(exc, _REFUSED_SETTINGS):
+        reason = str(exc).removeprefix("invalid DSN: ")
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            reason += " (vapi-ingest migrate creates it)"
+        return True, reason
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError)):
+        return False, f"cannot reach PostgreSQL: {exc or type(exc).__name__}"
+    return None
 
 
 @contextmanager

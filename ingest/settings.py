@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 #: Vapi's chatty streaming types; acknowledged with 200 and never stored.
 DEFAULT_IGNORED_TYPES = (
@@ -91,11 +92,16 @@ class Settings:
     log_format: str = "json"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, webhook: bool = False) -> Settings:
         """Build settings from environment variables (names as in the README table).
+
+        Every variable that is set is validated, whatever the command, so a typo
+        is never silently ignored; but only a command that signs or verifies
+        webhooks (``serve``, ``send``: ``webhook=True``) *requires* secrets.
 
         Args:
             environ: The variables to read; ``os.environ`` when omitted.
+            webhook: Require what authenticating Vapi's requests needs.
 
         Raises:
             ConfigError: naming the first variable that is malformed, or missing
@@ -105,12 +111,12 @@ class Settings:
         r = _Reader(env)
         scheme = r.choice("VAPI_AUTH_SCHEME", AUTH_SCHEMES, "hmac")
         secrets = tuple(s.strip().encode() for s in r.text("VAPI_WEBHOOK_SECRETS", "").split(",") if s.strip())
-        if scheme != "none" and not secrets:
+        if webhook and scheme != "none" and not secrets:
             raise ConfigError(
                 f"VAPI_WEBHOOK_SECRETS is required when VAPI_AUTH_SCHEME={scheme} (comma-separated; any one verifies)"
             )
         allow_unauth = r.flag("VAPI_ALLOW_UNAUTHENTICATED", False)
-        if scheme == "none" and not allow_unauth:
+        if webhook and scheme == "none" and not allow_unauth:
             raise ConfigError(
                 "VAPI_AUTH_SCHEME=none accepts unauthenticated requests; set VAPI_ALLOW_UNAUTHENTICATED=1 to confirm"
             )
@@ -122,8 +128,8 @@ class Settings:
                 f"RETRY_MAX_BACKOFF_MS must be >= RETRY_MIN_BACKOFF_MS ({min_backoff}), got {max_backoff}"
             )
         return cls(
-            database_url=r.text("DATABASE_URL", cls.database_url),
-            redis_url=r.text("REDIS_URL", cls.redis_url),
+            database_url=r.url("DATABASE_URL", cls.database_url, check_database_url),
+            redis_url=r.url("REDIS_URL", cls.redis_url, check_redis_url),
             port=r.integer("PORT", 8000, minimum=1, maximum=65535),
             web_processes=r.integer("WEB_PROCESSES", 1, minimum=1, maximum=64),
             auth_scheme=scheme,
@@ -166,6 +172,40 @@ def _default_log_format() -> str:
     return "console" if os.isatty(2) else "json"
 
 
+#: libpq's sslmode values (asyncpg accepts the same).
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_database_url(url: str) -> str | None:
+    """What is wrong with a PostgreSQL URL's form, or None; the server may still refuse it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "not a postgresql:// URL"
+    problem = _port_problem(parts)
+    if problem:
+        return problem
+    for mode in parse_qs(parts.query).get("sslmode", []):
+        if mode not in SSL_MODES:
+            return f"sslmode must be one of {', '.join(SSL_MODES)}, got {mode!r}"
+    return None
+
+
+def check_redis_url(url: str) -> str | None:
+    """What is wrong with a Redis URL's form (redis-py's schemes), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return "not a redis://, rediss:// or unix:// URL"
+    return _port_problem(parts)
+
+
+def _port_problem(parts: SplitResult) -> str | None:
+    try:
+        parts.port  # noqa: B018 - parsing is the check
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    return None
+
+
 class _Reader:
     """Reads typed values; every error names the variable and what it expected."""
 
@@ -178,6 +218,14 @@ class _Reader:
             if required and value == "":
                 raise ConfigError(f"{name} must not be empty")
             return default
+        return value
+
+    def url(self, name: str, default: str, check: Callable[[str], str | None]) -> str:
+        value = self.text(name, default).strip()
+        problem = check(value)
+        if problem:
+            # Never echo the URL: it may carry a password.
+            raise ConfigError(f"{name}: {problem}")
         return value
 
     def parse(self, name: str, default: T, conv: Callable[[str], T], what: str) -> T:

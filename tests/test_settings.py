@@ -52,6 +52,12 @@ def test_defaults_match_the_readme():
         ({"RETRY_MIN_BACKOFF_MS": "5000", "RETRY_MAX_BACKOFF_MS": "10"}, "RETRY_MAX_BACKOFF_MS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"VAPI_ALLOW_UNAUTHENTICATED": "maybe"}, "VAPI_ALLOW_UNAUTHENTICATED"),
+        ({"DATABASE_URL": "notaurl"}, "DATABASE_URL: not a postgresql:// URL"),
+        ({"DATABASE_URL": "mysql://root@db/x"}, "DATABASE_URL: not a postgresql:// URL"),
+        ({"DATABASE_URL": "postgresql://db:99999/x"}, "DATABASE_URL: its port"),
+        ({"DATABASE_URL": "postgresql://db/x?sslmode=bogus"}, "DATABASE_URL: sslmode must be one of"),
+        ({"REDIS_URL": "garbage"}, "REDIS_URL: not a redis://"),
+        ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: not a redis://"),
     ],
 )
 def test_bad_value_names_the_variable(env, variable):
@@ -61,17 +67,24 @@ def test_bad_value_names_the_variable(env, variable):
 
 
 def test_secret_required_unless_scheme_is_none():
-    """hmac, bearer and x-vapi-secret need VAPI_WEBHOOK_SECRETS."""
+    """hmac, bearer and x-vapi-secret need VAPI_WEBHOOK_SECRETS where webhooks are verified or signed."""
     with pytest.raises(ConfigError, match="VAPI_WEBHOOK_SECRETS"):
-        Settings.from_env({"VAPI_AUTH_SCHEME": "bearer"})
+        Settings.from_env({"VAPI_AUTH_SCHEME": "bearer"}, webhook=True)
+
+
+def test_commands_without_webhooks_need_no_secret():
+    """migrate, deliveries, tenants... run without VAPI_WEBHOOK_SECRETS (issue 10, point 2)."""
+    s = Settings.from_env({"VAPI_AUTH_SCHEME": "hmac"})
+
+    assert () == s.webhook_secrets
 
 
 def test_scheme_none_refuses_without_explicit_opt_in():
     """VAPI_AUTH_SCHEME=none starts only with VAPI_ALLOW_UNAUTHENTICATED=1."""
     with pytest.raises(ConfigError, match="VAPI_ALLOW_UNAUTHENTICATED"):
-        Settings.from_env({"VAPI_AUTH_SCHEME": "none"})
+        Settings.from_env({"VAPI_AUTH_SCHEME": "none"}, webhook=True)
 
-    s = Settings.from_env({"VAPI_AUTH_SCHEME": "none", "VAPI_ALLOW_UNAUTHENTICATED": "1"})
+    s = Settings.from_env({"VAPI_AUTH_SCHEME": "none", "VAPI_ALLOW_UNAUTHENTICATED": "1"}, webhook=True)
 
     assert "none" == s.auth_scheme
 
@@ -86,3 +99,11 @@ def test_repr_hides_secrets_and_urls():
 
     assert "hunter2" not in text
     assert "webhook_secrets" not in text
+
+
+def test_a_bad_url_error_never_echoes_the_url():
+    """The URL may carry a password, so its error names the variable and the problem only."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"DATABASE_URL": "mysql://u:hunter2@db/x", "REDIS_URL": "x"})
+
+    assert "hunter2" not in str(caught.value)

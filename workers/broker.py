@@ -43,6 +43,36 @@ def build_broker(
     return RedisBroker(client=client, middleware=middleware, namespace=namespace)  # type: ignore[no-untyped-call]
 
 
+def redis_problem(exc: BaseException) -> tuple[bool, str] | None:
+    """Why talking to Redis failed, as ``(the REDIS_URL is wrong, one-line reason)``; None if not that.
+
+    ``True``: Redis refused the URL's credentials or database; ``False``: it
+    could not be reached. redis-py's messages name host and port, never the password.
+    """
+    if isinstance(exc, redis.AuthenticationError) or (
+        isinstance(exc, redis.ResponseError) and str(exc).startswith(("NOAUTH", "WRONGPASS", "ERR DB index"))
+    ):
+        return True, f"Redis refused it: {exc}"
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return False, f"cannot reach Redis: {exc}"
+    return None
+
+
+def ping(redis_url: str) -> None:
+    """Ask Redis for PONG once (start-up checks).
+
+    Raises:
+        redis.RedisError: as classified by :func:`redis_problem`.
+    """
+    client = redis.Redis.from_url(
+        redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> dramatiq.Message[Any]:
     """The message that asks a worker to process ``delivery_id``.
 

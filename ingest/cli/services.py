@@ -6,12 +6,16 @@ import os
 import shutil
 import sys
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 import click
+import structlog
 
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
+from ingest.preflight import Reachability, Unavailable, check_port, check_services
+from ingest.settings import Settings
 
 
 @click.command()
@@ -28,12 +32,50 @@ def migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
+def _start(settings: Settings, process: str, ports: dict[str, int], **details: object) -> Reachability:
+    """Check ports and services, then log the process's one start-up line.
+
+    Raises:
+        Unavailable: a port is in use.
+        ConfigError: PostgreSQL or Redis refused what its URL says.
+    """
+    from ingest import logs
+
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    for variable, port in ports.items():
+        check_port(variable, port)
+    found = _run(check_services(settings))
+    log = structlog.get_logger("ingest.cli")
+    ports_field = {variable.lower(): port for variable, port in ports.items()}
+    # A warning when a service is unreachable: the process goes on degraded, and LOG_LEVEL=WARNING must show it.
+    say = log.info if found.database is None and found.redis is None else log.warning
+    say(f"{process}_starting", version=version("vapi-ingest"), **ports_field, **details, **found.fields())
+    if found.default_org_missing:
+        log.warning(
+            "default_org_missing",
+            default_org_id=str(settings.default_org_id),
+            consequence="messages no assistant or number routes are quarantined",
+            fix="vapi-ingest orgs list, then set VAPI_DEFAULT_ORG_ID",
+        )
+    return found
+
+
 @click.command()
 def serve() -> None:
     """Run the web process(es): POST /webhooks/vapi, the admin API, /healthz, /readyz, /health, /metrics."""
-    settings = _settings()
+    settings = _settings(webhook=True)
+    _start(
+        settings,
+        "web",
+        {"PORT": settings.port},
+        processes=settings.web_processes,
+        auth_scheme=settings.auth_scheme,
+        admin_api="admin token and org tokens" if settings.admin_token else "org tokens only",
+    )
     if settings.auth_scheme == "none":
-        click.echo("WARNING: VAPI_AUTH_SCHEME=none: requests are NOT authenticated", err=True)
+        structlog.get_logger("ingest.cli").warning(
+            "unauthenticated", detail="VAPI_AUTH_SCHEME=none: requests are NOT authenticated"
+        )
     from ingest.prefork import PreforkError, serve_forked
     from ingest.prefork import serve as serve_one
 
@@ -50,6 +92,16 @@ def serve() -> None:
 def worker() -> None:
     """Run Dramatiq worker processes (WORKER_PROCESSES x WORKER_THREADS) and their metrics port."""
     settings = _settings()
+    found = _start(
+        settings,
+        "worker",
+        {"WORKER_METRICS_PORT": settings.worker_metrics_port},
+        processes=settings.worker_processes,
+        threads=settings.worker_threads,
+    )
+    if found.redis is not None:
+        # Without Redis a worker has nothing to take; with PostgreSQL down it waits and recovers.
+        raise Unavailable(f"REDIS_URL: {found.redis}")
     metrics_dir = Path(tempfile.gettempdir()) / f"vapi-ingest-worker-metrics-{settings.worker_metrics_port}"
     # Stale files from a previous run would resurrect dead processes' counters.
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -80,12 +132,17 @@ def worker() -> None:
 
 @click.command()
 def scheduler() -> None:
-    """Run the scheduler process: the sweeper every SWEEP_INTERVAL_S."""
-    from ingest import logs
+    """Run the scheduler process: the sweeper every SWEEP_INTERVAL_S, retention daily."""
     from ingest.scheduler_main import run
 
     settings = _settings()
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    _start(
+        settings,
+        "scheduler",
+        {"SCHEDULER_METRICS_PORT": settings.scheduler_metrics_port},
+        sweep_interval_s=settings.sweep_interval_s,
+        retention_days=settings.retention_days,
+    )
     _run(run(settings))
 
 

@@ -10,29 +10,27 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
-from db.errors import is_cannot_connect
 from db.types import Conn
-from ingest.settings import ConfigError, Settings
+from ingest.settings import Settings
 
 T = TypeVar("T")
 
 
-def settings() -> Settings:
-    """The environment's settings; a bad value exits with one line naming the variable."""
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+def settings(*, webhook: bool = False) -> Settings:
+    """The environment's settings for one command.
+
+    Args:
+        webhook: The command signs or verifies webhooks (``serve``, ``send``), so secrets are required.
+
+    Raises:
+        ConfigError: a bad value; :class:`ingest.cli.Main` prints it as one line and exits 2.
+    """
+    return Settings.from_env(webhook=webhook)
 
 
 def run_async(coro: Awaitable[T]) -> T:
-    """Run a coroutine, turning connection failures into one clear line."""
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except Exception as exc:
-        if not is_cannot_connect(exc):
-            raise
-        raise click.ClickException(f"cannot reach PostgreSQL at DATABASE_URL: {exc}") from None
+    """Run a coroutine to completion (connect failures are explained by :class:`ingest.cli.Main`)."""
+    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 async def with_conn(fn: Callable[[Conn], Awaitable[T]]) -> T:
