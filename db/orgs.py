@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from db.errors import AlreadyMapped, OrgNotFound
-from db.types import Executor, OrgId
+from db.types import Conn, Executor, OrgId
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,101 @@ async def _add_route(conn: Executor, table: str, column: str, label: str, org_id
             raise
         raise OrgNotFound(f"no organization with id {org_id}") from None
     return result
+
+
+#: Routing tables by kind, as (table, Vapi id column).
+ROUTE_TABLES = {"assistant": ("agents", "vapi_assistant_id"), "phone number": ("phone_numbers", "vapi_phone_number_id")}
+
+
+async def list_orgs(conn: Executor) -> list[dict[str, Any]]:
+    """Every org with what routes to it: ``{id, name, timezone, default_region, vapi_assistant_id,
+    business_hours, created_at, assistants, phone_numbers, tokens}`` (the last three are counts of
+    mappings and live tokens), oldest first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_ORG_COLUMNS}, o.created_at,
+               (SELECT count(*) FROM agents a WHERE a.org_id = o.id) AS assistants,
+               (SELECT count(*) FROM phone_numbers p WHERE p.org_id = o.id) AS phone_numbers,
+               (SELECT count(*) FROM api_tokens t WHERE t.org_id = o.id AND t.revoked_at IS NULL) AS tokens
+          FROM organizations o ORDER BY o.created_at, o.id
+        """
+    )
+    return [dict(r) for r in rows]
+
+
+async def org_detail(conn: Executor, org_id: uuid.UUID) -> dict[str, Any] | None:
+    """One org's settings with its assistants, phone numbers and tokens (lists of dicts), or None."""
+    row = await conn.fetchrow(f"SELECT {_ORG_COLUMNS}, o.created_at FROM organizations o WHERE o.id = $1", org_id)
+    if row is None:
+        return None
+    detail = dict(row)
+    for kind, key in (("assistant", "assistants"), ("phone number", "phone_numbers")):
+        detail[key] = await list_routes(conn, kind, org_id)
+    from db.tokens import list_tokens
+
+    detail["tokens"] = await list_tokens(conn, org_id)
+    return detail
+
+
+async def update_org(conn: Conn, org_id: uuid.UUID, changes: dict[str, Any]) -> bool:
+    """Set some of ``name``, ``timezone``, ``default_region``, ``vapi_assistant_id``, ``business_hours``.
+
+    Values are validated by the caller (:mod:`ingest.org_fields`); ``None`` for
+    ``vapi_assistant_id`` clears it. A new assistant id is also mapped to the org
+    (as ``orgs create`` does), in the same transaction.
+
+    Returns:
+        False if there is no such org.
+
+    Raises:
+        AlreadyMapped: the assistant id routes to another org.
+        KeyError: a column not in that list (a programming error).
+    """
+    allowed = ("name", "timezone", "default_region", "vapi_assistant_id", "business_hours")
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise KeyError(f"not an org setting: {sorted(unknown)}")
+    columns = list(changes)
+    async with conn.transaction():
+        if not columns:
+            return await get_org(conn, org_id) is not None
+        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, start=2))
+        status = await conn.execute(
+            f"UPDATE organizations SET {sets} WHERE id = $1", org_id, *(changes[c] for c in columns)
+        )
+        if status != "UPDATE 1":
+            return False
+        assistant_id = changes.get("vapi_assistant_id")
+        if assistant_id:
+            mapped = await conn.fetchval("SELECT org_id FROM agents WHERE vapi_assistant_id = $1", assistant_id)
+            if mapped is None:
+                await add_agent(conn, org_id, assistant_id)
+            elif mapped != org_id:
+                raise AlreadyMapped(f"assistant {assistant_id} already belongs to an organization")
+        return True
+
+
+async def list_routes(conn: Executor, kind: str, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+    """Mappings of one kind (``assistant`` or ``phone number``): ``{id, org_id, org_name, vapi_id, created_at}``."""
+    table, column = ROUTE_TABLES[kind]
+    rows = await conn.fetch(
+        f"SELECT r.id, r.org_id, o.name AS org_name, r.{column} AS vapi_id, r.created_at"
+        f"  FROM {table} r JOIN organizations o ON o.id = r.org_id"
+        f" WHERE $1::uuid IS NULL OR r.org_id = $1 ORDER BY o.name, r.created_at",
+        org_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def remove_route(conn: Executor, kind: str, vapi_id: str) -> uuid.UUID | None:
+    """Stop routing a Vapi assistant or phone number id; the org it routed to, or None if it was not mapped.
+
+    Messages from it are quarantined afterwards (unless VAPI_DEFAULT_ORG_ID catches them),
+    within the receiver's routing cache TTL.
+    """
+    table, column = ROUTE_TABLES[kind]
+    org_id: uuid.UUID | None = await conn.fetchval(f"DELETE FROM {table} WHERE {column} = $1 RETURNING org_id", vapi_id)
+    return org_id
 
 
 async def get_org(conn: Executor, org_id: uuid.UUID) -> Org | None:

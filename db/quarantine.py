@@ -46,12 +46,6 @@ async def insert(
     return result
 
 
-async def count_unrouted(conn: Executor) -> int:
-    """Quarantined messages not yet routed to a tenant."""
-    result: int = await conn.fetchval("SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
-    return result
-
-
 def _where(assistant_id: str | None, phone_number_id: str | None, event_type: str | None) -> tuple[str, list[Any]]:
     clauses, params = ["q.routed_at IS NULL"], []
     for column, value in (
@@ -82,6 +76,19 @@ async def list_unrouted(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def count_unrouted(
+    conn: Executor,
+    *,
+    assistant_id: str | None = None,
+    phone_number_id: str | None = None,
+    event_type: str | None = None,
+) -> int:
+    """How many unrouted messages match (as :func:`list_unrouted`, without its limit)."""
+    where, params = _where(assistant_id, phone_number_id, event_type)
+    result: int = await conn.fetchval(f"SELECT count(*) FROM webhook_quarantine q WHERE {where}", *params)
+    return result
 
 
 async def senders(conn: Executor) -> list[dict[str, Any]]:

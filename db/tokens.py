@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -39,6 +40,25 @@ async def create(conn: Executor, org_id: uuid.UUID, *, name: str | None) -> str:
 async def org_of(conn: Executor, token: str) -> uuid.UUID | None:
     """The organization a token belongs to, or ``None`` for an unknown token."""
     org_id: uuid.UUID | None = await conn.fetchval(
-        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1", token_sha256(token)
+        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL", token_sha256(token)
     )
     return org_id
+
+
+async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+    """Tokens (never their value), newest first: ``{id, org_id, org_name, name, created_at, revoked_at}``."""
+    rows = await conn.fetch(
+        "SELECT t.id, t.org_id, o.name AS org_name, t.name, t.created_at, t.revoked_at"
+        "  FROM api_tokens t JOIN organizations o ON o.id = t.org_id"
+        " WHERE $1::uuid IS NULL OR t.org_id = $1 ORDER BY t.created_at DESC",
+        org_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def revoke(conn: Executor, token_id: uuid.UUID) -> bool:
+    """Revoke a token: refused from its next request on. False if it was already revoked or does not exist."""
+    status = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
+    )
+    return status == "UPDATE 1"

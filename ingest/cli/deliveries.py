@@ -14,15 +14,15 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from db import reports
 from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.statuses import REPLAYABLE, STATUSES
-from ingest.cli.support import open_pool, uuid_arguments
+from db.types import Conn
+from ingest.cli.output import print_table, short_id
+from ingest.cli.support import open_pool, resolve
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
-from ingest.cli.support import uuid_option as _uuid
 from ingest.settings import Settings
 
 #: Replays of more deliveries than this show a progress bar.
@@ -49,7 +49,7 @@ def filter_options(fn: Any) -> Any:
                 type=click.Choice([s.value for s in STATUSES]),
                 help="Any of these statuses (repeatable).",
             ),
-            click.option("--org", "org_id", callback=_uuid, help="Organization id."),
+            click.option("--org", "org_id", help="Organization id (or a unique prefix)."),
             click.option("--type", "event_type", help="Message type, e.g. status-update."),
             click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
             click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
@@ -65,6 +65,13 @@ def deliveries() -> None:
     """Inspect and replay deliveries (the webhook_delivery_log)."""
 
 
+async def _filter(conn: Conn, filters: dict[str, Any], ids: tuple[uuid.UUID, ...] = ()) -> DeliveryFilter:
+    """The filter the options describe, with ``--org`` resolved from a prefix."""
+    org = filters.pop("org_id", None)
+    org_id = await resolve(conn, "organizations", org) if org else None
+    return DeliveryFilter(**{**filters, "org_id": org_id, "statuses": tuple(filters["statuses"]), "ids": ids})
+
+
 @deliveries.command("list")
 @filter_options
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
@@ -72,39 +79,40 @@ def deliveries() -> None:
 def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
     """List deliveries, newest first: a table for people, JSON lines with --json."""
     settings = _settings()
-    flt = DeliveryFilter(**{**filters, "statuses": tuple(filters["statuses"])})
 
-    async def fetch() -> list[dict[str, Any]]:
+    async def fetch() -> tuple[list[dict[str, Any]], int]:
         pool = await open_pool(settings)
         try:
             async with pool.acquire() as conn:
-                return await reports.list_deliveries(conn, flt, limit=limit)
+                flt = await _filter(conn, filters)
+                rows = await reports.list_deliveries(conn, flt, limit=limit)
+                # Counting is a second scan; only pay for it when the page is full.
+                total = await reports.count(conn, flt) if len(rows) == limit else len(rows)
+                return rows, total
         finally:
             await pool.close()
 
-    rows = _run(fetch())
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, default=str))
-        return
-    table = Table("id", "type", "status", "attempts", "received", "last error")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["event_type"],
-            row["status"],
-            f"{row['attempts']}/{row['max_attempts']}",
-            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
-            (row["error_message"] or "")[:80],
-        )
-    Console().print(table)
-    click.echo(f"{len(rows)} deliver{'y' if len(rows) == 1 else 'ies'}")
+    rows, total = _run(fetch())
+    print_table(
+        rows,
+        [
+            ("id", lambda r: short_id(r["id"])),
+            ("type", lambda r: r["event_type"]),
+            ("status", lambda r: r["status"]),
+            ("attempts", lambda r: f"{r['attempts']}/{r['max_attempts']}"),
+            ("received", lambda r: f"{r['received_at']:%Y-%m-%d %H:%M:%S}"),
+            ("last error", lambda r: (r["error_message"] or "")[:80]),
+        ],
+        noun=("delivery", "deliveries"),
+        total=total,
+        as_json=as_json,
+    )
 
 
 @deliveries.command("show")
-@click.argument("delivery_id", callback=_uuid)
-def show_cmd(delivery_id: uuid.UUID) -> None:
-    """Show one delivery: payload (secrets redacted), attempts, every error, timestamps, Dramatiq message id."""
+@click.argument("delivery_id")
+def show_cmd(delivery_id: str) -> None:
+    """Show one delivery by id or unique prefix: payload (secrets redacted), attempts, every error, timestamps."""
     from workers.sanitize import redact
 
     settings = _settings()
@@ -113,7 +121,7 @@ def show_cmd(delivery_id: uuid.UUID) -> None:
         pool = await open_pool(settings)
         try:
             async with pool.acquire() as conn:
-                return await reports.get_delivery(conn, delivery_id)
+                return await reports.get_delivery(conn, await resolve(conn, "webhook_delivery_log", delivery_id))
         finally:
             await pool.close()
 
@@ -125,13 +133,13 @@ def show_cmd(delivery_id: uuid.UUID) -> None:
 
 
 @deliveries.command("replay")
-@click.argument("ids", nargs=-1, callback=uuid_arguments)
+@click.argument("ids", nargs=-1)
 @filter_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be replayed.")
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="At most N deliveries per second.")
-def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float | None, **filters: Any) -> None:
-    """Replay failed/dead-lettered deliveries by id, or by --status dead_letter|failed and filters.
+def replay_cmd(ids: tuple[str, ...], yes: bool, dry_run: bool, rate: float | None, **filters: Any) -> None:
+    """Replay failed/dead-lettered deliveries by id (or unique prefix), or by --status dead_letter|failed and filters.
 
     Each gets a fresh attempt budget and is processed again; handlers are
     idempotent and completed deliveries are never replayed, so nothing is
@@ -145,14 +153,15 @@ def replay_cmd(ids: tuple[uuid.UUID, ...], yes: bool, dry_run: bool, rate: float
     if any(s not in REPLAYABLE for s in statuses):
         raise click.BadParameter("only failed and dead_letter deliveries are replayed", param_hint="--status")
     # By id, every status is looked at, so a missed tool call is refused with the reason, not just unmatched.
-    default = () if ids else tuple(REPLAYABLE)
-    flt = DeliveryFilter(statuses=statuses or default, ids=ids, **filters)
+    filters["statuses"] = statuses or (() if ids else tuple(REPLAYABLE))
     settings = _settings()
-    if not _run(_replay(settings, flt, yes=yes, dry_run=dry_run, rate=rate)):
+    if not _run(_replay(settings, ids, filters, yes=yes, dry_run=dry_run, rate=rate)):
         sys.exit(130)  # the shell's code for "stopped by SIGINT", after saying how far it got
 
 
-async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run: bool, rate: float | None) -> bool:
+async def _replay(
+    settings: Settings, ids: tuple[str, ...], filters: dict[str, Any], *, yes: bool, dry_run: bool, rate: float | None
+) -> bool:
     """Count, confirm and replay; False if Ctrl-C stopped it part-way."""
     from workers.broker import build_broker
     from workers.replay import REFUSED_TOOL_CALLS, replay
@@ -161,6 +170,8 @@ async def _replay(settings: Settings, flt: DeliveryFilter, *, yes: bool, dry_run
     broker = build_broker(settings.redis_url)
     try:
         async with pool.acquire() as conn:
+            resolved = tuple([await resolve(conn, "webhook_delivery_log", text) for text in ids])
+            flt = await _filter(conn, filters, resolved)
             matched, refused = await reports.replay_counts(conn, flt)
         click.echo(f"{matched} deliver{'y' if matched == 1 else 'ies'} match")
         if refused:

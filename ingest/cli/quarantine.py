@@ -15,10 +15,10 @@ from rich.table import Table
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
 from db.types import OrgId
-from ingest.cli.support import open_pool
+from ingest.cli.output import print_table, short_id
+from ingest.cli.support import open_pool, resolve
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
-from ingest.cli.support import uuid_option as _uuid
 
 
 @click.group()
@@ -36,37 +36,42 @@ def quarantine_filters(fn: Any) -> Any:
 @quarantine.command("list")
 @quarantine_filters
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
-def quarantine_list(limit: int, **filters: Any) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+def quarantine_list(limit: int, as_json: bool, **filters: Any) -> None:
     """List unrouted messages, oldest first."""
     settings = _settings()
 
-    async def fetch() -> list[dict[str, Any]]:
+    async def fetch() -> tuple[list[dict[str, Any]], int]:
         pool = await open_pool(settings)
         try:
-            return await quarantine_db.list_unrouted(pool, limit=limit, **filters)
+            rows = await quarantine_db.list_unrouted(pool, limit=limit, **filters)
+            total = await quarantine_db.count_unrouted(pool, **filters) if len(rows) == limit else len(rows)
+            return rows, total
         finally:
             await pool.close()
 
-    rows = _run(fetch())
-    table = Table("id", "type", "received", "assistant", "phone number")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["event_type"],
-            f"{row['received_at']:%Y-%m-%d %H:%M:%S}",
-            row["assistant_id"] or "",
-            row["phone_number_id"] or "",
-        )
-    Console().print(table)
-    click.echo(f"{len(rows)} unrouted message(s)")
+    rows, total = _run(fetch())
+    print_table(
+        rows,
+        [
+            ("id", lambda r: short_id(r["id"])),
+            ("type", lambda r: r["event_type"]),
+            ("received", lambda r: f"{r['received_at']:%Y-%m-%d %H:%M:%S}"),
+            ("assistant", lambda r: r["assistant_id"]),
+            ("phone number", lambda r: r["phone_number_id"]),
+        ],
+        noun=("unrouted message", "unrouted messages"),
+        total=total,
+        as_json=as_json,
+    )
 
 
 @quarantine.command("route")
-@click.option("--org", "org_id", required=True, callback=_uuid, help="The organization to route them to.")
+@click.option("--org", required=True, help="The organization to route them to (id or unique prefix).")
 @quarantine_filters
 @click.option("--all", "route_all", is_flag=True, help="Route every unrouted message, from any sender, to --org.")
 @click.option("--yes", is_flag=True, help="With --all: do not ask (required without a terminal).")
-def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: Any) -> None:
+def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> None:
     """Map an assistant or phone number to --org, and move its unrouted messages into the delivery log.
 
     The mapping is created in the same transaction as the move, so later
@@ -90,6 +95,8 @@ def quarantine_route(org_id: uuid.UUID, route_all: bool, yes: bool, **filters: A
         pool = await open_pool(settings)
         broker = build_broker(settings.redis_url)
         try:
+            async with pool.acquire() as conn:
+                org_id = await resolve(conn, "organizations", org)
             if route_all and not await _confirm_all(pool, org_id, yes):
                 return -1
             async with pool.acquire() as conn, conn.transaction():

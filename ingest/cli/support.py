@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import click
@@ -44,19 +44,19 @@ async def with_conn(fn: Callable[[Conn], Awaitable[T]]) -> T:
         await conn.close()
 
 
-def uuid_option(_: Any, __: Any, value: str | None) -> uuid.UUID | None:
-    """A click callback: the value as a UUID, or a usage error naming it."""
-    if value is None:
-        return None
+async def resolve(conn: Conn, table: str, text: str) -> uuid.UUID:
+    """The id ``text`` names in ``table`` (a UUID or a unique prefix of 8+ hex digits; :mod:`db.ids`).
+
+    Raises:
+        click.ClickException: no such row, an ambiguous prefix, or not an id (one line, exit 1).
+    """
+    from db.ids import AmbiguousId, IdNotFound, InvalidId
+    from db.ids import resolve as resolve_id
+
     try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a UUID") from None
-
-
-def uuid_arguments(_: Any, __: Any, values: tuple[str, ...]) -> tuple[uuid.UUID, ...]:
-    """A click callback for variadic UUID arguments."""
-    return tuple(uuid_option(None, None, v) for v in values)  # type: ignore[misc]
+        return await resolve_id(conn, table, text)
+    except (IdNotFound, AmbiguousId, InvalidId) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
