@@ -16,7 +16,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from db import locks
+from db import job_runs, locks
 from workers import metrics, retention
 from workers.sweeper import SweepConfig, sweep_once
 
@@ -27,7 +27,7 @@ RETENTION_CRON = CronTrigger(hour=4, minute=0, timezone="UTC")
 
 
 async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Awaitable[object]]) -> bool:
-    """Run ``job`` unless another process holds its lock; record a successful run in the metrics.
+    """Run ``job`` unless another process holds its lock; record a successful run in ``job_runs`` and the metrics.
 
     A run that returns an int (rows touched) sets ``vapi_scheduler_job_last_rows{task}``; every
     successful run sets ``vapi_scheduler_job_last_success_timestamp_seconds{task}`` (alert: VapiSweeperStalled).
@@ -41,6 +41,8 @@ async def run_exclusively(pool: asyncpg.Pool, name: str, job: Callable[[], Await
             return False
         try:
             result = await job()
+            rows = result if isinstance(result, int) else None
+            await job_runs.record_success(conn, name, rows)
         finally:
             await locks.unlock_job(conn, name)
     if isinstance(result, int):

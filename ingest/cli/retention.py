@@ -20,6 +20,7 @@ def retention() -> None:
 def retention_run(dry_run: bool) -> None:
     """Delete completed and dead-lettered deliveries older than RETENTION_DAYS, in short batches."""
     from workers.retention import cleanup
+    from workers.scheduler import run_exclusively
 
     settings = _settings()
 
@@ -28,7 +29,17 @@ def retention_run(dry_run: bool) -> None:
         try:
             if dry_run:
                 return await health.count_old_deliveries(pool, retention_days=settings.retention_days)
-            return await cleanup(pool, retention_days=settings.retention_days)
+            # Through the scheduler's wrapper: one run at a time, recorded where queue-health shows it.
+            deleted = 0
+
+            async def job() -> int:
+                nonlocal deleted
+                deleted = await cleanup(pool, retention_days=settings.retention_days)
+                return deleted
+
+            if not await run_exclusively(pool, "retention", job):
+                raise click.ClickException("retention is running in another process (the scheduler); try later")
+            return deleted
         finally:
             await pool.close()
 
