@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ingest.admin import routes
+from ingest.admin import routes, tenants
 from ingest.admin.auth import auth_and_errors
 
 
 def create_admin_app() -> web.Application:
-    """The sub-app to mount at ``/api``: ``/api/webhook-metrics/...`` and ``/api/openapi.json``."""
+    """The sub-app to mount at ``/api``: ``/api/webhook-metrics/...``, tenants (``/api/orgs``,
+    ``/api/assistants``, ``/api/phone-numbers``, ``/api/tokens``) and ``/api/openapi.json``."""
     app = web.Application(middlewares=[auth_and_errors])
     prefix = "/webhook-metrics"
     app.router.add_get(f"{prefix}/queue-health", routes.queue_health)
@@ -24,4 +25,5 @@ def create_admin_app() -> web.Application:
     app.router.add_post(f"{prefix}/retry-failed/{{id}}", routes.retry_failed)
     app.router.add_post(f"{prefix}/replay", routes.replay_deliveries)
     app.router.add_get("/openapi.json", routes.openapi)
+    tenants.add_routes(app)
     return app

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from db import tokens
-from db.errors import UNAVAILABLE_ERRORS
+from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from db.filters import InvalidFilter
 from db.tenancy import tenant_scope
 from db.types import Conn
@@ -91,7 +91,8 @@ def caller(request: web.Request) -> Caller:
 async def auth_and_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate every request but :data:`PUBLIC_PATHS`; answer ApiError, InvalidFilter and outages as JSON."""
+    """Authenticate every request but :data:`PUBLIC_PATHS`; answer ApiError, InvalidFilter, refused values and
+    outages as JSON."""
     try:
         if request.path not in PUBLIC_PATHS:
             request[CALLER] = await caller_of(request)
@@ -102,6 +103,11 @@ async def auth_and_errors(
         return json_response({"error": str(exc)}, 400)
     except UNAVAILABLE_ERRORS:
         return json_response({"error": "database unavailable, retry later"}, 503)
+    except Exception as exc:
+        # A value PostgreSQL cannot store (a NUL, an unpaired surrogate) is the client's fault, not a 500.
+        if not is_data_error(exc):
+            raise
+        return json_response({"error": f"value cannot be stored: {refusal_reason(exc)}"}, 400)
 
 
 def _json_default(value: Any) -> Any:

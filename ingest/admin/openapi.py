@@ -5,21 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from db.statuses import REPLAYABLE, STATUSES
+from ingest.admin.openapi_parts import ERRORS as _ERRORS
+from ingest.admin.openapi_parts import NULLABLE_TIME as _NULLABLE_TIME
+from ingest.admin.openapi_parts import ok as _ok
+from ingest.admin.openapi_parts import ref as _ref
+from ingest.admin.openapi_tenants import TENANT_PATHS, TENANT_SCHEMAS
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERRORS = {
-    "400": _ok(_ref("Error"), "Bad parameter, with the reason"),
-    "401": _ok(_ref("Error"), "Missing or wrong token"),
-    "503": _ok(_ref("Error"), "Database unavailable"),
-}
 _RANGE = {
     "name": "range",
     "in": "query",
@@ -27,7 +18,6 @@ _RANGE = {
     "description": "Window ending now: 1-9999 followed by m, h or d; at most 90d.",
     "schema": {"type": "string", "pattern": r"^\d{1,4}[mhd]$", "default": "24h"},
 }
-_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 
 
 def _int_param(name: str, default: int, maximum: int) -> dict[str, Any]:
@@ -106,11 +96,13 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _ok(_ref("ReplayResult")), **_ERRORS},
             }
         },
+        **TENANT_PATHS,
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            **TENANT_SCHEMAS,
             "Delivery": {
                 "type": "object",
                 "required": ["id", "org_id", "event_type", "event_id", "status", "attempts", "received_at"],
@@ -168,6 +160,19 @@ OPENAPI: dict[str, Any] = {
                                     "type": "object",
                                     "properties": {"id": {"type": "string"}, "last_seen_s_ago": {"type": "number"}},
                                 },
+                            },
+                        },
+                    },
+                    "scheduler": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "When each scheduler job (sweep, retention) last succeeded (admin token only)",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {
+                                "last_success_at": {"type": "string", "format": "date-time"},
+                                "age_s": {"type": "number"},
+                                "last_rows": {"type": "integer", "nullable": True},
                             },
                         },
                     },

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from db import deliveries, reports
+from db import deliveries, job_runs, reports
 from db.filters import DeliveryFilter
 from db.statuses import REPLAYABLE, DeliveryStatus
 from ingest.admin import params
@@ -19,11 +19,18 @@ from workers.replay import REFUSED_TOOL_CALLS, replay
 
 
 async def queue_health(request: web.Request) -> web.Response:
-    """Redis queue depth, delayed and dead counts, worker heartbeats (admin only), and oldest pending age."""
+    """Oldest pending age and deliveries by status; for the admin token also the Redis queues (depth, delayed,
+    dead, worker heartbeats) and when each scheduler job last succeeded."""
     async with session(request) as conn:
         oldest = await deliveries.oldest_pending_age_s(conn)
         counts = await deliveries.count_by_status(conn)
-    body: dict[str, Any] = {"oldest_pending_age_s": round(oldest, 3), "deliveries_by_status": counts, "queue": None}
+        runs = await job_runs.last_runs(conn) if caller(request).org_id is None else None
+    body: dict[str, Any] = {
+        "oldest_pending_age_s": round(oldest, 3),
+        "deliveries_by_status": counts,
+        "queue": None,
+        "scheduler": runs,
+    }
     if caller(request).org_id is None:
         body["queue"] = await queue_stats(request.config_dict[BROKER])
     return json_response(body)
