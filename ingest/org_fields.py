@@ -11,8 +11,6 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from workers.handlers.schedule import WEEKDAYS
-
 _HOURS = re.compile(r"^(?P<day>[a-z]{3})=(?P<open>\d\d:\d\d)-(?P<close>\d\d:\d\d)$")
 
 
@@ -45,6 +43,9 @@ def business_hours(value: Any) -> dict[str, list[str]]:
     Raises:
         ValueError: a key that is not ``mon``..``sun``, a time that is not HH:MM, or closing not after opening.
     """
+    from workers.handlers.schedule import WEEKDAYS  # here: the handlers package imports metrics, which must
+    # not load before `serve` forks its web processes (ingest.prefork)
+
     if not isinstance(value, dict):
         raise ValueError('business_hours must be an object like {"mon": ["09:00", "17:00"]}')
     checked: dict[str, list[str]] = {}
@@ -68,6 +69,8 @@ def hours_changes(
     Raises:
         ValueError: a malformed item, as :func:`business_hours`.
     """
+    from workers.handlers.schedule import WEEKDAYS
+
     hours = dict(current)
     for item in opening:
         match = _HOURS.match(item.strip().lower())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -282,3 +283,70 @@ def test_retention_run_counts_first_then_deletes_only_old_finished_deliveries(en
     assert "would delete 6 deliveries older than 30 days" in dry.stdout, dry.stderr
     assert "deleted 6 deliveries older than 30 days" in real.stdout, real.stderr
     assert 4 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
+
+
+async def test_live_deliveries_are_taken_before_a_bulk_replay(pool, org_id, broker):
+    """With 300 replayed dead letters queued, a live delivery sent after them completes before most of them."""
+    from workers.sending import send_and_record
+
+    await _dead_letters(pool, org_id, 300)
+    await replay(pool, broker, DeliveryFilter(statuses=("dead_letter",)), budget=3)
+    live = await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="status-update",
+        event_id="status-update:c-live:in-progress",
+        payload=status_update("c-live", "in-progress")["message"],
+        max_attempts=3,
+        job_id=str(uuid.uuid4()),
+    )
+    await send_and_record(
+        pool, broker, [(live, await pool.fetchval("SELECT job_id FROM webhook_delivery_log WHERE id = $1", live))]
+    )
+
+    await wait_until(
+        lambda: pool.fetchval("SELECT bool_and(status = 'completed') FROM webhook_delivery_log"), timeout_s=60
+    )
+    replays_after_live = await pool.fetchval(
+        "SELECT count(*) FROM webhook_delivery_log WHERE replay_count = 1 AND completed_at >"
+        " (SELECT completed_at FROM webhook_delivery_log WHERE id = $1)",
+        live,
+    )
+    assert replays_after_live >= 200, f"only {replays_after_live} of 300 replays completed after the live delivery"
+
+
+async def test_a_replay_with_a_backlog_cap_waits_for_the_workers(pool, org_id, redis_namespace, settings):
+    """With no worker running, a replay capped at 10 waiting messages stops at 10 until they are taken."""
+    from workers.broker import build_broker, replay_backlog
+
+    await _dead_letters(pool, org_id, 30)
+    idle = build_broker(settings.redis_url, namespace=redis_namespace)  # no worker consumes it
+    done: list[int] = []
+    task = asyncio.create_task(
+        replay(
+            pool,
+            idle,
+            DeliveryFilter(statuses=("dead_letter",)),
+            budget=3,
+            batch_size=10,
+            max_backlog=10,
+            on_progress=done.append,
+        )
+    )
+    await wait_until(lambda: sum(done) == 10)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), 1.0)
+    held = (sum(done), await replay_backlog(idle))
+
+    async def take_them() -> None:  # as a worker would
+        while not task.done():
+            idle.client.delete(f"{redis_namespace}:replays")
+            await asyncio.sleep(0.05)
+
+    taker = asyncio.create_task(take_them())
+    total = await asyncio.wait_for(task, 10)
+    await taker
+    idle.close()
+
+    assert (10, 10) == held
+    assert 30 == total

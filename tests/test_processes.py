@@ -221,7 +221,7 @@ def test_cli_commands_print_ids_and_fail_with_one_line(env):
     assert 0 == cli(env, "numbers", "add", "--org", org_id, "--phone-number-id", "pn-1").returncode
     for args, reason in [
         (("orgs", "create", "--name", "X", "--timezone", "Mars/Olympus"), "IANA"),
-        (("agents", "add", "--org", "nope", "--assistant-id", "a"), "not a UUID"),
+        (("agents", "add", "--org", "nope", "--assistant-id", "a"), "neither a UUID nor a prefix"),
         (("agents", "add", "--org", org_id, "--assistant-id", "a-1"), "already belongs"),
         (
             ("numbers", "add", "--org", "00000000-0000-0000-0000-000000000000", "--phone-number-id", "p"),

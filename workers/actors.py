@@ -72,22 +72,39 @@ def _event_loop_thread() -> EventLoopThread:
 
 
 def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> dramatiq.Actor[Any, Any]:
-    """Declare the delivery actor on ``broker`` and return it.
+    """Declare the live and the replay delivery actors on ``broker``; return the live one.
 
+    Both run the same processing; the replay actor sits on its own queue with
+    a lower priority (:data:`workers.broker.REPLAY_PRIORITY`), so a bulk
+    replay never delays live deliveries. A retry stays on its actor's queue.
     Retries are ours, not Dramatiq's (``max_retries=0``): the backoff and the
     dead letter live on the PostgreSQL row, and a retry is a delayed message.
     """
 
-    async def process_delivery_actor(delivery_id: str) -> None:
-        with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-            outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
-            if outcome.status == ProcessingOutcome.RETRIED:
-                await broker_mod.enqueue_many(
-                    broker, [(uuid.UUID(delivery_id), outcome.message_id)], delay_ms=outcome.retry_delay_ms
-                )
+    def make(replay: bool) -> Any:
+        async def process(delivery_id: str) -> None:
+            with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
+                outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+                if outcome.status == ProcessingOutcome.RETRIED:
+                    await broker_mod.enqueue_many(
+                        broker,
+                        [(uuid.UUID(delivery_id), outcome.message_id)],
+                        delay_ms=outcome.retry_delay_ms,
+                        replay=replay,
+                    )
 
+        return process
+
+    dramatiq.actor(  # type: ignore[call-overload]
+        make(replay=True),
+        broker=broker,
+        actor_name=broker_mod.REPLAY_ACTOR_NAME,
+        queue_name=broker_mod.REPLAY_QUEUE_NAME,
+        priority=broker_mod.REPLAY_PRIORITY,
+        max_retries=0,
+    )
     actor: dramatiq.Actor[Any, Any] = dramatiq.actor(  # type: ignore[call-overload]
-        process_delivery_actor,
+        make(replay=False),
         broker=broker,
         actor_name=broker_mod.ACTOR_NAME,
         queue_name=broker_mod.QUEUE_NAME,

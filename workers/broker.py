@@ -17,9 +17,18 @@ import redis
 from dramatiq.brokers.redis import RedisBroker, _scripts
 from dramatiq.middleware import AgeLimit, AsyncIO, Middleware, Retries, ShutdownNotifications, TimeLimit
 
-#: The queue and actor that process deliveries.
+#: The queue and actor that process live deliveries.
 QUEUE_NAME = "deliveries"
 ACTOR_NAME = "process_delivery"
+#: Replays go through their own queue and actor, so live deliveries are taken first: each
+#: queue has its own consumer and prefetch, and a worker's threads take prefetched
+#: messages lowest priority number first (Dramatiq's PriorityQueue of actor priorities).
+REPLAY_QUEUE_NAME = "replays"
+REPLAY_ACTOR_NAME = "replay_delivery"
+#: Dramatiq priorities: lower runs first; live is 0.
+REPLAY_PRIORITY = 100
+#: Every queue a worker consumes.
+QUEUES = (QUEUE_NAME, REPLAY_QUEUE_NAME)
 #: Seconds to wait on Redis before an enqueue counts as failed (the sweeper resends).
 REDIS_SOCKET_TIMEOUT_S = 2.0
 
@@ -73,15 +82,18 @@ def ping(redis_url: str) -> None:
         client.close()
 
 
-def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> dramatiq.Message[Any]:
+def delivery_message(
+    delivery_id: uuid.UUID, message_id: str | None = None, *, replay: bool = False
+) -> dramatiq.Message[Any]:
     """The message that asks a worker to process ``delivery_id``.
 
     Args:
         message_id: The id already written to the row's ``job_id``; new if omitted.
+        replay: Send it on the replay queue (after live deliveries).
     """
     return dramatiq.Message(
-        queue_name=QUEUE_NAME,
-        actor_name=ACTOR_NAME,
+        queue_name=REPLAY_QUEUE_NAME if replay else QUEUE_NAME,
+        actor_name=REPLAY_ACTOR_NAME if replay else ACTOR_NAME,
         args=(str(delivery_id),),
         kwargs={},
         options={},
@@ -91,7 +103,11 @@ def delivery_message(delivery_id: uuid.UUID, message_id: str | None = None) -> d
 
 
 async def enqueue_many(
-    broker: dramatiq.Broker, pairs: Sequence[tuple[uuid.UUID, str | None]], *, delay_ms: int | None = None
+    broker: dramatiq.Broker,
+    pairs: Sequence[tuple[uuid.UUID, str | None]],
+    *,
+    delay_ms: int | None = None,
+    replay: bool = False,
 ) -> None:
     """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
 
@@ -101,18 +117,29 @@ async def enqueue_many(
 
     Args:
         delay_ms: Deliver no sooner than this many milliseconds from now (retries).
+        replay: On the replay queue (:data:`REPLAY_QUEUE_NAME`).
 
     Raises:
         redis.RedisError: at the first failure; earlier messages were sent.
             Callers record the rest as not enqueued, or leave them to the sweeper.
     """
-    messages = [delivery_message(delivery_id, message_id) for delivery_id, message_id in pairs]
+    messages = [delivery_message(delivery_id, message_id, replay=replay) for delivery_id, message_id in pairs]
 
     def send_all() -> None:
         for message in messages:
             broker.enqueue(message, delay=delay_ms)
 
     await asyncio.to_thread(send_all)
+
+
+async def replay_backlog(broker: dramatiq.Broker) -> int:
+    """Replay messages waiting in Redis (not yet taken by a worker); 0 for a broker without Redis."""
+    client = getattr(broker, "client", None)
+    if client is None:
+        return 0
+    key = f"{broker.namespace}:{REPLAY_QUEUE_NAME}"  # type: ignore[attr-defined]
+    waiting: int = await asyncio.to_thread(client.llen, key)
+    return waiting
 
 
 def dispatch_script() -> bytes:
@@ -162,8 +189,8 @@ async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
     is known here only. Redis trouble is reported in the result, not raised.
 
     Returns:
-        ``{name, depth, delayed, dead, workers: [{id, last_seen_s_ago}]}``, ``{name, error}``, or
-        ``None`` for a broker without Redis (tests' stub broker).
+        ``{name, depth, delayed, dead, replay_depth, workers: [{id, last_seen_s_ago}]}``, ``{name, error}``,
+        or ``None`` for a broker without Redis (tests' stub broker).
     """
     client = getattr(broker, "client", None)
     if client is None:
@@ -176,11 +203,19 @@ async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
         pipe.llen(queue)
         pipe.llen(f"{queue}.DQ")
         pipe.zcard(f"{queue}.XQ")
+        pipe.llen(f"{namespace}:{REPLAY_QUEUE_NAME}")
         pipe.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
-        depth, delayed, dead, beats = pipe.execute()
+        depth, delayed, dead, replay_depth, beats = pipe.execute()
         now_ms = time.time() * 1000
         workers = [{"id": w.decode(), "last_seen_s_ago": round((now_ms - score) / 1000, 1)} for w, score in beats]
-        return {"name": QUEUE_NAME, "depth": depth, "delayed": delayed, "dead": dead, "workers": workers}
+        return {
+            "name": QUEUE_NAME,
+            "depth": depth,
+            "delayed": delayed,
+            "dead": dead,
+            "replay_depth": replay_depth,
+            "workers": workers,
+        }
 
     try:
         return await asyncio.to_thread(read)

@@ -14,9 +14,13 @@ import structlog
 from db import recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
+from workers.broker import replay_backlog
 from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay")
+
+#: Seconds between looks at the replay queue while it is full.
+BACKLOG_POLL_S = 0.1
 
 #: Why a synchronous tool call is never replayed (CLI and admin API say it).
 REFUSED_TOOL_CALLS = (
@@ -36,13 +40,20 @@ async def replay(
     org_scope: uuid.UUID | None = None,
     on_progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    max_backlog: int | None = None,
 ) -> int:
-    """Replay every matching ``failed``/``dead_letter`` delivery, batch by batch.
+    """Replay every matching ``failed``/``dead_letter`` delivery, batch by batch, behind live traffic.
 
     Each batch commits (rows back to ``pending`` with a fresh budget), then its
-    messages are sent and the rows marked enqueued. Stopping between batches
-    leaves nothing half-done; a crash after a commit leaves rows the sweeper
-    sends.
+    messages are sent on the replay queue and the rows marked enqueued.
+    Stopping between batches leaves nothing half-done; a crash after a commit
+    leaves rows the sweeper sends.
+
+    With ``max_backlog``, the next batch waits while that many replay messages
+    still wait in Redis, so the pace is the workers' processing, never a pile
+    in Redis: the rate limit holds for processing, not only for enqueueing,
+    and a replay started while workers are down does not burst when they
+    return (it waits for them; the CLI uses this).
 
     Args:
         budget: Attempts each replayed delivery gets (``RETRY_MAX_ATTEMPTS``).
@@ -50,6 +61,7 @@ async def replay(
         org_scope: Act as this org only (row-level security), for org tokens.
         on_progress: Called with the number replayed in each batch.
         should_stop: Checked between batches (Ctrl-C in the CLI).
+        max_backlog: Replay messages allowed to wait in Redis; no limit when omitted.
 
     Returns:
         How many deliveries were replayed.
@@ -61,6 +73,9 @@ async def replay(
     size = max(1, min(batch_size, int(rate_per_s) if rate_per_s else batch_size))
     total = 0
     while not (should_stop and should_stop()):
+        if max_backlog is not None and await replay_backlog(broker) >= max_backlog:
+            await asyncio.sleep(BACKLOG_POLL_S)
+            continue
         started = time.monotonic()
         async with pool.acquire() as conn, conn.transaction():
             if org_scope is not None:
@@ -70,7 +85,7 @@ async def replay(
                 batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
-        await send_and_record(pool, broker, batch)
+        await send_and_record(pool, broker, batch, replay=True)
         total += len(batch)
         if on_progress:
             on_progress(len(batch))

@@ -19,8 +19,13 @@ from db import deliveries
 from workers.broker import enqueue_many
 
 
-async def send_and_record(pool: asyncpg.Pool, broker: dramatiq.Broker, pairs: Sequence[tuple[uuid.UUID, str]]) -> None:
+async def send_and_record(
+    pool: asyncpg.Pool, broker: dramatiq.Broker, pairs: Sequence[tuple[uuid.UUID, str]], *, replay: bool = False
+) -> None:
     """Send a message for each ``(delivery_id, message_id)`` and mark the rows enqueued.
+
+    Args:
+        replay: On the replay queue, behind live deliveries.
 
     Raises:
         redis.RedisError: Redis failed; the rows are marked not enqueued first, so the sweeper sends them.
@@ -29,7 +34,7 @@ async def send_and_record(pool: asyncpg.Pool, broker: dramatiq.Broker, pairs: Se
         return
     ids = [delivery_id for delivery_id, _ in pairs]
     try:
-        await enqueue_many(broker, pairs)
+        await enqueue_many(broker, pairs, replay=replay)
     except redis.RedisError:
         # Some may have gone out; sending those again is harmless (one claim wins).
         await deliveries.mark_not_enqueued(pool, ids)

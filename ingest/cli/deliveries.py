@@ -27,6 +27,8 @@ from ingest.settings import Settings
 
 #: Replays of more deliveries than this show a progress bar.
 PROGRESS_THRESHOLD = 50
+#: Deliveries per replay batch (one transaction, one Redis round of sends).
+REPLAY_BATCH = 500
 
 
 def _time(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
@@ -205,9 +207,12 @@ async def _replay(
                 broker,
                 flt,
                 budget=settings.retry_max_attempts,
+                batch_size=REPLAY_BATCH,
                 rate_per_s=rate,
                 on_progress=advance,
                 should_stop=stop.is_set,
+                # At most two batches ahead of the workers: the pace (and --rate) is processing.
+                max_backlog=REPLAY_BATCH,
             )
         loop.remove_signal_handler(signal.SIGINT)
         if stop.is_set():

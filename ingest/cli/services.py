@@ -16,6 +16,7 @@ from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
 from ingest.preflight import Reachability, Unavailable, check_port, check_services
 from ingest.settings import Settings
+from workers.broker import QUEUES
 
 
 @click.command()
@@ -122,7 +123,7 @@ def worker() -> None:
         "--threads",
         str(settings.worker_threads),
         "--queues",
-        "deliveries",
+        *QUEUES,
         "--fork-function",
         "ingest.worker_main:serve_metrics",
         "--skip-logging",

@@ -11,6 +11,15 @@ def _verdict(value: float, target: float, *, higher_is_better: bool) -> str:
     return f"missed ({miss:.2f}x off)"
 
 
+def _isolation_row(iso: dict) -> str:
+    idle, busy, ratio = iso["idle"], iso["during_replay"], iso["ratio_p99"] or 0.0
+    return (
+        f"| live queue wait p50 / p99 during a 10,000 replay, {iso['live_rate_per_s']}/s live (ms) | "
+        f"{busy['p50_ms']} / {busy['p99_ms']} | idle: {idle['p50_ms']} / {idle['p99_ms']} | {ratio:.2f} | "
+        f"<= 2x idle: {_verdict(ratio, 2.0, higher_is_better=False)} |"
+    )
+
+
 def markdown(r: dict) -> str:
     ingest, bare, fixed, drain = r["ingest"], r["bare_aiohttp"], r["fixed_load"], r["drain"]
     vs_pg = ingest["accepted_per_s"] / r["pgbench_tps"]
@@ -39,6 +48,7 @@ def markdown(r: dict) -> str:
         f"{_verdict(drain['per_s'], 2000, higher_is_better=True)} |",
         f"| replay 10,000 dead letters to completed (s) | {r['replay_10k_s']} | | | <= 10: "
         f"{_verdict(r['replay_10k_s'], 10.0, higher_is_better=False)} |",
+        _isolation_row(r["replay_isolation"]),
         f"| peak RSS per web process at saturation (MB) | {', '.join(map(str, r['web_rss_mb']))} | | | <= 150: "
         f"{_verdict(max(r['web_rss_mb']), 150.0, higher_is_better=False)} |",
         f"| peak RSS per worker process (MB) | {', '.join(map(str, r['worker_rss_mb']))} | | | |",

@@ -8,7 +8,8 @@ Measures in one run, on this machine, side by side with baselines:
    single-row ``INSERT ... ON CONFLICT DO NOTHING`` with 8 clients.
 2. Accept latency at a fixed offered load (open loop, 1,000 requests/s).
 3. Drain: 20,000 mixed deliveries processed by 2 worker processes.
-4. Replay: 10,000 dead letters replayed to completed.
+4. Replay: 10,000 dead letters replayed to completed; then live queue wait
+   p99 idle and during such a replay (``tests.bench.replay_isolation``).
 5. Peak RSS of the web process and of each worker process.
 6. Booking latency (``tests.bench.booking``).
 
@@ -37,6 +38,7 @@ import redis
 
 from db import orgs
 from db.migrate import migrate
+from tests.bench import replay_isolation
 from tests.bench.loads import HERE, SECRET, open_loop, pgbench, realistic_body, write_requests, wrk
 from tests.bench.processes import children, free_port, peak_rss_mb, start, stop, wait_http
 from tests.bench.report import markdown
@@ -222,6 +224,14 @@ async def run(seconds: int, out_dir: Path) -> dict:
         )
         await wait_completed(dsn, 10_000)
         results["replay_10k_s"] = round(time.monotonic() - started, 2)
+
+        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
+        web = start([str(BIN), "serve"], env, tmp / "web2.log")
+        wait_http(port, "/readyz")
+        results["replay_isolation"] = await replay_isolation.measure(
+            port, dsn, env, lambda: backlog(dsn, org_id, 10_000, "dead_letter")
+        )
+        stop(web)
         stop(worker)
         broker.close()
     finally:
