@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,52 @@ import aiohttp
 from ingest import auth
 from ingest.settings import Settings
 
+#: What a 2xx answer's ``status`` field says happened (the receiver's outcomes).
+OUTCOMES = ("accepted", "duplicate", "quarantined")
+
 
 @dataclass
 class SendReport:
-    """What came back: counts per HTTP status, and every tool-call reply by file name."""
+    """What came back.
+
+    Attributes:
+        statuses: Answers per HTTP status.
+        outcomes: 2xx answers per outcome: ``new`` (accepted), ``duplicate``, ``quarantined``, ``answered``
+            (tool calls and assistant requests, answered inline).
+        per_file: Per file name, its answers as ``"200 new"`` labels with counts.
+        tool_replies: Every tool-call reply by file name.
+        failures: ``(file name, status, body)`` of each non-2xx answer.
+        errors: ``(file name, reason)`` of each request that got no answer.
+    """
 
     statuses: Counter[int] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    per_file: dict[str, Counter[str]] = field(default_factory=dict)
     tool_replies: list[tuple[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        """Requests that got a non-2xx answer or none."""
+        return len(self.failures) + len(self.errors)
+
+    def record(self, name: str, status: int, text: str) -> None:
+        """Count one answer to the request for file ``name``."""
+        self.statuses[status] += 1
+        body = _json_or_text(text)
+        if 200 <= status < 300:
+            said = body.get("status") if isinstance(body, dict) else None
+            outcome = "answered"
+            if isinstance(said, str) and said in OUTCOMES:
+                outcome = "new" if said == "accepted" else said
+            self.outcomes[outcome] += 1
+            if name.startswith(("tool-calls", "function-call")):
+                self.tool_replies.append((name, body))
+        else:
+            outcome = "failed"
+            self.failures.append((name, status, text))
+        self.per_file.setdefault(name, Counter())[f"{status} {outcome}"] += 1
 
 
 def collect_files(paths: list[Path]) -> list[Path]:
@@ -46,9 +85,20 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 async def send(
-    settings: Settings, files: list[Path], url: str, *, concurrency: int = 8, repeat: int = 1, timeout_s: float = 30.0
+    settings: Settings,
+    files: list[Path],
+    url: str,
+    *,
+    concurrency: int = 8,
+    repeat: int = 1,
+    timeout_s: float = 30.0,
+    on_done: Callable[[], None] | None = None,
 ) -> SendReport:
-    """Post each file ``repeat`` times with up to ``concurrency`` requests in flight."""
+    """Post each file ``repeat`` times with up to ``concurrency`` requests in flight.
+
+    Args:
+        on_done: Called after each request (a progress bar).
+    """
     report = SendReport()
     bodies = [(f.name, f.read_bytes()) for f in files]
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -62,12 +112,12 @@ async def send(
             headers = {"Content-Type": "application/json", **auth.sign(settings, body)}
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
-                    report.statuses[resp.status] += 1
-                    text = await resp.text()
-                    if name.startswith(("tool-calls", "function-call")):
-                        report.tool_replies.append((name, _json_or_text(text)))
+                    report.record(name, resp.status, await resp.text())
             except (TimeoutError, aiohttp.ClientError) as exc:
                 report.errors.append((name, f"{type(exc).__name__}: {exc}"))
+                report.per_file.setdefault(name, Counter())["no answer"] += 1
+            if on_done:
+                on_done()
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -39,12 +39,20 @@ def test_send_corpus_through_the_real_processes(services, tmp_path):
     assert metric(web, "vapi_webhooks_received_total") == len(files)
 
     again = cli(env, "send", str(files[0].parent))
+    wrong = cli({**env, "VAPI_WEBHOOK_SECRETS": "not-the-secret"}, "send", str(files[0]))
 
     assert 0 == again.returncode
     web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
-    assert metric(web, "vapi_webhooks_received_total", outcome="accepted") == metric(
-        web, "vapi_webhooks_received_total", outcome="duplicate"
-    )
+    accepted = metric(web, "vapi_webhooks_received_total", outcome="accepted")
+    assert accepted == metric(web, "vapi_webhooks_received_total", outcome="duplicate")
+    # The summary tells new from duplicate, per run and per file.
+    assert f"{accepted:.0f} new" in sent.stdout and "duplicate" not in sent.stdout
+    assert f"{accepted:.0f} duplicate" in again.stdout and " new" not in again.stdout
+    assert f"{files[0].name}: 200 " in again.stdout
+    # A refused request shows its status and body, and the exit code says so.
+    assert 1 == wrong.returncode
+    assert f"{files[0].name}: 401 " in wrong.stderr and "signature" in wrong.stderr
+    assert "1 failed" in wrong.stdout
     logs = "".join(p.read_text() for p in tmp_path.glob("*.log"))
     assert "webhook_received" in logs and "delivery_processed" in logs
     assert SECRET not in logs
