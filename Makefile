@@ -23,7 +23,9 @@ run: install
 	  echo "VAPI_DEFAULT_ORG_ID=$$org" >> .env && \
 	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
 	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
+	@# A person is watching: console log lines unless LOG_FORMAT (environment or .env) says otherwise.
+	@fmt=$${LOG_FORMAT:-$$(sed -n 's/^LOG_FORMAT=//p' .env | tail -n 1)}; \
+	PATH="$(CURDIR)/$(BIN):$$PATH" LOG_FORMAT=$${fmt:-console} $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
 
 ## check: lint (ruff), formatting, types (mypy) and the import contracts (import-linter); under a minute
 check: install
@@ -45,8 +47,12 @@ bench: install
 bench-booking: install
 	$(BIN)/python -m tests.bench.booking
 
+## services-stop: stop the PostgreSQL/Redis that `make run` started under .data (nothing else)
 services-stop:
 	@deploy/local/services.sh down
 
+## clean: stop those servers, remove .data and .env, the virtualenv and caches, saying what went
 clean:
-	rm -rf $(VENV) .pytest_cache
+	@deploy/local/services.sh clean
+	@for path in $(VENV) .pytest_cache .mypy_cache .ruff_cache; do \
+	  if [ -e "$$path" ]; then rm -rf "$$path" && echo "removed $$path"; fi; done

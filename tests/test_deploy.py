@@ -108,3 +108,45 @@ def test_systemd_units_verify():
     result = subprocess.run([analyze, "verify", *copies], capture_output=True, text=True, timeout=60)
     shutil.rmtree(tmp, ignore_errors=True)
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def _local_services(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a copy of deploy/local/services.sh in a scratch checkout (it works on the checkout it lives in)."""
+    script = tmp_path / "deploy" / "local" / "services.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEPLOY / "local" / "services.sh", script)
+    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return subprocess.run(
+        ["bash", str(script), *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_local_env_records_the_servers_used_and_keeps_what_is_there(tmp_path):
+    """`services.sh env` writes a secret, DATABASE_URL and REDIS_URL once; a value already in .env is kept."""
+    (tmp_path / ".env").write_text("REDIS_URL=redis://cache:6379/3\n")
+
+    first = _local_services(tmp_path, "env", env={"DATABASE_URL": "postgresql://app@db:5432/clinic"})
+    second = _local_services(tmp_path, "env")
+    written = (tmp_path / ".env").read_text().splitlines()
+
+    assert 0 == first.returncode, first.stderr
+    assert "wrote DATABASE_URL to .env" in first.stdout and "REDIS_URL" not in first.stdout
+    assert "" == second.stdout
+    assert ["redis://cache:6379/3"] == [v.split("=", 1)[1] for v in written if v.startswith("REDIS_URL=")]
+    assert ["postgresql://app@db:5432/clinic"] == [v.split("=", 1)[1] for v in written if v.startswith("DATABASE_URL=")]
+    assert 1 == sum(v.startswith("VAPI_WEBHOOK_SECRETS=") for v in written)
+
+
+def test_local_stop_says_when_nothing_ran_and_clean_removes_data_and_env(tmp_path):
+    """With no server started under .data, `down` says so; `clean` removes .data and .env and names them."""
+    (tmp_path / ".env").write_text("VAPI_WEBHOOK_SECRETS=x\n")
+    (tmp_path / ".data").mkdir()
+    (tmp_path / ".data" / "redis.log").write_text("old\n")
+
+    down = _local_services(tmp_path, "down")
+    clean = _local_services(tmp_path, "clean")
+
+    assert 0 == down.returncode and "nothing to stop" in down.stdout
+    assert 0 == clean.returncode
+    assert "removed .data" in clean.stdout and "removed .env" in clean.stdout
+    assert not (tmp_path / ".data").exists() and not (tmp_path / ".env").exists()

@@ -3,7 +3,9 @@
 #   services.sh up    use what answers on 127.0.0.1:5432/6379; otherwise start
 #                     throwaway servers from the machine's binaries under .data/
 #   services.sh down  stop the servers that `up` started (nothing else)
-#   services.sh env   write .env with a generated webhook secret if it has none
+#   services.sh env   write .env: a generated webhook secret, and the DATABASE_URL and
+#                     REDIS_URL in use, each only if .env has none
+#   services.sh clean `down`, then remove .data and .env
 # Skipped for a service whose URL (DATABASE_URL, REDIS_URL) is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,13 +62,24 @@ up_redis() {
 }
 
 down() {
+  local stopped=0
   if [ -f "$DATA/pg/postmaster.pid" ]; then
-    as_pg_user "$(find_pg_bin pg_ctl)" -D "$DATA/pg" -m fast stop >/dev/null && echo "PostgreSQL in .data stopped"
+    as_pg_user "$(find_pg_bin pg_ctl)" -D "$DATA/pg" -m fast stop >/dev/null && echo "PostgreSQL in .data stopped" && stopped=1
   fi
   if [ -f "$DATA/redis.pid" ]; then
-    kill "$(cat "$DATA/redis.pid")" 2>/dev/null && echo "Redis in .data stopped"
+    kill "$(cat "$DATA/redis.pid")" 2>/dev/null && echo "Redis in .data stopped" && stopped=1
     rm -f "$DATA/redis.pid"
   fi
+  if [ "$stopped" = 0 ]; then
+    echo "nothing to stop: no PostgreSQL or Redis started by 'make run' is running (servers it did not start are left alone)"
+  fi
+}
+
+clean() {
+  down
+  for path in .data .env; do
+    if [ -e "$path" ]; then rm -rf "$path" && echo "removed $path"; fi
+  done
 }
 
 write_env() {
@@ -75,11 +88,21 @@ write_env() {
     echo "VAPI_WEBHOOK_SECRETS=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
     echo "wrote a local webhook secret to .env (VAPI_WEBHOOK_SECRETS)"
   fi
+  # Record the servers this run uses, so every later `vapi-ingest` command in any terminal talks to them.
+  if ! grep -q '^DATABASE_URL=' .env; then
+    echo "DATABASE_URL=${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/vapi_ingest}" >> .env
+    echo "wrote DATABASE_URL to .env"
+  fi
+  if ! grep -q '^REDIS_URL=' .env; then
+    echo "REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}" >> .env
+    echo "wrote REDIS_URL to .env"
+  fi
 }
 
 case "${1:-}" in
   up) up_postgres; up_redis ;;
   down) down ;;
   env) write_env ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  clean) clean ;;
+  *) echo "usage: $0 up|down|env|clean" >&2; exit 2 ;;
 esac
