@@ -33,11 +33,13 @@ def migrate() -> None:
     click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
-def _start(settings: Settings, process: str, ports: dict[str, int], **details: object) -> Reachability:
+def _start(
+    settings: Settings, process: str, ports: dict[str, int], *, needs_redis: bool = False, **details: object
+) -> Reachability:
     """Check ports and services, then log the process's one start-up line.
 
     Raises:
-        Unavailable: a port is in use.
+        Unavailable: a port is in use, or Redis is unreachable and ``needs_redis``.
         ConfigError: PostgreSQL or Redis refused what its URL says.
     """
     from ingest import logs
@@ -46,6 +48,8 @@ def _start(settings: Settings, process: str, ports: dict[str, int], **details: o
     for variable, port in ports.items():
         check_port(variable, port)
     found = _run(check_services(settings))
+    if needs_redis and found.redis is not None:
+        raise Unavailable(f"REDIS_URL: {found.redis}")
     log = structlog.get_logger("ingest.cli")
     ports_field = {variable.lower(): port for variable, port in ports.items()}
     # A warning when a service is unreachable: the process goes on degraded, and LOG_LEVEL=WARNING must show it.
@@ -93,16 +97,15 @@ def serve() -> None:
 def worker() -> None:
     """Run Dramatiq worker processes (WORKER_PROCESSES x WORKER_THREADS) and their metrics port."""
     settings = _settings()
-    found = _start(
+    # Without Redis a worker has nothing to take; with PostgreSQL down it waits and recovers.
+    _start(
         settings,
         "worker",
         {"WORKER_METRICS_PORT": settings.worker_metrics_port},
+        needs_redis=True,
         processes=settings.worker_processes,
         threads=settings.worker_threads,
     )
-    if found.redis is not None:
-        # Without Redis a worker has nothing to take; with PostgreSQL down it waits and recovers.
-        raise Unavailable(f"REDIS_URL: {found.redis}")
     metrics_dir = Path(tempfile.gettempdir()) / f"vapi-ingest-worker-metrics-{settings.worker_metrics_port}"
     # Stale files from a previous run would resurrect dead processes' counters.
     shutil.rmtree(metrics_dir, ignore_errors=True)
