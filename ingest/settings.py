@@ -83,6 +83,8 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     worker_metrics_port: int = 9191
+    #: Replayed deliveries processed at once per worker process; live ones are never limited.
+    replay_concurrency: int = 1
     db_pool_max_size: int = 20
     #: Bearer token of the admin API that sees every org; none means org tokens only.
     admin_token: str | None = field(default=None, repr=False)
@@ -158,6 +160,7 @@ class Settings:
             worker_processes=r.integer("WORKER_PROCESSES", 2, minimum=1, maximum=64),
             worker_threads=r.integer("WORKER_THREADS", 8, minimum=1, maximum=256),
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
+            replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
             admin_token=r.admin_token("ADMIN_TOKEN"),
             retention_days=r.integer("RETENTION_DAYS", 30, minimum=1),

@@ -28,6 +28,7 @@ def setup_broker() -> None:
         settings.database_url,
         processing_config(settings),
         pool_max_size=max(2, settings.worker_threads),
+        replay_concurrency=settings.replay_concurrency,
     )
     broker = build_broker(settings.redis_url, extra_middleware=[resources])
     dramatiq.set_broker(broker)

@@ -15,7 +15,7 @@ from dramatiq.middleware import Middleware
 from db.pool import create_pool
 from workers import broker as broker_mod
 from workers.outcomes import ProcessingOutcome
-from workers.processing import ProcessingConfig, process_delivery
+from workers.processing import Outcome, ProcessingConfig, process_delivery
 
 
 class WorkerResources(Middleware):
@@ -28,12 +28,27 @@ class WorkerResources(Middleware):
     without a restart.
     """
 
-    def __init__(self, database_url: str, config: ProcessingConfig, *, pool_max_size: int) -> None:
+    def __init__(
+        self, database_url: str, config: ProcessingConfig, *, pool_max_size: int, replay_concurrency: int = 1
+    ) -> None:
         self.database_url = database_url
         self.config = config
         self.pool_max_size = pool_max_size
+        self.replay_concurrency = replay_concurrency
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
+        self._replay_slots: asyncio.Semaphore | None = None
+
+    def replay_slots(self) -> asyncio.Semaphore:
+        """At most ``replay_concurrency`` replays process at once in this process (created on the worker's loop).
+
+        Priority alone orders only what is waiting; this bounds what a bulk replay
+        takes of the CPU and the database, so live deliveries keep their latency
+        (measured in ``tests.bench.replay_isolation``).
+        """
+        if self._replay_slots is None:
+            self._replay_slots = asyncio.Semaphore(self.replay_concurrency)
+        return self._replay_slots
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, opened on first use if boot could not open it.
@@ -75,16 +90,23 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     """Declare the live and the replay delivery actors on ``broker``; return the live one.
 
     Both run the same processing; the replay actor sits on its own queue with
-    a lower priority (:data:`workers.broker.REPLAY_PRIORITY`), so a bulk
-    replay never delays live deliveries. A retry stays on its actor's queue.
+    a lower priority (:data:`workers.broker.REPLAY_PRIORITY`) and at most
+    ``resources.replay_concurrency`` replays run at once per process, so a
+    bulk replay barely delays live deliveries. A retry stays on its actor's queue.
     Retries are ours, not Dramatiq's (``max_retries=0``): the backoff and the
     dead letter live on the PostgreSQL row, and a retry is a delayed message.
     """
 
+    async def run(delivery_id: str, replay: bool) -> Outcome:
+        if not replay:
+            return await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+        async with resources.replay_slots():
+            return await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+
     def make(replay: bool) -> Any:
         async def process(delivery_id: str) -> None:
             with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-                outcome = await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+                outcome = await run(delivery_id, replay)
                 if outcome.status == ProcessingOutcome.RETRIED:
                     await broker_mod.enqueue_many(
                         broker,

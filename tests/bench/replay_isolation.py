@@ -73,7 +73,9 @@ async def queue_wait_ms(dsn: str, tag: str, n: int, timeout_s: float = 300) -> d
             "          FROM webhook_delivery_log WHERE event_id LIKE $1) s",
             pattern,
         )
-        return {"p50_ms": round(row["p50"], 1), "p99_ms": round(row["p99"], 1), "max_ms": round(row["worst"], 1)}
+        return {
+            k: round(float(row[column]), 1) for k, column in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "worst"))
+        }
     finally:
         await conn.close()
 
@@ -84,6 +86,8 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
     Needs the web process on ``port`` and the workers running. Returns both figures, the ratio, and
     how long the replay took.
     """
+    # Warm up first: workers that just started (and fresh connections) would count against "idle".
+    await queue_wait_ms(dsn, "warm", await live_traffic(port, "warm", rate=rate, seconds=3))
     idle_n = await live_traffic(port, "idle", rate=rate, seconds=seconds)
     idle = await queue_wait_ms(dsn, "idle", idle_n)
     await seed_dead_letters()
@@ -117,3 +121,67 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
         "replay_s": round(time.monotonic() - started, 1),
         "tag": uuid.uuid4().hex[:6],
     }
+
+
+async def _standalone(rate: int, seconds: float) -> dict:
+    """Set up a scratch database, the web process and 2 worker processes, then :func:`measure`."""
+    import os
+    import tempfile
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    from db import orgs
+    from db.migrate import migrate
+    from tests.bench.loads import SECRET
+    from tests.bench.processes import free_port, start, stop, wait_http
+    from tests.bench.service import ADMIN_DSN, REDIS_URL, backlog
+
+    name = f"vapi_bench_{uuid.uuid4().hex[:8]}"
+    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
+    await migrate(dsn)
+    conn = await asyncpg.connect(dsn)
+    org_id = await orgs.create_org(conn, name="Bench clinic")
+    await orgs.add_agent(conn, org_id, "asst-bench")
+    await conn.close()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "REDIS_URL": REDIS_URL,
+        "VAPI_WEBHOOK_SECRETS": SECRET,
+        "PORT": str(port),
+        "WORKER_METRICS_PORT": str(free_port()),
+        "WORKER_PROCESSES": "2",
+        "LOG_FORMAT": "json",
+    }
+    web = start([str(BIN), "serve"], env, tmp / "web.log")
+    worker = start([str(BIN), "worker"], env, tmp / "worker.log")
+    try:
+        wait_http(port, "/readyz")
+        return await measure(
+            port, dsn, env, lambda: backlog(dsn, org_id, 10_000, "dead_letter"), rate=rate, seconds=seconds
+        )
+    finally:
+        stop(web)
+        stop(worker)
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def main() -> None:
+    """``python -m tests.bench.replay_isolation [--rate N] [--seconds S]``: this measure alone."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=50, help="live messages per second (default 50)")
+    parser.add_argument("--seconds", type=float, default=20, help="seconds of live traffic per phase (default 20)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(_standalone(args.rate, args.seconds)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
