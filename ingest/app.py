@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -52,6 +53,12 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_endpoint)
     app.add_subapp("/api", create_admin_app())
+    if settings.console_enabled:
+        from ingest.console import create_console_app
+        from ingest.console.signin import PREFIX
+
+        # Without a configured key, each process makes its own: sessions end when it restarts.
+        app.add_subapp(PREFIX, create_console_app(settings.console_session_key or os.urandom(32)))
     return app
 
 

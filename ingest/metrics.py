@@ -16,6 +16,11 @@ WEBHOOKS_RECEIVED = Counter(
     "Requests to POST /webhooks/vapi by message type and outcome.",
     ["type", "outcome"],
 )
+CONSOLE_SIGNINS = Counter(
+    "vapi_console_signins_total",
+    "Console sign-ins by outcome: ok, failed (wrong token), limited (too many failures from one address).",
+    ["outcome"],
+)
 REQUEST_DURATION = Histogram(
     "vapi_webhook_request_duration_seconds",
     "Time to answer POST /webhooks/vapi, by message type.",

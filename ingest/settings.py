@@ -8,6 +8,8 @@ patching ``os.environ``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -88,6 +90,11 @@ class Settings:
     db_pool_max_size: int = 20
     #: Bearer token of the admin API that sees every org; none means org tokens only.
     admin_token: str | None = field(default=None, repr=False)
+    #: Serve the operator console under /console/.
+    console_enabled: bool = True
+    #: 32 bytes that encrypt console session cookies; one is made at start when unset (sessions then end
+    #: with the process).
+    console_session_key: bytes | None = field(default=None, repr=False)
     retention_days: int = 30
     scheduler_metrics_port: int = 9192
     log_level: str = "INFO"
@@ -163,6 +170,8 @@ class Settings:
             replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
             admin_token=r.admin_token("ADMIN_TOKEN"),
+            console_enabled=r.flag("CONSOLE_ENABLED", True),
+            console_session_key=r.session_key("CONSOLE_SESSION_KEY"),
             retention_days=r.integer("RETENTION_DAYS", 30, minimum=1),
             scheduler_metrics_port=r.integer("SCHEDULER_METRICS_PORT", 9192, minimum=1, maximum=65535),
             log_level=r.choice("LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
@@ -276,6 +285,21 @@ class _Reader:
         if len(value) < 16:
             raise ConfigError(f"{name} must be at least 16 characters (it guards every org's data)")
         return value
+
+    def session_key(self, name: str) -> bytes | None:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            key = base64.urlsafe_b64decode(raw.encode())
+        except (ValueError, binascii.Error):
+            key = b""
+        if len(key) != 32:
+            raise ConfigError(
+                f"{name} must be 32 random bytes in url-safe base64 (44 characters), e.g. from: "
+                'python -c "import os, base64; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+            )
+        return key
 
     def payload_format(self, name: str, default: str) -> str:
         value = self.text(name, default, required=True)

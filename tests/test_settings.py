@@ -57,6 +57,8 @@ def test_defaults_match_the_readme():
         ({"DATABASE_URL": "postgresql://db:99999/x"}, "DATABASE_URL: its port"),
         ({"DATABASE_URL": "postgresql://db/x?sslmode=bogus"}, "DATABASE_URL: sslmode must be one of"),
         ({"REDIS_URL": "garbage"}, "REDIS_URL: not a redis://"),
+        ({"CONSOLE_SESSION_KEY": "short"}, "CONSOLE_SESSION_KEY must be 32 random bytes"),
+        ({"CONSOLE_ENABLED": "sometimes"}, "CONSOLE_ENABLED"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: not a redis://"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -77,6 +78,14 @@ def serve() -> None:
         auth_scheme=settings.auth_scheme,
         admin_api="admin token and org tokens" if settings.admin_token else "org tokens only",
     )
+    if settings.console_enabled and settings.console_session_key is None:
+        # Made once here, before the web processes fork, so all of them read each other's cookies.
+        settings = dataclasses.replace(settings, console_session_key=os.urandom(32))
+        structlog.get_logger("ingest.cli").warning(
+            "console_session_key_generated",
+            consequence="console sessions end when serve restarts",
+            fix="set CONSOLE_SESSION_KEY",
+        )
     if settings.auth_scheme == "none":
         structlog.get_logger("ingest.cli").warning(
             "unauthenticated", detail="VAPI_AUTH_SCHEME=none: requests are NOT authenticated"

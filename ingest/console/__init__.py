@@ -1,0 +1,51 @@
+"""The operator console: a server-rendered aiohttp sub-app under ``/console/`` (Jinja2, htmx for refreshes).
+
+Mounted by :func:`ingest.app.create_app` when ``CONSOLE_ENABLED``. Sign-in takes
+``ADMIN_TOKEN`` (every org) or an org token (that org only, under row-level
+security as in the admin API); the session lives in an encrypted cookie
+(aiohttp-session, key ``CONSOLE_SESSION_KEY``). Every POST carries a CSRF token;
+every answer carries a Content-Security-Policy without inline scripts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+
+from ingest.console import pages, signin
+from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
+
+HERE = Path(__file__).resolve().parent
+#: The vendored htmx (npm htmx.org 2.0.11, dist/htmx.min.js, sha256 d6fdc75f...f717); no CDN.
+HTMX = "htmx-2.0.11.min.js"
+
+
+def create_console_app(session_key: bytes) -> web.Application:
+    """The sub-app to mount at :data:`~ingest.console.signin.PREFIX` (``/console``).
+
+    Args:
+        session_key: 32 random bytes that encrypt the session cookie (Fernet).
+    """
+    app = web.Application(
+        middlewares=[security_headers, session_middleware(ConsoleCookieStorage(session_key, PREFIX)), guard]
+    )
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["htmx"] = HTMX
+    env.globals["prefix"] = PREFIX
+    app.router.add_get("/login", signin.login_form)
+    app.router.add_post("/login", signin.login)
+    app.router.add_post("/logout", signin.logout)
+    app.router.add_get("/", pages.overview)
+    app.router.add_get("/dead-letters", pages.dead_letters)
+    app.router.add_get("/deliveries/{id}", pages.delivery)
+    app.router.add_static("/static", HERE / "static", append_version=True)
+    return app

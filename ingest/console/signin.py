@@ -1,0 +1,201 @@
+"""Console sign-in: the session cookie, who is signed in, CSRF on every POST, and the security headers.
+
+A session holds who signed in as the SHA-256 of their token, never the token,
+and is checked again on every request, so a revoked org token or a rotated
+``ADMIN_TOKEN`` ends its sessions at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import Session, get_session, new_session
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from db import tokens
+from ingest import metrics
+from ingest.admin.auth import CALLER, Caller
+from ingest.appkeys import DB_POOL, SETTINGS
+
+#: Where the console is mounted (ingest.app).
+PREFIX = "/console"
+#: Seconds a console session lasts without signing in again.
+SESSION_MAX_AGE_S = 12 * 3600
+#: Failed sign-ins allowed per client address within the window, then 429 until it slides.
+MAX_FAILURES = 10
+FAILURE_WINDOW_S = 300.0
+#: No inline scripts or styles, no framing, forms post only here.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ConsoleCookieStorage(EncryptedCookieStorage):
+    """aiohttp-session's encrypted cookie: ``HttpOnly``, ``SameSite=Strict``, path ``/console``, and
+    ``Secure`` whenever the request came over TLS (directly or as ``X-Forwarded-Proto: https``)."""
+
+    def __init__(self, key: bytes, path: str) -> None:
+        super().__init__(
+            key, cookie_name="vapi_console", path=path, httponly=True, samesite="Strict", max_age=SESSION_MAX_AGE_S
+        )
+
+    async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
+        # No await between this and the cookie being written, so concurrent requests cannot interleave.
+        self.cookie_params["secure"] = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        await super().save_session(request, response, session)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CSP without inline scripts, no framing, no sniffing, no referrer, on every console answer."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+        _secure(response)
+        raise
+    _secure(response)
+    return response
+
+
+def _secure(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _sha256(token: str) -> str:
+    return tokens.token_sha256(token)
+
+
+async def caller_of_session(request: web.Request, session: Session) -> Caller | None:
+    """Who this session is signed in as, if its token is still valid; None otherwise."""
+    held = session.get("token_sha256")
+    if not isinstance(held, str):
+        return None
+    admin = request.config_dict[SETTINGS].admin_token
+    if session.get("admin"):
+        return Caller(None) if admin and hmac.compare_digest(held, _sha256(admin)) else None
+    org_id = await tokens.org_of_sha256(request.config_dict[DB_POOL], held)
+    return Caller(org_id) if org_id else None
+
+
+def csrf_token(session: Session) -> str:
+    """The session's CSRF token, made on first use (every console form posts it as ``csrf``)."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+async def _csrf_ok(request: web.Request, session: Session) -> bool:
+    expected = session.get("csrf")
+    if not isinstance(expected, str):
+        return False
+    given: object = request.headers.get("X-CSRF-Token")
+    if given is None:
+        given = (await request.post()).get("csrf")
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Static files pass; every POST needs the session's CSRF token; every page but sign-in needs a session."""
+    if request.path.startswith(f"{PREFIX}/static/"):
+        return await handler(request)
+    session = await get_session(request)
+    if request.method == "POST" and not await _csrf_ok(request, session):
+        raise web.HTTPForbidden(text="missing or stale CSRF token: reload the page and try again")
+    if request.path == f"{PREFIX}/login":
+        return await handler(request)
+    who = await caller_of_session(request, session)
+    if who is None:
+        raise web.HTTPFound(f"{PREFIX}/login")
+    request[CALLER] = who
+    return await handler(request)
+
+
+class _Failures:
+    """Failed sign-ins per client address in a sliding window (per web process)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, deque[float]] = {}
+
+    def blocked(self, client: str) -> bool:
+        times = self.seen.get(client)
+        if not times:
+            return False
+        horizon = time.monotonic() - FAILURE_WINDOW_S
+        while times and times[0] < horizon:
+            times.popleft()
+        return len(times) >= MAX_FAILURES
+
+    def add(self, client: str) -> None:
+        if len(self.seen) > 10_000:  # a spray of addresses must not grow memory without bound
+            self.seen.clear()
+        self.seen.setdefault(client, deque()).append(time.monotonic())
+
+
+FAILURES = _Failures()
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """The sign-in page: one password field named ``token``."""
+    session = await get_session(request)
+    return aiohttp_jinja2.render_template("login.html", request, {"csrf": csrf_token(session), "error": None})
+
+
+async def login(request: web.Request) -> web.Response:
+    """Sign in with ``ADMIN_TOKEN`` or an org token; rate limited per client address."""
+    client = request.remote or "unknown"
+    if FAILURES.blocked(client):
+        metrics.CONSOLE_SIGNINS.labels("limited").inc()
+        return await _refused(request, 429, f"too many failed sign-ins: wait {FAILURE_WINDOW_S / 60:.0f} minutes")
+    token = (await request.post()).get("token")
+    token = token.strip() if isinstance(token, str) else ""
+    settings = request.config_dict[SETTINGS]
+    admin = bool(settings.admin_token) and hmac.compare_digest(token.encode(), (settings.admin_token or "").encode())
+    org_id = None if admin or not token else await tokens.org_of(request.config_dict[DB_POOL], token)
+    if not admin and org_id is None:
+        FAILURES.add(client)
+        metrics.CONSOLE_SIGNINS.labels("failed").inc()
+        return await _refused(request, 401, "that token is not valid")
+    metrics.CONSOLE_SIGNINS.labels("ok").inc()
+    session = await new_session(request)  # a fresh session (and CSRF token) on sign-in: no fixation
+    session["token_sha256"] = _sha256(token)
+    session["admin"] = admin
+    csrf_token(session)
+    raise web.HTTPFound(f"{PREFIX}/")
+
+
+async def _refused(request: web.Request, status: int, error: str) -> web.Response:
+    session = await get_session(request)
+    return aiohttp_jinja2.render_template(
+        "login.html", request, {"csrf": csrf_token(session), "error": error}, status=status
+    )
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Sign out: the session is emptied and the cookie expires."""
+    session = await get_session(request)
+    session.invalidate()
+    raise web.HTTPFound(f"{PREFIX}/login")
+
+
+def template_context(request: web.Request, session: Session) -> dict[str, Any]:
+    """What every page's layout needs: who is signed in and the CSRF token for its forms."""
+    who = request[CALLER]
+    assert isinstance(who, Caller)
+    return {"csrf": csrf_token(session), "admin": who.org_id is None}

@@ -1,0 +1,155 @@
+"""The operator console in a real browser (Debian's chromium driven by Playwright) against the real web process.
+
+Screenshots of every page go to a temporary folder (``CONSOLE_SCREENSHOTS`` to keep them).
+Any page script error, or console error (a CSP violation included), fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import unavailable
+from tests.procs import cli, sql, start, stop, wait_for
+
+ADMIN = "console-admin-token-0123456789"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium (Playwright cannot download its own browsers here)."""
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright (pip install -e '.[dev]')")
+    executable = shutil.which("chromium")
+    if executable is None:
+        unavailable("chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The web process with ADMIN_TOKEN, two clinics, and dead letters in two error groups for clinic A."""
+    assert 0 == cli(env, "migrate").returncode
+    org_a = cli(env, "orgs", "create", "--name", "Clinic A").stdout.strip()
+    org_b = cli(env, "orgs", "create", "--name", "Clinic B").stdout.strip()
+    token_b = cli(env, "tokens", "create", "--org", org_b).stdout.strip()
+    for i in range(30):
+        _dead_letter(env, org_a, f"a-{i}", f'relation "calls_{i}" does not exist (delivery {uuid.uuid4()})')
+    for i in range(5):
+        _dead_letter(env, org_a, f"t-{i}", f"timeout after {1000 + i} ms")
+    _dead_letter(env, org_b, "b-0", "handler broke")
+    run_env = {**env, "ADMIN_TOKEN": ADMIN}
+    web = start("serve", run_env, tmp_path / "web.log")
+    try:
+        wait_for(f"http://127.0.0.1:{env['PORT']}/healthz")
+        shots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path / "screenshots")
+        shots.mkdir(parents=True, exist_ok=True)
+        yield {
+            "url": f"http://127.0.0.1:{env['PORT']}/console",
+            "org_a_delivery": str(sql(env, f"SELECT id FROM webhook_delivery_log WHERE org_id = '{org_a}' LIMIT 1")),
+            "token_b": token_b,
+            "shots": shots,
+        }
+    finally:
+        stop(web)
+
+
+def _dead_letter(env: dict[str, str], org_id: str, call: str, error: str) -> None:
+    quoted = error.replace("'", "''")
+    sql(
+        env,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message,"
+        f" errors) VALUES ('{org_id}', 'end-of-call-report', 'end-of-call-report:{call}',"
+        f" '{{\"call\": {{\"id\": \"{call}\"}}}}', 'dead_letter', 5, '{quoted}',"
+        f" jsonb_build_array(jsonb_build_object('attempt', 5, 'at', now(), 'error', '{quoted}')))",
+    )
+
+
+def _page(browser: Any) -> tuple[Any, list[str]]:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    return page, errors
+
+
+def _sign_in(page: Any, url: str, token: str) -> None:
+    page.goto(f"{url}/")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+
+
+def test_the_3am_story_in_the_browser(console, browser):
+    """Redirect to sign-in, sign in as admin, see the dead letters grouped by error, open one delivery."""
+    url, shots = console["url"], console["shots"]
+    page, errors = _page(browser)
+
+    page.goto(f"{url}/dead-letters")
+    redirected_to = page.url
+    page.screenshot(path=str(shots / "login.png"))
+    _sign_in(page, url, ADMIN)
+    dead_on_overview = page.get_by_test_id("dead-letters").inner_text()
+    page.screenshot(path=str(shots / "overview.png"), full_page=True)
+    page.click("text=Dead letters")
+    counts = page.get_by_test_id("group-count").all_inner_texts()
+    page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
+    page.click("text=relation <value> does not exist (delivery <id>)")
+    members = page.locator("table >> nth=1").locator("tr").count() - 1
+    page.locator("table >> nth=1").locator("a").first.click()
+    status = page.get_by_test_id("status").inner_text()
+    page.screenshot(path=str(shots / "delivery.png"), full_page=True)
+
+    assert redirected_to.endswith("/console/login")
+    assert "36" == dead_on_overview
+    assert ["30", "5", "1"] == counts
+    assert 30 == members
+    assert "dead_letter" == status
+    assert [] == errors
+
+
+def test_an_org_token_sees_only_its_clinic(console, browser):
+    """Clinic B's token: its one dead letter only, and clinic A's delivery is a 404."""
+    url = console["url"]
+    page, errors = _page(browser)
+    other = console["org_a_delivery"]
+
+    _sign_in(page, url, console["token_b"])
+    page.goto(f"{url}/dead-letters")
+    counts = page.get_by_test_id("group-count").all_inner_texts()
+    errors_before_the_404 = list(errors)  # chromium logs the 404 answer itself as a console error
+    response = page.goto(f"{url}/deliveries/{other}")
+
+    assert ["1"] == counts
+    assert 404 == response.status
+    assert "belongs to another clinic" in page.content()
+    assert [] == errors_before_the_404
+
+
+def test_a_post_without_the_csrf_token_is_refused_and_bad_tokens_are_401(console, browser):
+    """Signed in, a POST without the CSRF token is 403; a wrong token at sign-in is 401 with a reason."""
+    url = console["url"]
+    page, _ = _page(browser)
+
+    _sign_in(page, url, "not-a-token")
+    wrong = page.locator(".error").inner_text()
+    _sign_in(page, url, ADMIN)
+    forged = page.request.post(f"{url}/logout", form={"csrf": "forged"})
+    still_in = page.goto(f"{url}/").url
+
+    assert "not valid" in wrong
+    assert 403 == forged.status
+    assert still_in.endswith("/console/")
