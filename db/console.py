@@ -6,6 +6,7 @@ security limits every count to that org.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from db.types import Conn
@@ -37,3 +38,17 @@ async def dead_letters_in_group(conn: Conn, group: str, *, limit: int = 50) -> l
         limit,
     )
     return [dict(r) for r in rows]
+
+
+async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int, str | None]:
+    """``(replayable ids, refused, fingerprint)`` of one dead-letter group as it stands now.
+
+    Refused: synchronous tool calls in the group, never replayed (their caller has gone).
+    """
+    rows = await conn.fetch(
+        "SELECT id, answer_by IS NOT NULL AS sync_tool_call, error_fingerprint FROM webhook_delivery_log"
+        " WHERE status = 'dead_letter' AND md5(error_fingerprint) = $1 ORDER BY received_at",
+        group,
+    )
+    ids = [r["id"] for r in rows if not r["sync_tool_call"]]
+    return ids, len(rows) - len(ids), rows[0]["error_fingerprint"] if rows else None

@@ -25,6 +25,8 @@ class DeliveryFilter:
         statuses: Any of these statuses (all when empty).
         error: A substring of the last error, case-insensitive (matched literally).
         ids: Exactly these deliveries (other filters still apply).
+        not_replayed_since: Only deliveries not replayed at or after this time (a resumed replay
+            never replays twice what it already replayed, even if it failed again).
     """
 
     statuses: tuple[str, ...] = ()
@@ -34,6 +36,7 @@ class DeliveryFilter:
     until: datetime | None = None
     error: str | None = None
     ids: tuple[uuid.UUID, ...] = field(default=())
+    not_replayed_since: datetime | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.statuses if s not in STATUSES]
@@ -72,6 +75,8 @@ class DeliveryFilter:
             add("d.error_message ILIKE ?", f"%{escaped}%")
         if self.ids:
             add("d.id = ANY(?::uuid[])", list(self.ids))
+        if self.not_replayed_since:
+            add("(d.replayed_at IS NULL OR d.replayed_at < ?)", self.not_replayed_since)
         return (" AND ".join(clauses) or "TRUE"), params
 
 
