@@ -45,12 +45,12 @@ async def org_of(conn: Executor, token: str) -> uuid.UUID | None:
     return org_id
 
 
-async def org_of_sha256(conn: Executor, sha256: str) -> uuid.UUID | None:
-    """As :func:`org_of`, for a token known only by its SHA-256 (a console session holds no token)."""
-    org_id: uuid.UUID | None = await conn.fetchval(
-        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL", sha256
+async def live_token(conn: Executor, sha256: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """``(org_id, token id)`` of the live token with this SHA-256 (a console session holds no token), or None."""
+    row = await conn.fetchrow(
+        "SELECT org_id, id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL", sha256
     )
-    return org_id
+    return (row["org_id"], row["id"]) if row else None
 
 
 async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:

@@ -18,12 +18,24 @@ from db import migrate
 from db.pool import UNAVAILABLE_ERRORS, create_pool
 from ingest import metrics
 from ingest.admin import create_admin_app
-from ingest.appkeys import BROKER, DB_POOL, ENQUEUER, PROCESSING, ROUTER, SETTINGS, STARTED_AT, TASKS, WRITER
+from ingest.appkeys import (
+    BROKER,
+    DB_POOL,
+    ENQUEUER,
+    PROCESSING,
+    REPLAY_WAKE,
+    ROUTER,
+    SETTINGS,
+    STARTED_AT,
+    TASKS,
+    WRITER,
+)
 from ingest.configs import processing_config
 from ingest.group_commit import GroupCommitWriter
 from ingest.receiver import receive_vapi
 from ingest.routing import Router
 from ingest.settings import Settings
+from workers import replay_runs
 from workers.broker import build_broker
 from workers.enqueuer import AsyncEnqueuer
 
@@ -45,6 +57,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app[PROCESSING] = processing_config(settings)
     app[TASKS] = set()
     app[STARTED_AT] = time.monotonic()
+    app[REPLAY_WAKE] = asyncio.Event()
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_drain_tasks)
     app.router.add_post("/webhooks/vapi", receive_vapi)
@@ -73,7 +86,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[ROUTER] = Router(pool, settings.default_org_id)
     app[WRITER] = GroupCommitWriter(pool)
     app[ENQUEUER] = AsyncEnqueuer(app[BROKER], settings.redis_url)  # type: ignore[arg-type]
+    runner = None
+    if settings.console_enabled:
+        # Console replays run here, under a lease: one this process was running when it stopped is
+        # taken up by any web process (this one after a restart) once the lease runs out.
+        runner = asyncio.create_task(
+            replay_runs.resume_forever(pool, app[BROKER], budget=settings.retry_max_attempts, wake=app[REPLAY_WAKE])
+        )
     yield
+    if runner is not None:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
     await app[ENQUEUER].close()
     await pool.close()
 

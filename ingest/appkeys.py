@@ -24,3 +24,5 @@ WRITER = web.AppKey("writer", GroupCommitWriter)
 #: Background enqueues still running; awaited on shutdown so none is cut off.
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 STARTED_AT = web.AppKey("started_at", float)
+#: Set to make the console's replay runner look for work now.
+REPLAY_WAKE = web.AppKey("replay_wake", asyncio.Event)

@@ -141,3 +141,102 @@ async def test_error_fingerprints_group_errors_that_differ_only_in_values(pool, 
         "timeout after <n> ms on <id>": 2,
         "handler broke": 1,
     } == groups
+
+
+async def _dead_letters(pool, org_id, n: int, error: str = "boom: handler broke on call 7") -> None:
+    from db import deliveries
+    from tests.helpers import status_update
+
+    for i in range(n):
+        await deliveries.insert(
+            pool,
+            org_id=org_id,
+            event_type="status-update",
+            event_id=f"status-update:c-cons-{i}:in-progress",
+            payload=status_update(f"c-cons-{i}", "in-progress")["message"],
+            max_attempts=1,
+            job_id=None,
+        )
+    await pool.execute(
+        "UPDATE webhook_delivery_log SET status = 'dead_letter', attempts = 1, error_message = $1", error
+    )
+
+
+async def _group(web: Any) -> str:
+    page = await (await web.get("/console/dead-letters")).text()
+    found = re.search(r'href="\?group=([0-9a-f]{32})"', page)
+    assert found, page
+    return found.group(1)
+
+
+async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, pool, org_id):
+    """The dry run shows 30; confirming freezes them, they all complete, calls are written once each."""
+    from tests.helpers import wait_until
+
+    await _dead_letters(pool, org_id, 30)
+    await _sign_in(web, ADMIN)
+    group = await _group(web)
+    dry = await (await web.get(f"/console/dead-letters/replay?group={group}")).text()
+    started = await web.post(
+        "/console/replays", data={"group": group, "rate": "", "csrf": await _page_csrf(web)}, allow_redirects=False
+    )
+    replay_path = started.headers["Location"]
+
+    async def completed() -> bool:
+        page = await (await web.get(replay_path)).text()
+        return 'data-testid="replay-completed">30<' in page and 'data-testid="replay-status">done<' in page
+
+    await wait_until(completed, timeout_s=60)
+    record = await pool.fetchrow("SELECT requested_by, matched, replayed, status FROM replays")
+
+    assert 'data-testid="matched">30<' in dry
+    assert 302 == started.status and replay_path.startswith("/console/replays/")
+    assert ("admin", 30, 30, "done") == tuple(record)
+    assert 30 == await pool.fetchval("SELECT count(*) FROM calls")
+    assert 1 == await pool.fetchval("SELECT max(replay_count) FROM webhook_delivery_log")
+
+
+async def _page_csrf(web: Any) -> str:
+    page = await (await web.get("/console/")).text()
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found
+    return found.group(1)
+
+
+async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id):
+    """At 10 per second, cancelling leaves most of 400 deliveries unreplayed and the record says cancelled."""
+    from tests.helpers import wait_until
+
+    await _dead_letters(pool, org_id, 400)
+    await _sign_in(web, ADMIN)
+    group = await _group(web)
+    started = await web.post(
+        "/console/replays", data={"group": group, "rate": "10.0", "csrf": await _page_csrf(web)}, allow_redirects=False
+    )
+    replay_path = started.headers["Location"]
+    await wait_until(lambda: pool.fetchval("SELECT replayed > 0 FROM replays"))
+    cancelled = await web.post(f"{replay_path}/cancel", data={"csrf": await _page_csrf(web)}, allow_redirects=False)
+    await wait_until(
+        lambda: pool.fetchval("SELECT lease_until IS NULL OR lease_until < now() + interval '29 s' FROM replays")
+    )
+    replayed = await pool.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE replay_count > 0")
+
+    assert 302 == cancelled.status
+    assert "cancelled" == await pool.fetchval("SELECT status FROM replays")
+    assert 0 < replayed < 400
+
+
+async def test_a_replay_left_by_a_dead_process_is_taken_up(web, pool, org_id):
+    """A running replay whose lease ran out (its process died) is finished by this web process."""
+    from tests.helpers import wait_until
+
+    await _dead_letters(pool, org_id, 20)
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM webhook_delivery_log")]
+    await pool.execute(
+        "INSERT INTO replays (requested_by, description, delivery_ids, matched, lease_until)"
+        " VALUES ('admin', 'left behind', $1, 20, now() - interval '1 minute')",
+        ids,
+    )
+
+    await wait_until(lambda: pool.fetchval("SELECT status = 'done' FROM replays"), timeout_s=30)
+    await wait_until(lambda: pool.fetchval("SELECT count(*) = 20 FROM calls"), timeout_s=30)

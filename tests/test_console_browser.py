@@ -6,10 +6,12 @@ Any page script error, or console error (a CSP violation included), fails the te
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,11 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     for i in range(30):
         _dead_letter(env, org_a, f"a-{i}", f'relation "calls_{i}" does not exist (delivery {uuid.uuid4()})')
     for i in range(5):
-        _dead_letter(env, org_a, f"t-{i}", f"timeout after {1000 + i} ms")
+        _dead_letter(env, org_a, f"t-{i}", f"timeout after {1000 + i} ms", event_type="status-update")
     _dead_letter(env, org_b, "b-0", "handler broke")
     run_env = {**env, "ADMIN_TOKEN": ADMIN}
     web = start("serve", run_env, tmp_path / "web.log")
+    worker = start("worker", run_env, tmp_path / "worker.log")
     try:
         wait_for(f"http://127.0.0.1:{env['PORT']}/healthz")
         shots = Path(os.environ.get("CONSOLE_SCREENSHOTS") or tmp_path / "screenshots")
@@ -63,20 +66,31 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
             "org_a_delivery": str(sql(env, f"SELECT id FROM webhook_delivery_log WHERE org_id = '{org_a}' LIMIT 1")),
             "token_b": token_b,
             "shots": shots,
+            "env": env,
         }
     finally:
         stop(web)
+        stop(worker)
 
 
-def _dead_letter(env: dict[str, str], org_id: str, call: str, error: str) -> None:
+def _dead_letter(
+    env: dict[str, str], org_id: str, call: str, error: str, event_type: str = "end-of-call-report"
+) -> None:
+    """A dead letter; a status-update one is a valid message that a replay completes."""
     quoted = error.replace("'", "''")
+    payload = json.dumps({"type": event_type, "status": "in-progress", "call": {"id": call}})
     sql(
         env,
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message,"
-        f" errors) VALUES ('{org_id}', 'end-of-call-report', 'end-of-call-report:{call}',"
-        f" '{{\"call\": {{\"id\": \"{call}\"}}}}', 'dead_letter', 5, '{quoted}',"
-        f" jsonb_build_array(jsonb_build_object('attempt', 5, 'at', now(), 'error', '{quoted}')))",
+        f" errors) VALUES ('{org_id}', '{event_type}', '{event_type}:{call}', '{payload}', 'dead_letter', 5,"
+        f" '{quoted}', jsonb_build_array(jsonb_build_object('attempt', 5, 'at', now(), 'error', '{quoted}')))",
     )
+
+
+def _sql(console: dict[str, Any], query: str) -> object:
+    """Query beside Playwright's sync API, whose event loop owns this thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(sql, console["env"], query).result()
 
 
 def _page(browser: Any) -> tuple[Any, list[str]]:
@@ -113,8 +127,24 @@ def test_the_3am_story_in_the_browser(console, browser):
     status = page.get_by_test_id("status").inner_text()
     page.screenshot(path=str(shots / "delivery.png"), full_page=True)
 
+    page.goto(f"{url}/dead-letters")
+    page.click("text=timeout after <n> ms")
+    page.click("text=Replay this group")
+    shown_before_confirming = page.get_by_test_id("matched").inner_text()
+    page.screenshot(path=str(shots / "replay-confirm.png"))
+    page.click("button:has-text('Replay 5 deliveries')")
+    page.get_by_test_id("replay-completed").filter(has_text="5").wait_for(timeout=60_000)  # htmx polls the page
+    page.get_by_test_id("replay-status").filter(has_text="done").wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "replay.png"), full_page=True)
+    page.click("text=Replays")
+    listed = page.locator("table tr").count() - 1
+
     assert redirected_to.endswith("/console/login")
     assert "36" == dead_on_overview
+    assert "5" == shown_before_confirming
+    assert 1 == listed
+    assert 5 == _sql(console, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'completed'")
+    assert 1 == _sql(console, "SELECT max(replay_count) FROM webhook_delivery_log")
     assert ["30", "5", "1"] == counts
     assert 30 == members
     assert "dead_letter" == status

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from ingest.console import pages, signin
+from ingest.console import pages, replays, signin
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +46,11 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_post("/logout", signin.logout)
     app.router.add_get("/", pages.overview)
     app.router.add_get("/dead-letters", pages.dead_letters)
+    app.router.add_get("/dead-letters/replay", replays.confirm)
     app.router.add_get("/deliveries/{id}", pages.delivery)
+    app.router.add_get("/replays", replays.list_page)
+    app.router.add_post("/replays", replays.start)
+    app.router.add_get("/replays/{id}", replays.show)
+    app.router.add_post("/replays/{id}/cancel", replays.cancel)
     app.router.add_static("/static", HERE / "static", append_version=True)
     return app

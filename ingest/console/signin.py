@@ -37,6 +37,8 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: How the signed-in operator is recorded (``admin`` or ``token:<api_tokens.id>``), set by :func:`guard`.
+SIGNED_IN_AS = web.RequestKey("signed_in_as", str)
 
 
 class ConsoleCookieStorage(EncryptedCookieStorage):
@@ -79,16 +81,17 @@ def _sha256(token: str) -> str:
     return tokens.token_sha256(token)
 
 
-async def caller_of_session(request: web.Request, session: Session) -> Caller | None:
-    """Who this session is signed in as, if its token is still valid; None otherwise."""
+async def caller_of_session(request: web.Request, session: Session) -> tuple[Caller, str] | None:
+    """Who this session is signed in as and how to record them (``admin`` or ``token:<id>``), if its token
+    is still valid; None otherwise."""
     held = session.get("token_sha256")
     if not isinstance(held, str):
         return None
     admin = request.config_dict[SETTINGS].admin_token
     if session.get("admin"):
-        return Caller(None) if admin and hmac.compare_digest(held, _sha256(admin)) else None
-    org_id = await tokens.org_of_sha256(request.config_dict[DB_POOL], held)
-    return Caller(org_id) if org_id else None
+        return (Caller(None), "admin") if admin and hmac.compare_digest(held, _sha256(admin)) else None
+    found = await tokens.live_token(request.config_dict[DB_POOL], held)
+    return (Caller(found[0]), f"token:{found[1]}") if found else None
 
 
 def csrf_token(session: Session) -> str:
@@ -123,7 +126,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     who = await caller_of_session(request, session)
     if who is None:
         raise web.HTTPFound(f"{PREFIX}/login")
-    request[CALLER] = who
+    request[CALLER], request[SIGNED_IN_AS] = who
     return await handler(request)
 
 

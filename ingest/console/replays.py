@@ -1,0 +1,108 @@
+"""Console replays: a dry run with the count, a confirm that freezes the matching ids, live progress, cancel.
+
+The run itself is :mod:`workers.replay_runs`, in the background of whichever
+web process holds the replay's lease, on the replay queue behind live traffic.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from db import console as console_db
+from db import replays
+from ingest.admin.auth import caller, session
+from ingest.appkeys import REPLAY_WAKE
+from ingest.console.signin import PREFIX, SIGNED_IN_AS, template_context
+from workers.replay import REFUSED_TOOL_CALLS
+
+#: Rates an operator may choose (deliveries per second); None: as fast as the workers take them.
+RATES = (None, 10.0, 50.0, 200.0)
+
+
+async def _render(request: web.Request, template: str, context: dict[str, object], status: int = 200) -> web.Response:
+    base = template_context(request, await get_session(request))
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+
+
+def _replay_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such replay") from None
+
+
+async def confirm(request: web.Request) -> web.Response:
+    """The dry run: how many of a dead-letter group would be replayed, what would not and why; a confirm form."""
+    group = request.query.get("group", "")
+    async with session(request) as conn:
+        ids, refused, fingerprint = await console_db.group_for_replay(conn, group)
+    if fingerprint is None:
+        raise web.HTTPFound(f"{PREFIX}/dead-letters")
+    return await _render(
+        request,
+        "replay_confirm.html",
+        {
+            "group": group,
+            "fingerprint": fingerprint,
+            "matched": len(ids),
+            "refused": refused,
+            "refused_reason": REFUSED_TOOL_CALLS,
+            "rates": RATES,
+        },
+    )
+
+
+async def start(request: web.Request) -> web.Response:
+    """Freeze the group's ids as they are now, record who asked, start the run; then show its progress."""
+    form = await request.post()
+    group = str(form.get("group", ""))
+    rate_text = str(form.get("rate", ""))
+    try:
+        rate = float(rate_text) if rate_text else None
+    except ValueError:
+        raise web.HTTPBadRequest(text="rate must be a number of deliveries per second") from None
+    if rate is not None and rate not in RATES:
+        raise web.HTTPBadRequest(text=f"rate must be one of {', '.join(str(r) for r in RATES if r)}")
+    async with session(request) as conn:
+        ids, refused, fingerprint = await console_db.group_for_replay(conn, group)
+        if fingerprint is None or not ids:
+            raise web.HTTPFound(f"{PREFIX}/dead-letters")
+        replay_id = await replays.create(
+            conn,
+            org_id=caller(request).org_id,
+            requested_by=request[SIGNED_IN_AS],
+            description=f"dead letters: {fingerprint}",
+            delivery_ids=ids,
+            refused=refused,
+            rate_per_s=rate,
+        )
+    request.config_dict[REPLAY_WAKE].set()
+    raise web.HTTPFound(f"{PREFIX}/replays/{replay_id}")
+
+
+async def list_page(request: web.Request) -> web.Response:
+    """Every replay, newest first: who, when, what, how far."""
+    async with session(request) as conn:
+        rows = await replays.list_replays(conn)
+    return await _render(request, "replays.html", {"replays": rows})
+
+
+async def show(request: web.Request) -> web.Response:
+    """One replay's progress (the page polls itself with htmx while it runs)."""
+    async with session(request) as conn:
+        row = await replays.get(conn, _replay_id(request))
+    if row is None:
+        return await _render(request, "not_found.html", {"what": "replay"}, status=404)
+    return await _render(request, "replay.html", {"r": row})
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Stop a running replay after its current batch."""
+    replay_id = _replay_id(request)
+    async with session(request) as conn:
+        await replays.cancel(conn, replay_id)
+    raise web.HTTPFound(f"{PREFIX}/replays/{replay_id}")
