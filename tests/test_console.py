@@ -240,3 +240,39 @@ async def test_a_replay_left_by_a_dead_process_is_taken_up(web, pool, org_id):
 
     await wait_until(lambda: pool.fetchval("SELECT status = 'done' FROM replays"), timeout_s=30)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 20 FROM calls"), timeout_s=30)
+
+
+async def test_a_missed_tool_call_shows_the_caller_and_can_be_marked_called_back(web, pool, org_id):
+    """The caller's number and request are on the delivery page; marking it records who and when, once."""
+    payload = {
+        "type": "tool-calls",
+        "call": {"id": "call-missed", "customer": {"number": "+14155550123"}},
+        "toolCallList": [{"id": "tc-1", "function": {"name": "bookAppointment", "arguments": {"day": "mon"}}}],
+    }
+    delivery_id = await pool.fetchval(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message)"
+        " VALUES ($1, 'tool-calls', 'tool-call:tc-1', $2, 'missed', now(), 'caller stopped waiting')"
+        " RETURNING id",
+        org_id,
+        payload,
+    )
+    await _sign_in(web, ADMIN)
+
+    listed = await (await web.get("/console/missed")).text()
+    before = await (await web.get(f"/console/deliveries/{delivery_id}")).text()
+    csrf = re.findall(r'name="csrf" value="([^"]+)"', before)[-1]
+    marked = await web.post(
+        f"/console/deliveries/{delivery_id}/called-back",
+        data={"csrf": csrf, "note": "booked Tue 10:00"},
+        allow_redirects=False,
+    )
+    again = await web.post(f"/console/deliveries/{delivery_id}/called-back", data={"csrf": csrf}, allow_redirects=False)
+    after = await (await web.get(f"/console/deliveries/{delivery_id}")).text()
+    record = await pool.fetchrow("SELECT called_by, note FROM call_backs")
+
+    assert "+14155550123" in listed and "bookAppointment" in listed
+    assert 'data-testid="caller-number">+14155550123<' in before and "Mark called back" in before
+    assert (302, 302) == (marked.status, again.status)
+    assert ("admin", "booked Tue 10:00") == tuple(record)
+    assert 1 == await pool.fetchval("SELECT count(*) FROM call_backs")
+    assert "Called back by admin" in after and "Mark called back" not in after

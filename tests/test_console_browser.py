@@ -54,6 +54,18 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     for i in range(5):
         _dead_letter(env, org_a, f"t-{i}", f"timeout after {1000 + i} ms", event_type="status-update")
     _dead_letter(env, org_b, "b-0", "handler broke")
+    missed = json.dumps(
+        {
+            "type": "tool-calls",
+            "call": {"id": "call-m", "customer": {"number": "+14155550199"}},
+            "toolCallList": [{"id": "tc-m", "function": {"name": "bookAppointment", "arguments": {}}}],
+        }
+    )
+    sql(
+        env,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message)"
+        f" VALUES ('{org_a}', 'tool-calls', 'tool-call:tc-m', '{missed}', 'missed', now(), 'caller stopped waiting')",
+    )
     run_env = {**env, "ADMIN_TOKEN": ADMIN}
     web = start("serve", run_env, tmp_path / "web.log")
     worker = start("worker", run_env, tmp_path / "worker.log")
@@ -183,3 +195,22 @@ def test_a_post_without_the_csrf_token_is_refused_and_bad_tokens_are_401(console
     assert "not valid" in wrong
     assert 403 == forged.status
     assert still_in.endswith("/console/")
+
+
+def test_a_missed_tool_call_is_shown_with_the_number_and_marked_called_back(console, browser):
+    """Missed calls lists the caller; the delivery shows the number; "Mark called back" records the admin."""
+    url, shots = console["url"], console["shots"]
+    page, errors = _page(browser)
+
+    _sign_in(page, url, ADMIN)
+    page.click("text=Missed calls")
+    page.locator("table a").first.click()
+    number = page.get_by_test_id("caller-number").inner_text()
+    page.fill("input[name=note]", "booked Tuesday 10:00")
+    page.click("button:has-text('Mark called back')")
+    recorded = page.get_by_test_id("called-back").inner_text()
+    page.screenshot(path=str(shots / "missed-call.png"), full_page=True)
+
+    assert "+14155550199" == number
+    assert recorded.startswith("Called back by admin") and "booked Tuesday 10:00" in recorded
+    assert [] == errors

@@ -48,6 +48,8 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/dead-letters", pages.dead_letters)
     app.router.add_get("/dead-letters/replay", replays.confirm)
     app.router.add_get("/deliveries/{id}", pages.delivery)
+    app.router.add_post("/deliveries/{id}/called-back", pages.call_back)
+    app.router.add_get("/missed", pages.missed)
     app.router.add_get("/replays", replays.list_page)
     app.router.add_post("/replays", replays.start)
     app.router.add_get("/replays/{id}", replays.show)

@@ -13,7 +13,7 @@ from db import console as console_db
 from db import deliveries, job_runs, reports
 from ingest.admin.auth import caller, session
 from ingest.appkeys import BROKER
-from ingest.console.signin import template_context
+from ingest.console.signin import PREFIX, SIGNED_IN_AS, template_context
 from workers.broker import queue_stats
 
 
@@ -53,7 +53,42 @@ async def delivery(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no such delivery") from None
     async with session(request) as conn:
         row = await reports.get_delivery(conn, delivery_id)
+        called_back = await console_db.call_back_of(conn, delivery_id) if row else None
     if row is None:
         # Another org's delivery looks exactly like one that does not exist.
         return await _render(request, "not_found.html", {"what": "delivery"}, status=404)
-    return await _render(request, "delivery.html", {"d": row})
+    return await _render(request, "delivery.html", {"d": row, "called_back": called_back, **_caller(row["payload"])})
+
+
+def _caller(payload: Any) -> dict[str, Any]:
+    """The caller's number and what they asked for, from a (tool-call) payload of any shape."""
+    message = payload if isinstance(payload, dict) else {}
+    found = message.get("call")
+    call: dict[str, Any] = found if isinstance(found, dict) else {}
+    number = None
+    for holder in (call.get("customer"), message.get("customer")):
+        if isinstance(holder, dict) and isinstance(holder.get("number"), str):
+            number = holder["number"]
+            break
+    calls = message.get("toolCallList")
+    asked = calls[0] if isinstance(calls, list) and calls else message.get("functionCall")
+    return {"caller_number": number, "asked": asked}
+
+
+async def missed(request: web.Request) -> web.Response:
+    """Missed tool calls: callers the assistant could not serve, to be called back."""
+    async with session(request) as conn:
+        rows = await console_db.missed_calls(conn)
+    return await _render(request, "missed.html", {"rows": rows})
+
+
+async def call_back(request: web.Request) -> web.Response:
+    """Record that a missed caller was called back (who, when, an optional note)."""
+    try:
+        delivery_id = uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such delivery") from None
+    note = str((await request.post()).get("note", "")).strip()[:500] or None
+    async with session(request) as conn:
+        await console_db.call_back(conn, delivery_id, called_by=request[SIGNED_IN_AS], note=note)
+    raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}")
