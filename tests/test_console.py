@@ -276,3 +276,52 @@ async def test_a_missed_tool_call_shows_the_caller_and_can_be_marked_called_back
     assert ("admin", "booked Tue 10:00") == tuple(record)
     assert 1 == await pool.fetchval("SELECT count(*) FROM call_backs")
     assert "Called back by admin" in after and "Mark called back" not in after
+
+
+async def test_search_finds_a_call_its_deliveries_and_a_tool_call(web, pool, org_id):
+    """A call id lists its deliveries; a tool-call id or a unique delivery id lands on the delivery page."""
+    rows = [
+        ("status-update", "status-update:call-s1:ringing", {"type": "status-update", "call": {"id": "call-s1"}}),
+        ("end-of-call-report", "end-of-call-report:call-s1", {"type": "end-of-call-report", "call": {"id": "call-s1"}}),
+        ("tool-calls", "tool-call:tc-s9", {"type": "tool-calls", "call": {"id": "call-s2"}}),
+        ("status-update", "status-update:call-other:ringing", {"type": "status-update", "call": {"id": "call-other"}}),
+    ]
+    ids = {}
+    for event_type, event_id, payload in rows:
+        ids[event_id] = await pool.fetchval(
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+            " VALUES ($1, $2, $3, $4, 'completed') RETURNING id",
+            org_id,
+            event_type,
+            event_id,
+            payload,
+        )
+    await _sign_in(web, ADMIN)
+
+    by_call = await (await web.get("/console/search?q=call-s1")).text()
+    by_tool = await web.get("/console/search?q=tc-s9", allow_redirects=False)
+    by_prefix = await web.get(
+        f"/console/search?q={str(ids['status-update:call-other:ringing'])[:13]}", allow_redirects=False
+    )
+    nothing = await (await web.get("/console/search?q=no-such-thing")).text()
+
+    assert str(ids["status-update:call-s1:ringing"]) in by_call and str(ids["end-of-call-report:call-s1"]) in by_call
+    assert str(ids["status-update:call-other:ringing"]) not in by_call
+    assert f"/console/deliveries/{ids['tool-call:tc-s9']}" == by_tool.headers["Location"]
+    assert f"/console/deliveries/{ids['status-update:call-other:ringing']}" == by_prefix.headers["Location"]
+    assert "Nothing matches" in nothing
+
+
+async def test_search_by_call_id_uses_the_index(pool):
+    """EXPLAIN: a call id is an index probe into the delivery log, not a scan."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "EXPLAIN SELECT id FROM webhook_delivery_log d WHERE d.payload->'call'->>'id' = ANY($1::text[])",
+                ["call-1"],
+            )
+        )
+
+    assert "idx_delivery_log_call_id" in plan, plan

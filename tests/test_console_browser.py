@@ -214,3 +214,19 @@ def test_a_missed_tool_call_is_shown_with_the_number_and_marked_called_back(cons
     assert "+14155550199" == number
     assert recorded.startswith("Called back by admin") and "booked Tuesday 10:00" in recorded
     assert [] == errors
+
+
+def test_search_by_a_call_id_lands_on_its_delivery(console, browser):
+    """Typing a Vapi call id into the header's search box opens that call's delivery."""
+    url, shots = console["url"], console["shots"]
+    page, errors = _page(browser)
+
+    _sign_in(page, url, ADMIN)
+    page.fill("header input[name=q]", "b-0")
+    page.press("header input[name=q]", "Enter")
+    page.wait_for_url("**/console/deliveries/**")
+    status = page.get_by_test_id("status").inner_text()
+    page.screenshot(path=str(shots / "search.png"), full_page=True)
+
+    assert "dead_letter" == status
+    assert [] == errors

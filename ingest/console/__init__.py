@@ -50,6 +50,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/deliveries/{id}", pages.delivery)
     app.router.add_post("/deliveries/{id}/called-back", pages.call_back)
     app.router.add_get("/missed", pages.missed)
+    app.router.add_get("/search", pages.search)
     app.router.add_get("/replays", replays.list_page)
     app.router.add_post("/replays", replays.start)
     app.router.add_get("/replays/{id}", replays.show)

@@ -92,3 +92,13 @@ async def call_back(request: web.Request) -> web.Response:
     async with session(request) as conn:
         await console_db.call_back(conn, delivery_id, called_by=request[SIGNED_IN_AS], note=note)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}")
+
+
+async def search(request: web.Request) -> web.Response:
+    """``?q=``: a call id, tool-call id, delivery id (or 8+ hex prefix), phone number, assistant or number id."""
+    q = request.query.get("q", "")[:200]
+    async with session(request) as conn:
+        found = await console_db.search(conn, q) if q.strip() else None
+    if found and len(found["deliveries"]) == 1 and not any(found[k] for k in ("calls", "appointments", "routes")):
+        raise web.HTTPFound(f"{PREFIX}/deliveries/{found['deliveries'][0]['id']}")
+    return await _render(request, "search.html", {"q": q, "found": found})
