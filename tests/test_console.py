@@ -325,3 +325,25 @@ async def test_search_by_call_id_uses_the_index(pool):
         )
 
     assert "idx_delivery_log_call_id" in plan, plan
+
+
+async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, settings, broker):
+    """The admin signs in (no database needed) and the overview answers 503 with the reason, still not cached."""
+    from tests.procs import free_port
+
+    down = dataclasses.replace(
+        settings,
+        admin_token=ADMIN,
+        console_session_key=b"k" * 32,
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+    )
+    web = await aiohttp_client(create_app(down, broker=broker))
+    signin.FAILURES.seen.clear()
+    signed = await _sign_in(web, ADMIN)
+    page = await web.get("/console/", allow_redirects=False)
+    static = await web.get("/console/static/console.css")
+
+    assert 302 == signed.status
+    assert 503 == page.status and "database is unavailable" in await page.text()
+    assert "no-store" == page.headers["Cache-Control"]
+    assert "Cache-Control" not in static.headers and 200 == static.status

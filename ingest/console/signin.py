@@ -20,6 +20,7 @@ from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from db import tokens
+from db.errors import UNAVAILABLE_ERRORS
 from ingest import metrics
 from ingest.admin.auth import CALLER, Caller
 from ingest.appkeys import DB_POOL, SETTINGS
@@ -59,22 +60,28 @@ class ConsoleCookieStorage(EncryptedCookieStorage):
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """CSP without inline scripts, no framing, no sniffing, no referrer, on every console answer."""
+    # Pages hold patient data: never cached. Static files are versioned (append_version), so they may be.
+    cacheable = request.path.startswith(f"{PREFIX}/static/")
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        response = exc
-        _secure(response)
+        _secure(exc, cacheable)
         raise
-    _secure(response)
+    except UNAVAILABLE_ERRORS:
+        response = web.Response(
+            status=503, text="the database is unavailable; this page will work again when it is back"
+        )
+    _secure(response, cacheable)
     return response
 
 
-def _secure(response: web.StreamResponse) -> None:
+def _secure(response: web.StreamResponse, cacheable: bool) -> None:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers.setdefault("Cache-Control", "no-store")
+    if not cacheable:
+        response.headers["Cache-Control"] = "no-store"
 
 
 def _sha256(token: str) -> str:
