@@ -23,6 +23,7 @@ run: install
 	  echo "VAPI_DEFAULT_ORG_ID=$$org" >> .env && \
 	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
 	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
+	@echo "console on http://127.0.0.1:$${PORT:-8000}/console/ (sign in with ADMIN_TOKEN from .env)"
 	@# A person is watching: console log lines unless LOG_FORMAT (environment or .env) says otherwise.
 	@fmt=$${LOG_FORMAT:-$$(sed -n 's/^LOG_FORMAT=//p' .env | tail -n 1)}; \
 	PATH="$(CURDIR)/$(BIN):$$PATH" LOG_FORMAT=$${fmt:-console} $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler

@@ -135,6 +135,7 @@ def test_local_env_records_the_servers_used_and_keeps_what_is_there(tmp_path):
     assert ["redis://cache:6379/3"] == [v.split("=", 1)[1] for v in written if v.startswith("REDIS_URL=")]
     assert ["postgresql://app@db:5432/clinic"] == [v.split("=", 1)[1] for v in written if v.startswith("DATABASE_URL=")]
     assert 1 == sum(v.startswith("VAPI_WEBHOOK_SECRETS=") for v in written)
+    assert 1 == sum(v.startswith("ADMIN_TOKEN=") and len(v) >= len("ADMIN_TOKEN=") + 16 for v in written)
 
 
 def test_local_stop_says_when_nothing_ran_and_clean_removes_data_and_env(tmp_path):

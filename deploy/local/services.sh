@@ -3,7 +3,7 @@
 #   services.sh up    use what answers on 127.0.0.1:5432/6379; otherwise start
 #                     throwaway servers from the machine's binaries under .data/
 #   services.sh down  stop the servers that `up` started (nothing else)
-#   services.sh env   write .env: a generated webhook secret, and the DATABASE_URL and
+#   services.sh env   write .env: a generated webhook secret and admin token, and the DATABASE_URL and
 #                     REDIS_URL in use, each only if .env has none
 #   services.sh clean `down`, then remove .data and .env
 # Skipped for a service whose URL (DATABASE_URL, REDIS_URL) is set.
@@ -87,6 +87,10 @@ write_env() {
   if ! grep -q '^VAPI_WEBHOOK_SECRETS=' .env; then
     echo "VAPI_WEBHOOK_SECRETS=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
     echo "wrote a local webhook secret to .env (VAPI_WEBHOOK_SECRETS)"
+  fi
+  if ! grep -q '^ADMIN_TOKEN=' .env; then
+    echo "ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
+    echo "wrote an admin token to .env (ADMIN_TOKEN: the admin API and the console at /console/)"
   fi
   # Record the servers this run uses, so every later `vapi-ingest` command in any terminal talks to them.
   if ! grep -q '^DATABASE_URL=' .env; then
