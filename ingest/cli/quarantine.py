@@ -14,7 +14,6 @@ from rich.table import Table
 
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
-from db.types import OrgId
 from ingest.cli.output import print_table, short_id
 from ingest.cli.support import open_pool, resolve
 from ingest.cli.support import run_async as _run
@@ -79,8 +78,7 @@ def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> No
     mapping anything: it lists the senders first and asks.
     """
     from workers.broker import build_broker
-    from workers.handlers import QUEUED_TYPES
-    from workers.sending import send_and_record
+    from workers.quarantine import route_sender
 
     assistant_id, phone_number_id = filters["assistant_id"], filters["phone_number_id"]
     if not (assistant_id or phone_number_id or route_all):
@@ -99,20 +97,9 @@ def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> No
                 org_id = await resolve(conn, "organizations", org)
             if route_all and not await _confirm_all(pool, org_id, yes):
                 return -1
-            async with pool.acquire() as conn, conn.transaction():
-                if not route_all:
-                    await quarantine_db.map_sender(
-                        conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id
-                    )
-                pairs = await quarantine_db.route(
-                    conn,
-                    OrgId(org_id),
-                    max_attempts=settings.retry_max_attempts,
-                    processable=QUEUED_TYPES,
-                    **filters,
-                )
-            await send_and_record(pool, broker, pairs)
-            return len(pairs)
+            return await route_sender(
+                pool, broker, org_id, max_attempts=settings.retry_max_attempts, map_sender=not route_all, **filters
+            )
         finally:
             await pool.close()
             broker.close()

@@ -1,0 +1,53 @@
+"""Route quarantined messages once their sender is known: the one operation behind the CLI and the console."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import dramatiq
+
+from db import quarantine as quarantine_db
+from db.types import OrgId
+from workers.handlers import QUEUED_TYPES
+from workers.sending import send_and_record
+
+
+async def route_sender(
+    pool: asyncpg.Pool,
+    broker: dramatiq.Broker,
+    org_id: uuid.UUID,
+    *,
+    max_attempts: int,
+    assistant_id: str | None = None,
+    phone_number_id: str | None = None,
+    event_type: str | None = None,
+    map_sender: bool = True,
+) -> int:
+    """Map the sender to ``org_id`` and move its unrouted messages into the delivery log, in one transaction;
+    then enqueue those that workers process.
+
+    Args:
+        map_sender: False to move every matching message without mapping anything (the CLI's ``--all``).
+
+    Returns:
+        How many messages were moved.
+
+    Raises:
+        OrgNotFound, AlreadyMapped: from :func:`db.quarantine.map_sender`; nothing moved.
+        redis.RedisError: enqueueing failed; the rows are stored and the sweeper sends them.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        if map_sender:
+            await quarantine_db.map_sender(conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id)
+        pairs = await quarantine_db.route(
+            conn,
+            OrgId(org_id),
+            max_attempts=max_attempts,
+            processable=QUEUED_TYPES,
+            assistant_id=assistant_id,
+            phone_number_id=phone_number_id,
+            event_type=event_type,
+        )
+    await send_and_record(pool, broker, pairs)
+    return len(pairs)
