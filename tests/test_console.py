@@ -347,3 +347,46 @@ async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, sett
     assert 503 == page.status and "database is unavailable" in await page.text()
     assert "no-store" == page.headers["Cache-Control"]
     assert "Cache-Control" not in static.headers and 200 == static.status
+
+
+async def test_quarantine_maps_a_sender_and_routes_exactly_its_messages(web, pool, org_id):
+    """Two senders quarantined; mapping one routes its 2 messages to the org and leaves the other's alone."""
+    from db import quarantine
+    from tests.helpers import status_update, wait_until
+
+    for i, sender in enumerate(["asst-q", "asst-q", "asst-other"]):
+        message = status_update(f"c-q-{i}", "in-progress")["message"]
+        message["call"]["assistantId"] = sender
+        await quarantine.insert(
+            pool,
+            event_type="status-update",
+            event_id=f"status-update:c-q-{i}:in-progress",
+            assistant_id=sender,
+            phone_number_id=None,
+            payload=message,
+        )
+    await _sign_in(web, ADMIN)
+    page = await (await web.get("/console/quarantine")).text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    routed = await web.post(
+        "/console/quarantine/route",
+        data={"csrf": csrf, "assistant_id": "asst-q", "phone_number_id": "", "org_id": str(org_id)},
+        allow_redirects=False,
+    )
+    after = await (await web.get(routed.headers["Location"])).text()
+    await wait_until(lambda: pool.fetchval("SELECT count(*) = 2 FROM calls"))
+
+    assert 'data-testid="quarantined">2<' in page and "asst-other" in page
+    assert 'data-testid="routed">2 messages routed' in after
+    assert "asst-q<" not in after and "asst-other" in after
+    assert org_id == await pool.fetchval("SELECT org_id FROM agents WHERE vapi_assistant_id = 'asst-q'")
+
+
+async def test_an_org_token_cannot_open_the_quarantine(web, pool, org_id):
+    """Quarantined messages belong to no clinic: an org session gets 403."""
+    from db import tokens
+
+    await _sign_in(web, await tokens.create(pool, org_id, name=None))
+    resp = await web.get("/console/quarantine", allow_redirects=False)
+
+    assert 403 == resp.status
