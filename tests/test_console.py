@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 from typing import Any
 
 import pytest
@@ -390,3 +391,49 @@ async def test_an_org_token_cannot_open_the_quarantine(web, pool, org_id):
     resp = await web.get("/console/quarantine", allow_redirects=False)
 
     assert 403 == resp.status
+
+
+async def test_clinics_create_edit_and_revoke_a_token(web, pool):
+    """Create a clinic, change its zone and assistant, refuse a bad zone with the reason, revoke its token."""
+    from db import tokens
+
+    await _sign_in(web, ADMIN)
+    csrf = await _page_csrf(web)
+    created = await web.post(
+        "/console/clinics",
+        data={"csrf": csrf, "name": "Harbour Dental", "timezone": "UTC", "region": "gb"},
+        allow_redirects=False,
+    )
+    clinic_path = created.headers["Location"]
+    org_id = clinic_path.rsplit("/", 1)[1]
+    form = {"csrf": csrf, "name": "Harbour Dental", "region": "GB", "assistant_id": "asst-harbour"}
+    saved = await web.post(clinic_path, data={**form, "timezone": "Europe/London"}, allow_redirects=False)
+    refused = await web.post(clinic_path, data={**form, "timezone": "Mars/Olympus"}, allow_redirects=False)
+    token = await tokens.create(pool, org_id, name="desk")
+    token_id = (await tokens.list_tokens(pool))[0]["id"]
+    revoked = await web.post(
+        f"{clinic_path}/revoke", data={"csrf": csrf, "token_id": str(token_id)}, allow_redirects=False
+    )
+    page = await (await web.get(clinic_path)).text()
+    row = await pool.fetchrow(
+        "SELECT name, timezone, default_region, vapi_assistant_id FROM organizations WHERE id = $1", uuid.UUID(org_id)
+    )
+
+    assert (302, 302, 400, 302) == (created.status, saved.status, refused.status, revoked.status)
+    assert "not an IANA time zone" in await refused.text()
+    assert ("Harbour Dental", "Europe/London", "GB", "asst-harbour") == tuple(row)
+    assert "asst-harbour" in page and "Revoke" not in page
+    assert await tokens.org_of(pool, token) is None
+
+
+async def test_an_org_token_cannot_manage_clinics(web, pool, org_id):
+    """Clinic management is the admin's: an org session gets 403 on the list and on its own clinic."""
+    from db import tokens
+
+    await _sign_in(web, await tokens.create(pool, org_id, name=None))
+    statuses = [
+        (await web.get(path, allow_redirects=False)).status
+        for path in ("/console/clinics", f"/console/clinics/{org_id}")
+    ]
+
+    assert [403, 403] == statuses

@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from ingest.console import pages, quarantine, replays, signin
+from ingest.console import clinics, pages, quarantine, replays, signin
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +53,11 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/search", pages.search)
     app.router.add_get("/quarantine", quarantine.page)
     app.router.add_post("/quarantine/route", quarantine.route)
+    app.router.add_get("/clinics", clinics.list_page)
+    app.router.add_post("/clinics", clinics.create)
+    app.router.add_get("/clinics/{id}", clinics.show)
+    app.router.add_post("/clinics/{id}", clinics.update)
+    app.router.add_post("/clinics/{id}/revoke", clinics.revoke_token)
     app.router.add_get("/replays", replays.list_page)
     app.router.add_post("/replays", replays.start)
     app.router.add_get("/replays/{id}", replays.show)
