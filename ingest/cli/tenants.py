@@ -208,20 +208,16 @@ def _route_commands(group: click.Group, kind: str, option: str, help_id: str) ->
 
     add_fn = orgs_db.add_agent if kind == "assistant" else orgs_db.add_phone_number
 
-    @group.command("add")
+    @group.command("add", help=f"Route messages of a Vapi {kind} to an organization; print the mapping's id.")
     @click.option("--org", required=True, help="Organization id (or a unique prefix).")
     @click.option(f"--{option}", "vapi_id", required=True, help=help_id)
     def add(org: str, vapi_id: str) -> None:
-        """Route messages of this Vapi id to an organization; print the mapping's id."""
-
         async def run(conn: Conn) -> uuid.UUID:
             return await add_fn(conn, await resolve(conn, "organizations", org), vapi_id)
 
         click.echo(_call(run))
 
-    add.__doc__ = f"Route messages of a Vapi {kind} to an organization; print the mapping's id."
-
-    @group.command("list")
+    @group.command("list", help=f"List which organization each Vapi {kind} routes to.")
     @click.option("--org", help="Only this organization.")
     @json_option
     def list_(org: str | None, as_json: bool) -> None:
@@ -241,9 +237,11 @@ def _route_commands(group: click.Group, kind: str, option: str, help_id: str) ->
             as_json=as_json,
         )
 
-    list_.__doc__ = f"List which organization each Vapi {kind} routes to."
-
-    @group.command("remove")
+    @group.command(
+        "remove",
+        help=f"Stop routing a Vapi {kind}: its messages are quarantined (or go to VAPI_DEFAULT_ORG_ID) "
+        "within the receiver's 5 s routing cache.",
+    )
     @click.argument("vapi_id")
     def remove(vapi_id: str) -> None:
         async def run(conn: Conn) -> uuid.UUID | None:
@@ -253,11 +251,6 @@ def _route_commands(group: click.Group, kind: str, option: str, help_id: str) ->
         if org_id is None:
             raise click.ClickException(f"{kind} {vapi_id} is not mapped to any organization")
         click.echo(f"{kind} {vapi_id} no longer routes to {org_id}; its messages are quarantined from now on")
-
-    remove.__doc__ = (
-        f"Stop routing a Vapi {kind}: its messages are quarantined (or go to VAPI_DEFAULT_ORG_ID) "
-        "within the receiver's 5 s routing cache."
-    )
 
 
 @click.group()
