@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -42,23 +43,10 @@ async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, An
         statuses=tuple(REPLAYABLE), ids=tuple(claimed["delivery_ids"]), not_replayed_since=claimed["created_at"]
     )
     running = True
-
-    async def progress(n: int) -> None:
-        nonlocal running
-        running = await replays.advance(pool, replay_id, n, lease_s=LEASE_S)
-
-    pending: list[asyncio.Task[None]] = []
-
-    def on_progress(n: int) -> None:
-        pending.append(asyncio.ensure_future(progress(n)))
-
-    async def stopped() -> bool:
-        while pending:
-            await pending.pop(0)
-        return not running
-
     total = 0
-    while not await stopped():
+    while running:
+        took: list[int] = []
+        # One batch per call, so each batch renews the lease and a cancellation is seen after it.
         done = await replay(
             pool,
             broker,
@@ -67,18 +55,22 @@ async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, An
             batch_size=BATCH,
             rate_per_s=claimed["rate_per_s"],
             org_scope=claimed["org_id"],
-            on_progress=on_progress,
-            should_stop=lambda: len(pending) > 0,  # one batch at a time, so cancellation is seen in time
+            on_progress=took.append,
+            should_stop=_after_one_batch(took),
             max_backlog=BATCH,
         )
-        total += done
         if done == 0:
             break
-    await stopped()
+        total += done
+        running = await replays.advance(pool, replay_id, done, lease_s=LEASE_S)
     if running:
         await replays.finish(pool, replay_id)
     log.info("console_replay_finished", replay_id=str(replay_id), replayed=total, cancelled=not running)
     return total
+
+
+def _after_one_batch(took: list[int]) -> Callable[[], bool]:
+    return lambda: bool(took)
 
 
 async def resume_forever(pool: asyncpg.Pool, broker: dramatiq.Broker, *, budget: int, wake: asyncio.Event) -> None:

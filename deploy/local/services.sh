@@ -82,25 +82,22 @@ clean() {
   done
 }
 
+random_hex() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+add_to_env() {  # NAME VALUE WHAT: append NAME=VALUE to .env unless .env already sets NAME
+  if ! grep -q "^$1=" .env; then
+    echo "$1=$2" >> .env
+    echo "wrote $3 to .env"
+  fi
+}
+
 write_env() {
   touch .env
-  if ! grep -q '^VAPI_WEBHOOK_SECRETS=' .env; then
-    echo "VAPI_WEBHOOK_SECRETS=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
-    echo "wrote a local webhook secret to .env (VAPI_WEBHOOK_SECRETS)"
-  fi
-  if ! grep -q '^ADMIN_TOKEN=' .env; then
-    echo "ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >> .env
-    echo "wrote an admin token to .env (ADMIN_TOKEN: the admin API and the console at /console/)"
-  fi
+  add_to_env VAPI_WEBHOOK_SECRETS "$(random_hex)" "a local webhook secret (VAPI_WEBHOOK_SECRETS)"
+  add_to_env ADMIN_TOKEN "$(random_hex)" "an admin token (ADMIN_TOKEN: the admin API and the console at /console/)"
   # Record the servers this run uses, so every later `vapi-ingest` command in any terminal talks to them.
-  if ! grep -q '^DATABASE_URL=' .env; then
-    echo "DATABASE_URL=${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/vapi_ingest}" >> .env
-    echo "wrote DATABASE_URL to .env"
-  fi
-  if ! grep -q '^REDIS_URL=' .env; then
-    echo "REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}" >> .env
-    echo "wrote REDIS_URL to .env"
-  fi
+  add_to_env DATABASE_URL "${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/vapi_ingest}" DATABASE_URL
+  add_to_env REDIS_URL "${REDIS_URL:-redis://127.0.0.1:6379/0}" REDIS_URL
 }
 
 case "${1:-}" in

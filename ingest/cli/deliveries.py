@@ -20,7 +20,7 @@ from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.statuses import REPLAYABLE, STATUSES
 from db.types import Conn
 from ingest.cli.output import print_table, short_id
-from ingest.cli.support import open_pool, resolve
+from ingest.cli.support import open_pool, resolve, with_conn
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
 from ingest.settings import Settings
@@ -80,21 +80,15 @@ async def _filter(conn: Conn, filters: dict[str, Any], ids: tuple[uuid.UUID, ...
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
     """List deliveries, newest first: a table for people, JSON lines with --json."""
-    settings = _settings()
 
-    async def fetch() -> tuple[list[dict[str, Any]], int]:
-        pool = await open_pool(settings)
-        try:
-            async with pool.acquire() as conn:
-                flt = await _filter(conn, filters)
-                rows = await reports.list_deliveries(conn, flt, limit=limit)
-                # Counting is a second scan; only pay for it when the page is full.
-                total = await reports.count(conn, flt) if len(rows) == limit else len(rows)
-                return rows, total
-        finally:
-            await pool.close()
+    async def fetch(conn: Conn) -> tuple[list[dict[str, Any]], int]:
+        flt = await _filter(conn, filters)
+        rows = await reports.list_deliveries(conn, flt, limit=limit)
+        # Counting is a second scan; only pay for it when the page is full.
+        total = await reports.count(conn, flt) if len(rows) == limit else len(rows)
+        return rows, total
 
-    rows, total = _run(fetch())
+    rows, total = _run(with_conn(fetch))
     print_table(
         rows,
         [
@@ -117,17 +111,10 @@ def show_cmd(delivery_id: str) -> None:
     """Show one delivery by id or unique prefix: payload (secrets redacted), attempts, every error, timestamps."""
     from workers.sanitize import redact
 
-    settings = _settings()
+    async def fetch(conn: Conn) -> dict[str, Any] | None:
+        return await reports.get_delivery(conn, await resolve(conn, "webhook_delivery_log", delivery_id))
 
-    async def fetch() -> dict[str, Any] | None:
-        pool = await open_pool(settings)
-        try:
-            async with pool.acquire() as conn:
-                return await reports.get_delivery(conn, await resolve(conn, "webhook_delivery_log", delivery_id))
-        finally:
-            await pool.close()
-
-    row = _run(fetch())
+    row = _run(with_conn(fetch))
     if row is None:
         raise click.ClickException(f"no delivery {delivery_id}")
     row["payload"] = redact(row["payload"])

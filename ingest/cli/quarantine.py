@@ -14,8 +14,9 @@ from rich.table import Table
 
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
+from db.types import Conn
 from ingest.cli.output import print_table, short_id
-from ingest.cli.support import open_pool, resolve
+from ingest.cli.support import open_pool, resolve, with_conn
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
 
@@ -38,18 +39,13 @@ def quarantine_filters(fn: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 def quarantine_list(limit: int, as_json: bool, **filters: Any) -> None:
     """List unrouted messages, oldest first."""
-    settings = _settings()
 
-    async def fetch() -> tuple[list[dict[str, Any]], int]:
-        pool = await open_pool(settings)
-        try:
-            rows = await quarantine_db.list_unrouted(pool, limit=limit, **filters)
-            total = await quarantine_db.count_unrouted(pool, **filters) if len(rows) == limit else len(rows)
-            return rows, total
-        finally:
-            await pool.close()
+    async def fetch(conn: Conn) -> tuple[list[dict[str, Any]], int]:
+        rows = await quarantine_db.list_unrouted(conn, limit=limit, **filters)
+        total = await quarantine_db.count_unrouted(conn, **filters) if len(rows) == limit else len(rows)
+        return rows, total
 
-    rows, total = _run(fetch())
+    rows, total = _run(with_conn(fetch))
     print_table(
         rows,
         [

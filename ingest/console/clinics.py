@@ -6,45 +6,27 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from db import orgs, tokens
 from db.errors import AlreadyMapped
 from ingest import org_fields
-from ingest.admin.auth import caller
 from ingest.appkeys import DB_POOL
-from ingest.console.signin import PREFIX, template_context
+from ingest.console.signin import PREFIX, admin_only, path_id, render
 
-
-def _admin_only(request: web.Request) -> None:
-    if caller(request).org_id is not None:
-        raise web.HTTPForbidden(text="managing clinics needs the admin token")
-
-
-def _org_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such clinic") from None
-
-
-async def _render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    base = template_context(request, await get_session(request))
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+WHAT = "managing clinics"
 
 
 async def list_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     """Every clinic with its time zone, region, hours and counts; a form to create one."""
-    _admin_only(request)
+    admin_only(request, WHAT)
     rows = await orgs.list_orgs(request.config_dict[DB_POOL])
-    return await _render(request, "clinics.html", {"clinics": rows, "error": error}, status)
+    return await render(request, "clinics.html", {"clinics": rows, "error": error}, status)
 
 
 async def create(request: web.Request) -> web.Response:
     """Create a clinic from the form (name, time zone, region); then open it."""
-    _admin_only(request)
+    admin_only(request, WHAT)
     form = await request.post()
     try:
         name = org_fields.name(str(form.get("name", "")))
@@ -58,18 +40,18 @@ async def create(request: web.Request) -> web.Response:
 
 async def show(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     """One clinic: settings (editable), assistants, numbers, tokens (revocable)."""
-    _admin_only(request)
+    admin_only(request, WHAT)
     async with request.config_dict[DB_POOL].acquire() as conn:
-        detail = await orgs.org_detail(conn, _org_id(request))
+        detail = await orgs.org_detail(conn, path_id(request, "clinic"))
     if detail is None:
-        return await _render(request, "not_found.html", {"what": "clinic"}, status=404)
-    return await _render(request, "clinic.html", {"c": detail, "error": error}, status)
+        return await render(request, "not_found.html", {"what": "clinic"}, status=404)
+    return await render(request, "clinic.html", {"c": detail, "error": error}, status)
 
 
 async def update(request: web.Request) -> web.Response:
     """Change name, time zone, region or the assistant answering assistant-request."""
-    _admin_only(request)
-    org_id = _org_id(request)
+    admin_only(request, WHAT)
+    org_id = path_id(request, "clinic")
     form = await request.post()
     changes: dict[str, Any] = {}
     try:
@@ -90,8 +72,8 @@ async def update(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of the clinic's tokens: refused from its next request, console sessions included."""
-    _admin_only(request)
-    org_id = _org_id(request)
+    admin_only(request, WHAT)
+    org_id = path_id(request, "clinic")
     try:
         token_id = uuid.UUID(str((await request.post()).get("token_id", "")))
     except ValueError:

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from db import console as console_db
 from db import deliveries, job_runs, reports
 from ingest.admin.auth import caller, session
 from ingest.appkeys import BROKER
-from ingest.console.signin import PREFIX, SIGNED_IN_AS, template_context
+from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
 from workers.broker import queue_stats
-
-
-async def _render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
-    base = template_context(request, await get_session(request))
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -30,7 +22,7 @@ async def overview(request: web.Request) -> web.Response:
         oldest_s = await deliveries.oldest_pending_age_s(conn)
         runs = await job_runs.last_runs(conn) if admin else {}
     queue = await queue_stats(request.config_dict[BROKER]) if admin else None
-    return await _render(
+    return await render(
         request, "overview.html", {"counts": counts, "oldest_s": oldest_s, "runs": runs, "queue": queue}
     )
 
@@ -42,22 +34,19 @@ async def dead_letters(request: web.Request) -> web.Response:
         groups = await console_db.dead_letter_groups(conn)
         members = await console_db.dead_letters_in_group(conn, group) if group else []
     chosen = next((g for g in groups if g["group"] == group), None)
-    return await _render(request, "dead_letters.html", {"groups": groups, "chosen": chosen, "members": members})
+    return await render(request, "dead_letters.html", {"groups": groups, "chosen": chosen, "members": members})
 
 
 async def delivery(request: web.Request) -> web.Response:
     """One delivery: status, attempts with every error, the payload (collapsed), timestamps."""
-    try:
-        delivery_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such delivery") from None
+    delivery_id = path_id(request, "delivery")
     async with session(request) as conn:
         row = await reports.get_delivery(conn, delivery_id)
         called_back = await console_db.call_back_of(conn, delivery_id) if row else None
     if row is None:
         # Another org's delivery looks exactly like one that does not exist.
-        return await _render(request, "not_found.html", {"what": "delivery"}, status=404)
-    return await _render(request, "delivery.html", {"d": row, "called_back": called_back, **_caller(row["payload"])})
+        return await render(request, "not_found.html", {"what": "delivery"}, status=404)
+    return await render(request, "delivery.html", {"d": row, "called_back": called_back, **_caller(row["payload"])})
 
 
 def _caller(payload: Any) -> dict[str, Any]:
@@ -79,15 +68,12 @@ async def missed(request: web.Request) -> web.Response:
     """Missed tool calls: callers the assistant could not serve, to be called back."""
     async with session(request) as conn:
         rows = await console_db.missed_calls(conn)
-    return await _render(request, "missed.html", {"rows": rows})
+    return await render(request, "missed.html", {"rows": rows})
 
 
 async def call_back(request: web.Request) -> web.Response:
     """Record that a missed caller was called back (who, when, an optional note)."""
-    try:
-        delivery_id = uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such delivery") from None
+    delivery_id = path_id(request, "delivery")
     note = str((await request.post()).get("note", "")).strip()[:500] or None
     async with session(request) as conn:
         await console_db.call_back(conn, delivery_id, called_by=request[SIGNED_IN_AS], note=note)
@@ -101,4 +87,4 @@ async def search(request: web.Request) -> web.Response:
         found = await console_db.search(conn, q) if q.strip() else None
     if found and len(found["deliveries"]) == 1 and not any(found[k] for k in ("calls", "appointments", "routes")):
         raise web.HTTPFound(f"{PREFIX}/deliveries/{found['deliveries'][0]['id']}")
-    return await _render(request, "search.html", {"q": q, "found": found})
+    return await render(request, "search.html", {"q": q, "found": found})

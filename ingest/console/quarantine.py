@@ -4,46 +4,40 @@ from __future__ import annotations
 
 import uuid
 
-import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from db import orgs
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
-from ingest.admin.auth import caller
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
-from ingest.console.signin import PREFIX, template_context
+from ingest.console.signin import PREFIX, admin_only, render
 from workers.quarantine import route_sender
 
 
 async def _page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     pool = request.config_dict[DB_POOL]
     context = {
-        **template_context(request, await get_session(request)),
         "senders": await quarantine_db.senders(pool),
         "orgs": await orgs.list_orgs(pool),
         "routed": request.query.get("routed"),
         "error": error,
     }
-    return aiohttp_jinja2.render_template("quarantine.html", request, context, status=status)
+    return await render(request, "quarantine.html", context, status)
 
 
-def _admin_only(request: web.Request) -> None:
-    # Quarantined messages belong to no clinic yet, so no clinic's token may see them.
-    if caller(request).org_id is not None:
-        raise web.HTTPForbidden(text="quarantine needs the admin token: its messages belong to no clinic yet")
+#: Quarantined messages belong to no clinic yet, so no clinic's token may see them.
+WHAT = "the quarantine (its messages belong to no clinic yet)"
 
 
 async def page(request: web.Request) -> web.Response:
     """Unroutable messages by assistant id / phone number id, each group with "map to org"."""
-    _admin_only(request)
+    admin_only(request, WHAT)
     return await _page(request)
 
 
 async def route(request: web.Request) -> web.Response:
     """Map one sender to an org and move exactly its messages into that org's delivery log."""
-    _admin_only(request)
+    admin_only(request, WHAT)
     form = await request.post()
     assistant_id = str(form.get("assistant_id", "")) or None
     phone_number_id = str(form.get("phone_number_id", "")) or None

@@ -6,33 +6,17 @@ web process holds the replay's lease, on the replay queue behind live traffic.
 
 from __future__ import annotations
 
-import uuid
-
-import aiohttp_jinja2
 from aiohttp import web
-from aiohttp_session import get_session
 
 from db import console as console_db
 from db import replays
 from ingest.admin.auth import caller, session
 from ingest.appkeys import REPLAY_WAKE
-from ingest.console.signin import PREFIX, SIGNED_IN_AS, template_context
+from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
 from workers.replay import REFUSED_TOOL_CALLS
 
 #: Rates an operator may choose (deliveries per second); None: as fast as the workers take them.
 RATES = (None, 10.0, 50.0, 200.0)
-
-
-async def _render(request: web.Request, template: str, context: dict[str, object], status: int = 200) -> web.Response:
-    base = template_context(request, await get_session(request))
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
-
-
-def _replay_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="no such replay") from None
 
 
 async def confirm(request: web.Request) -> web.Response:
@@ -42,7 +26,7 @@ async def confirm(request: web.Request) -> web.Response:
         ids, refused, fingerprint = await console_db.group_for_replay(conn, group)
     if fingerprint is None:
         raise web.HTTPFound(f"{PREFIX}/dead-letters")
-    return await _render(
+    return await render(
         request,
         "replay_confirm.html",
         {
@@ -88,21 +72,21 @@ async def list_page(request: web.Request) -> web.Response:
     """Every replay, newest first: who, when, what, how far."""
     async with session(request) as conn:
         rows = await replays.list_replays(conn)
-    return await _render(request, "replays.html", {"replays": rows})
+    return await render(request, "replays.html", {"replays": rows})
 
 
 async def show(request: web.Request) -> web.Response:
     """One replay's progress (the page polls itself with htmx while it runs)."""
     async with session(request) as conn:
-        row = await replays.get(conn, _replay_id(request))
+        row = await replays.get(conn, path_id(request, "replay"))
     if row is None:
-        return await _render(request, "not_found.html", {"what": "replay"}, status=404)
-    return await _render(request, "replay.html", {"r": row})
+        return await render(request, "not_found.html", {"what": "replay"}, status=404)
+    return await render(request, "replay.html", {"r": row})
 
 
 async def cancel(request: web.Request) -> web.Response:
     """Stop a running replay after its current batch."""
-    replay_id = _replay_id(request)
+    replay_id = path_id(request, "replay")
     async with session(request) as conn:
         await replays.cancel(conn, replay_id)
     raise web.HTTPFound(f"{PREFIX}/replays/{replay_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,10 +85,6 @@ def _secure(response: web.StreamResponse, cacheable: bool) -> None:
         response.headers["Cache-Control"] = "no-store"
 
 
-def _sha256(token: str) -> str:
-    return tokens.token_sha256(token)
-
-
 async def caller_of_session(request: web.Request, session: Session) -> tuple[Caller, str] | None:
     """Who this session is signed in as and how to record them (``admin`` or ``token:<id>``), if its token
     is still valid; None otherwise."""
@@ -96,7 +93,7 @@ async def caller_of_session(request: web.Request, session: Session) -> tuple[Cal
         return None
     admin = request.config_dict[SETTINGS].admin_token
     if session.get("admin"):
-        return (Caller(None), "admin") if admin and hmac.compare_digest(held, _sha256(admin)) else None
+        return (Caller(None), "admin") if admin and hmac.compare_digest(held, tokens.token_sha256(admin)) else None
     found = await tokens.live_token(request.config_dict[DB_POOL], held)
     return (Caller(found[0]), f"token:{found[1]}") if found else None
 
@@ -184,7 +181,7 @@ async def login(request: web.Request) -> web.Response:
         return await _refused(request, 401, "that token is not valid")
     metrics.CONSOLE_SIGNINS.labels("ok").inc()
     session = await new_session(request)  # a fresh session (and CSRF token) on sign-in: no fixation
-    session["token_sha256"] = _sha256(token)
+    session["token_sha256"] = tokens.token_sha256(token)
     session["admin"] = admin
     csrf_token(session)
     raise web.HTTPFound(f"{PREFIX}/")
@@ -204,8 +201,33 @@ async def logout(request: web.Request) -> web.Response:
     raise web.HTTPFound(f"{PREFIX}/login")
 
 
-def template_context(request: web.Request, session: Session) -> dict[str, Any]:
-    """What every page's layout needs: who is signed in and the CSRF token for its forms."""
+async def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
+    """A console page: ``context`` plus what the layout needs (the CSRF token, whether the admin is in)."""
     who = request[CALLER]
     assert isinstance(who, Caller)
-    return {"csrf": csrf_token(session), "admin": who.org_id is None}
+    layout = {"csrf": csrf_token(await get_session(request)), "admin": who.org_id is None}
+    return aiohttp_jinja2.render_template(template, request, {**layout, **context}, status=status)
+
+
+def admin_only(request: web.Request, what: str) -> None:
+    """Refuse an org's session (403) for pages that act across clinics.
+
+    Raises:
+        web.HTTPForbidden: naming ``what``.
+    """
+    who = request[CALLER]
+    assert isinstance(who, Caller)
+    if who.org_id is not None:
+        raise web.HTTPForbidden(text=f"{what} needs the admin token")
+
+
+def path_id(request: web.Request, what: str) -> uuid.UUID:
+    """The ``{id}`` of the URL as a UUID.
+
+    Raises:
+        web.HTTPNotFound: it is not one ("no such <what>").
+    """
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=f"no such {what}") from None

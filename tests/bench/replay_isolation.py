@@ -125,38 +125,15 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
 
 async def _standalone(rate: int, seconds: float) -> dict:
     """Set up a scratch database, the web process and 2 worker processes, then :func:`measure`."""
-    import os
     import tempfile
-    from urllib.parse import urlsplit, urlunsplit
 
-    import redis
-
-    from db import orgs
-    from db.migrate import migrate
-    from tests.bench.loads import SECRET
     from tests.bench.processes import free_port, start, stop, wait_http
-    from tests.bench.service import ADMIN_DSN, REDIS_URL, backlog
+    from tests.bench.service import backlog, drop_database, scratch_database, service_env
 
-    name = f"vapi_bench_{uuid.uuid4().hex[:8]}"
-    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
-    await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
-    org_id = await orgs.create_org(conn, name="Bench clinic")
-    await orgs.add_agent(conn, org_id, "asst-bench")
-    await conn.close()
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    name, dsn, org_id = await scratch_database()
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "REDIS_URL": REDIS_URL,
-        "VAPI_WEBHOOK_SECRETS": SECRET,
-        "PORT": str(port),
-        "WORKER_METRICS_PORT": str(free_port()),
-        "WORKER_PROCESSES": "2",
-        "LOG_FORMAT": "json",
-    }
+    env = service_env(dsn, port)
     web = start([str(BIN), "serve"], env, tmp / "web.log")
     worker = start([str(BIN), "worker"], env, tmp / "worker.log")
     try:
@@ -167,9 +144,7 @@ async def _standalone(rate: int, seconds: float) -> dict:
     finally:
         stop(web)
         stop(worker)
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(name)
 
 
 def main() -> None:

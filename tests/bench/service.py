@@ -131,7 +131,12 @@ async def sql(dsn: str, query: str) -> object:
         await conn.close()
 
 
-async def run(seconds: int, out_dir: Path) -> dict:
+async def scratch_database() -> tuple[str, str, uuid.UUID]:
+    """A new migrated database with the bench clinic (assistant ``asst-bench``), and Redis emptied.
+
+    Returns:
+        ``(name, dsn, org_id)``; drop it with :func:`drop_database`.
+    """
     name = f"vapi_bench_{uuid.uuid4().hex[:8]}"
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
     await migrate(dsn)
@@ -140,9 +145,19 @@ async def run(seconds: int, out_dir: Path) -> dict:
     await orgs.add_agent(conn, org_id, "asst-bench")
     await conn.close()
     redis.Redis.from_url(REDIS_URL).flushdb()
-    tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
-    port = free_port()
-    env = {
+    return name, dsn, org_id
+
+
+async def drop_database(name: str) -> None:
+    """Drop a :func:`scratch_database`."""
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def service_env(dsn: str, port: int, **extra: str) -> dict[str, str]:
+    """The environment the bench runs ``vapi-ingest`` with (2 worker processes, JSON logs)."""
+    return {
         **os.environ,
         "DATABASE_URL": dsn,
         "REDIS_URL": REDIS_URL,
@@ -151,9 +166,15 @@ async def run(seconds: int, out_dir: Path) -> dict:
         "WORKER_METRICS_PORT": str(free_port()),
         "WORKER_PROCESSES": "2",
         "LOG_FORMAT": "json",
-        "DB_POOL_MAX_SIZE": "20",
-        "WEB_PROCESSES": str(WEB_PROCESSES),
+        **extra,
     }
+
+
+async def run(seconds: int, out_dir: Path) -> dict:
+    name, dsn, org_id = await scratch_database()
+    tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
+    port = free_port()
+    env = service_env(dsn, port, DB_POOL_MAX_SIZE="20", WEB_PROCESSES=str(WEB_PROCESSES))
     results: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
@@ -236,9 +257,7 @@ async def run(seconds: int, out_dir: Path) -> dict:
         broker.close()
     finally:
         redis.Redis.from_url(REDIS_URL).flushdb()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(name)
         shutil.rmtree(tmp, ignore_errors=True)
     booking = subprocess.run(
         [sys.executable, "-m", "tests.bench.booking", "--samples", "500"],
