@@ -91,6 +91,34 @@ async def call_back_of(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | N
     return dict(row) if row else None
 
 
+async def reveal(conn: Conn, delivery_id: uuid.UUID, *, revealed_by: str) -> Any | None:
+    """A delivery's payload, recording in ``reveals`` that ``revealed_by`` opened it (one statement).
+
+    Returns:
+        The payload (JSON), or ``None`` if the delivery does not exist or this session cannot see it
+        (then nothing is recorded).
+    """
+    return await conn.fetchval(
+        """
+        WITH d AS (SELECT id, org_id, payload FROM webhook_delivery_log WHERE id = $1),
+             r AS (INSERT INTO reveals (delivery_id, org_id, revealed_by) SELECT id, org_id, $2 FROM d)
+        SELECT payload FROM d
+        """,
+        delivery_id,
+        revealed_by,
+    )
+
+
+async def reveals_of(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Who opened a delivery's payload, newest first: ``{revealed_by, revealed_at}``."""
+    rows = await conn.fetch(
+        "SELECT revealed_by, revealed_at FROM reveals WHERE delivery_id = $1 ORDER BY revealed_at DESC LIMIT $2",
+        delivery_id,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
 #: Rows of each kind a search shows at most.
 SEARCH_LIMIT = 50
 

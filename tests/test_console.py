@@ -437,3 +437,33 @@ async def test_an_org_token_cannot_manage_clinics(web, pool, org_id):
     ]
 
     assert [403, 403] == statuses
+
+
+async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web, pool, org_id):
+    """The page holds no payload text; POST opens it and records who; another org's token opens nothing."""
+    from db import orgs, tokens
+
+    delivery_id = await pool.fetchval(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+        " VALUES ($1, 'end-of-call-report', 'eocr:call-r1', $2, 'completed') RETURNING id",
+        org_id,
+        {"type": "end-of-call-report", "artifact": {"transcript": "my knee hurts since Tuesday"}},
+    )
+    path = f"/console/deliveries/{delivery_id}"
+    await _sign_in(web, ADMIN)
+
+    closed = await (await web.get(path)).text()
+    csrf = await _page_csrf(web)
+    opened = await web.post(f"{path}/payload", data={"csrf": csrf})
+    opened_text = await opened.text()
+    after = await (await web.get(path)).text()
+    other = await orgs.create_org(pool, name="Other clinic")
+    web.session.cookie_jar.clear()
+    await _sign_in(web, await tokens.create(pool, other, name="desk"))
+    foreign = await web.post(f"{path}/payload", data={"csrf": await _page_csrf(web)})
+
+    assert "knee" not in closed and "Never opened." in closed
+    assert 200 == opened.status and "my knee hurts since Tuesday" in opened_text
+    assert "knee" not in after and "Opened by admin at" in after
+    assert 404 == foreign.status and "knee" not in await foreign.text()
+    assert [("admin", org_id)] == [tuple(r) for r in await pool.fetch("SELECT revealed_by, org_id FROM reveals")]

@@ -49,6 +49,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/dead-letters/replay", replays.confirm)
     app.router.add_get("/deliveries/{id}", pages.delivery)
     app.router.add_post("/deliveries/{id}/called-back", pages.call_back)
+    app.router.add_post("/deliveries/{id}/payload", pages.reveal_payload)
     app.router.add_get("/missed", pages.missed)
     app.router.add_get("/search", pages.search)
     app.router.add_get("/quarantine", quarantine.page)

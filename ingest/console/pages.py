@@ -38,15 +38,29 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 
 async def delivery(request: web.Request) -> web.Response:
-    """One delivery: status, attempts with every error, the payload (collapsed), timestamps."""
+    """One delivery: status, attempts with every error, timestamps, who opened its payload; the payload
+    itself stays closed (it may hold patient data) until :func:`reveal_payload`."""
+    return await _delivery_page(request, reveal=False)
+
+
+async def reveal_payload(request: web.Request) -> web.Response:
+    """POST: the delivery page with its payload open, recorded in ``reveals`` (who, when) first."""
+    return await _delivery_page(request, reveal=True)
+
+
+async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
     delivery_id = path_id(request, "delivery")
     async with session(request) as conn:
         row = await reports.get_delivery(conn, delivery_id)
-        called_back = await console_db.call_back_of(conn, delivery_id) if row else None
-    if row is None:
-        # Another org's delivery looks exactly like one that does not exist.
-        return await render(request, "not_found.html", {"what": "delivery"}, status=404)
-    return await render(request, "delivery.html", {"d": row, "called_back": called_back, **_caller(row["payload"])})
+        if row is None:
+            # Another org's delivery looks exactly like one that does not exist.
+            return await render(request, "not_found.html", {"what": "delivery"}, status=404)
+        if reveal:
+            await console_db.reveal(conn, delivery_id, revealed_by=request[SIGNED_IN_AS])
+        called_back = await console_db.call_back_of(conn, delivery_id)
+        reveals = await console_db.reveals_of(conn, delivery_id)
+    context = {"d": row, "called_back": called_back, "reveals": reveals, "revealed": reveal}
+    return await render(request, "delivery.html", {**context, **_caller(row["payload"])})
 
 
 def _caller(payload: Any) -> dict[str, Any]:
