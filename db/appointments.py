@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import asyncpg
 
@@ -131,3 +131,34 @@ async def get(conn: Conn, appointment_id: uuid.UUID) -> asyncpg.Record | None:
         appointment_id,
     )
     return result
+
+
+#: Appointments a calendar range shows at most (a clinic's busiest week is a few hundred).
+RANGE_LIMIT = 2000
+
+
+async def in_range(
+    conn: Conn, org_id: uuid.UUID, start: datetime, end: datetime, *, cancelled: bool
+) -> list[dict[str, Any]]:
+    """The org's appointments starting in ``[start, end)``, in time order, at most :data:`RANGE_LIMIT`.
+
+    Returns:
+        ``{id, scheduled_at, ends_at, status, service_type, name, phone, delivery_id}``; ``delivery_id`` is
+        the tool call that booked it (``source_event_id``, migration 0016), ``None`` if it came another way.
+        Cancelled (soft-deleted) appointments only when ``cancelled``.
+    """
+    rows = await conn.fetch(
+        """
+        SELECT a.id, a.scheduled_at, a.ends_at, a.status, a.service_type, l.name, l.phone, d.id AS delivery_id
+          FROM appointments a JOIN leads l ON l.id = a.contact_id
+          LEFT JOIN webhook_delivery_log d ON d.org_id = a.org_id AND d.event_id = a.source_event_id
+         WHERE a.org_id = $1 AND a.scheduled_at >= $2 AND a.scheduled_at < $3 AND ($4 OR a.deleted_at IS NULL)
+         ORDER BY a.scheduled_at LIMIT $5
+        """,
+        org_id,
+        start,
+        end,
+        cancelled,
+        RANGE_LIMIT,
+    )
+    return [dict(r) for r in rows]

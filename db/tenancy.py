@@ -15,13 +15,17 @@ TENANT_ROLE = "vapi_tenant"
 
 
 @asynccontextmanager
-async def tenant_scope(conn: Conn, org_id: uuid.UUID) -> AsyncIterator[None]:
+async def tenant_scope(conn: Conn, org_id: uuid.UUID, *, source_event_id: str | None = None) -> AsyncIterator[None]:
     """Within a transaction, act as ``org_id`` only: every statement sees and writes its rows alone.
 
     Switches to :data:`TENANT_ROLE`, sets ``app.org_id`` and turns the service
     bypass off, all ``LOCAL`` to the transaction; on normal exit restores the
     service role, and after a Python exception too. After a PostgreSQL error
     the transaction is aborted; its rollback undoes the settings.
+
+    Args:
+        source_event_id: The idempotency key of the delivery on whose behalf rows are written;
+            ``appointments.source_event_id`` defaults to it (migration 0016).
 
     Raises:
         RuntimeError: if ``conn`` is not inside a transaction.
@@ -31,9 +35,10 @@ async def tenant_scope(conn: Conn, org_id: uuid.UUID) -> AsyncIterator[None]:
     # set_config('role', ...) is SET LOCAL ROLE, in one round trip with the rest.
     await conn.execute(
         "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true),"
-        " set_config('app.bypass_rls', 'off', true)",
+        " set_config('app.bypass_rls', 'off', true), set_config('app.source_event_id', $3, true)",
         TENANT_ROLE,
         str(org_id),
+        source_event_id or "",
     )
     try:
         yield
@@ -48,5 +53,5 @@ async def tenant_scope(conn: Conn, org_id: uuid.UUID) -> AsyncIterator[None]:
 async def _restore(conn: Conn) -> None:
     await conn.execute(
         "SELECT set_config('role', 'none', true), set_config('app.org_id', '', true),"
-        " set_config('app.bypass_rls', 'on', true)"
+        " set_config('app.bypass_rls', 'on', true), set_config('app.source_event_id', '', true)"
     )

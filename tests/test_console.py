@@ -467,3 +467,34 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
     assert "knee" not in after and "Opened by admin at" in after
     assert 404 == foreign.status and "knee" not in await foreign.text()
     assert [("admin", org_id)] == [tuple(r) for r in await pool.fetch("SELECT revealed_by, org_id FROM reveals")]
+
+
+async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, settings, pool, org_id):
+    """Two bookings made by tool calls over HTTP, one then cancelled: the week shows one, or both with
+    ``cancelled=1``, each linking to the delivery of the tool call that booked it; another clinic sees none."""
+    from db import orgs, tokens
+    from tests.helpers import book_args, business_day, post, tool_call
+
+    day = business_day()
+    replies = []
+    for tool_call_id, hhmm, phone in (("t-cal-1", "10:00", "020 7183 8750"), ("t-cal-2", "14:30", "020 7183 8751")):
+        resp = await post(
+            web, settings, tool_call(tool_call_id, "bookClinicAppointment", book_args(day, hhmm, phone=phone))
+        )
+        replies.append((await resp.json())["results"][0]["result"])
+    second = re.search(r"Appointment id ([0-9a-f-]{36})", replies[1]).group(1)
+    await post(web, settings, tool_call("t-cal-3", "cancelAppointment", {"appointmentId": second}))
+    booked_by = await pool.fetchval("SELECT id FROM webhook_delivery_log WHERE event_id = 'tool-call:t-cal-1'")
+    await _sign_in(web, ADMIN)
+
+    week = await (await web.get(f"/console/appointments?org={org_id}&week={day}")).text()
+    with_cancelled = await (await web.get(f"/console/appointments?org={org_id}&week={day}&cancelled=1")).text()
+    other = await orgs.create_org(pool, name="Other clinic", timezone="Europe/London")
+    web.session.cookie_jar.clear()
+    await _sign_in(web, await tokens.create(pool, other, name="desk"))
+    foreign = await (await web.get(f"/console/appointments?org={org_id}&week={day}")).text()
+
+    assert 'data-testid="appointment-count">1<' in week and "10:00-10:30" in week and "14:30" not in week
+    assert f'href="/console/deliveries/{booked_by}" data-testid="booked-by"' in week
+    assert 'data-testid="appointment-count">2<' in with_cancelled and "<em>cancelled</em>" in with_cancelled
+    assert 'data-testid="appointment-count">0<' in foreign and "Other clinic" in foreign

@@ -16,8 +16,9 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from ingest.console import clinics, pages, quarantine, replays, signin
+from ingest.console import calendar, clinics, pages, quarantine, replays, signin
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
+from workers.handlers.schedule import WEEKDAYS
 
 HERE = Path(__file__).resolve().parent
 #: The vendored htmx (npm htmx.org 2.0.11, dist/htmx.min.js, sha256 d6fdc75f...f717); no CDN.
@@ -41,6 +42,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     )
     env.globals["htmx"] = HTMX
     env.globals["prefix"] = PREFIX
+    env.globals["weekdays"] = WEEKDAYS
     app.router.add_get("/login", signin.login_form)
     app.router.add_post("/login", signin.login)
     app.router.add_post("/logout", signin.logout)
@@ -51,6 +53,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_post("/deliveries/{id}/called-back", pages.call_back)
     app.router.add_post("/deliveries/{id}/payload", pages.reveal_payload)
     app.router.add_get("/missed", pages.missed)
+    app.router.add_get("/appointments", calendar.week)
     app.router.add_get("/search", pages.search)
     app.router.add_get("/quarantine", quarantine.page)
     app.router.add_post("/quarantine/route", quarantine.route)

@@ -48,7 +48,7 @@ async def handle_tool_call(
     if tool is None:
         return reply_entry(invocation, error=f"unknown tool: {invocation.name}")
     try:
-        async with tenant_scope(conn, org_id):
+        async with tenant_scope(conn, org_id, source_event_id=event_id):
             reply = await tool(conn, org_id, invocation, message)
     except ToolError as exc:
         return reply_entry(invocation, error=str(exc))

@@ -1,0 +1,97 @@
+"""Console appointments: one clinic's week as a calendar grid, in the clinic's own time zone."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from db import appointments, orgs
+from ingest.admin.auth import caller, session
+from ingest.console.signin import render
+from workers.handlers.schedule import WEEKDAYS
+
+#: Hours shown when the week has neither opening hours nor appointments.
+DEFAULT_HOURS = range(8, 18)
+
+
+async def week(request: web.Request) -> web.Response:
+    """``?org=<id>`` (the admin's choice; an org session always sees its own), ``?week=YYYY-MM-DD`` (any day
+    of it; default this week), ``?cancelled=1`` to show cancelled appointments struck through.
+
+    Raises:
+        web.HTTPBadRequest: ``org`` is not an id or ``week`` not a date.
+    """
+    who = caller(request)
+    async with session(request) as conn:
+        clinics = await orgs.list_orgs(conn) if who.org_id is None else []
+        org_id = who.org_id or _org_choice(request, clinics)
+        org = await orgs.get_org(conn, org_id) if org_id else None
+        if org is None:
+            return await render(request, "not_found.html", {"what": "clinic"}, status=404)
+        tz = ZoneInfo(org.timezone)
+        monday = _monday(request, tz)
+        start = datetime.combine(monday, time(0), tz)
+        end = datetime.combine(monday + timedelta(days=7), time(0), tz)
+        cancelled = request.query.get("cancelled") == "1"
+        rows = await appointments.in_range(conn, org.id, start, end, cancelled=cancelled)
+    days = [monday + timedelta(days=i) for i in range(7)]
+    opening = {i: org.business_hours.get(WEEKDAYS[i]) for i in range(7)}
+    open_cells = _open_cells(opening)
+    cells: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        local_start, local_end = row["scheduled_at"].astimezone(tz), row["ends_at"].astimezone(tz)
+        row.update(start=local_start, end=local_end)
+        cells.setdefault((local_start.weekday(), local_start.hour), []).append(row)
+    context = {
+        "org": org,
+        "clinics": clinics,
+        "days": days,
+        "opening": opening,
+        "open_cells": open_cells,
+        "hours": _hours(open_cells, cells),
+        "cells": cells,
+        "cancelled": cancelled,
+        "count": len(rows),
+        "previous": monday - timedelta(days=7),
+        "next": monday + timedelta(days=7),
+    }
+    return await render(request, "appointments.html", context)
+
+
+def _org_choice(request: web.Request, clinics: list[dict[str, Any]]) -> uuid.UUID | None:
+    chosen = request.query.get("org")
+    if not chosen:
+        return clinics[0]["id"] if clinics else None
+    try:
+        return uuid.UUID(chosen)
+    except ValueError:
+        raise web.HTTPBadRequest(text="org must be a clinic's id") from None
+
+
+def _monday(request: web.Request, tz: ZoneInfo) -> date:
+    raw = request.query.get("week")
+    try:
+        day = date.fromisoformat(raw) if raw else datetime.now(tz).date()
+    except ValueError:
+        raise web.HTTPBadRequest(text="week must be a date, YYYY-MM-DD") from None
+    return day - timedelta(days=day.weekday())
+
+
+def _open_cells(opening: dict[int, list[str] | None]) -> set[tuple[int, int]]:
+    """``(weekday, hour)`` of every hour the clinic is open for at least part of."""
+    cells: set[tuple[int, int]] = set()
+    for day, span in opening.items():
+        if span:
+            first, last = time.fromisoformat(span[0]), time.fromisoformat(span[1])
+            cells.update((day, hour) for hour in range(first.hour, last.hour + (1 if last.minute else 0)))
+    return cells
+
+
+def _hours(open_cells: set[tuple[int, int]], cells: dict[tuple[int, int], list[dict[str, Any]]]) -> list[int]:
+    """The rows of the grid: every hour the clinic is open on some day, and every hour with an appointment."""
+    hours = {hour for _, hour in cells} | {hour for _, hour in open_cells}
+    return sorted(hours) if hours else list(DEFAULT_HOURS)
