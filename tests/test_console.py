@@ -407,8 +407,15 @@ async def test_clinics_create_edit_and_revoke_a_token(web, pool):
     clinic_path = created.headers["Location"]
     org_id = clinic_path.rsplit("/", 1)[1]
     form = {"csrf": csrf, "name": "Harbour Dental", "region": "GB", "assistant_id": "asst-harbour"}
-    saved = await web.post(clinic_path, data={**form, "timezone": "Europe/London"}, allow_redirects=False)
+    hours = {f"hours_{day}": "08:30-18:00" for day in ("mon", "tue", "wed", "thu")} | {
+        "hours_fri": "",
+        "hours_sat": "09:00-12:00",
+    }
+    saved = await web.post(clinic_path, data={**form, **hours, "timezone": "Europe/London"}, allow_redirects=False)
     refused = await web.post(clinic_path, data={**form, "timezone": "Mars/Olympus"}, allow_redirects=False)
+    bad_hours = await web.post(
+        clinic_path, data={**form, "timezone": "UTC", "hours_sun": "10:00-09:00"}, allow_redirects=False
+    )
     token = await tokens.create(pool, org_id, name="desk")
     token_id = (await tokens.list_tokens(pool))[0]["id"]
     revoked = await web.post(
@@ -416,12 +423,16 @@ async def test_clinics_create_edit_and_revoke_a_token(web, pool):
     )
     page = await (await web.get(clinic_path)).text()
     row = await pool.fetchrow(
-        "SELECT name, timezone, default_region, vapi_assistant_id FROM organizations WHERE id = $1", uuid.UUID(org_id)
+        "SELECT name, timezone, default_region, vapi_assistant_id, business_hours FROM organizations WHERE id = $1",
+        uuid.UUID(org_id),
     )
 
-    assert (302, 302, 400, 302) == (created.status, saved.status, refused.status, revoked.status)
+    assert (302, 302, 400, 400, 302) == (created.status, saved.status, refused.status, bad_hours.status, revoked.status)
     assert "not an IANA time zone" in await refused.text()
-    assert ("Harbour Dental", "Europe/London", "GB", "asst-harbour") == tuple(row)
+    assert "sun" in await bad_hours.text()
+    assert ("Harbour Dental", "Europe/London", "GB", "asst-harbour") == tuple(row)[:4]
+    assert {"mon", "tue", "wed", "thu", "sat"} == set(row["business_hours"]) and "fri" not in row["business_hours"]
+    assert ["09:00", "12:00"] == row["business_hours"]["sat"] and 'value="08:30-18:00"' in page
     assert "asst-harbour" in page and "Revoke" not in page
     assert await tokens.org_of(pool, token) is None
 

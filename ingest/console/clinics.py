@@ -13,6 +13,7 @@ from db.errors import AlreadyMapped
 from ingest import org_fields
 from ingest.appkeys import DB_POOL
 from ingest.console.signin import PREFIX, admin_only, path_id, render
+from workers.handlers.schedule import WEEKDAYS
 
 WHAT = "managing clinics"
 
@@ -49,7 +50,8 @@ async def show(request: web.Request, *, error: str | None = None, status: int = 
 
 
 async def update(request: web.Request) -> web.Response:
-    """Change name, time zone, region or the assistant answering assistant-request."""
+    """Change name, time zone, region, business hours (a day left empty is closed), or the assistant answering
+    assistant-request."""
     admin_only(request, WHAT)
     org_id = path_id(request, "clinic")
     form = await request.post()
@@ -58,6 +60,8 @@ async def update(request: web.Request) -> web.Response:
         changes["name"] = org_fields.name(str(form.get("name", "")))
         changes["timezone"] = org_fields.timezone(str(form.get("timezone", "")))
         changes["default_region"] = org_fields.region(str(form.get("region", "")))
+        if any(f"hours_{day}" in form for day in WEEKDAYS):
+            changes["business_hours"] = _hours(form)
     except ValueError as exc:
         return await show(request, error=str(exc), status=400)
     assistant = str(form.get("assistant_id", "")).strip()
@@ -68,6 +72,18 @@ async def update(request: web.Request) -> web.Response:
         except AlreadyMapped as exc:
             return await show(request, error=str(exc), status=409)
     raise web.HTTPFound(f"{PREFIX}/clinics/{org_id}")
+
+
+def _hours(form: Any) -> dict[str, list[str]]:
+    """Business hours from the fields ``hours_mon`` .. ``hours_sun``: ``09:00-17:00``, or empty for closed.
+
+    Raises:
+        ValueError: a malformed span, naming the day (:func:`ingest.org_fields.hours_changes`).
+    """
+    spans = {day: str(form.get(f"hours_{day}", "")).strip() for day in WEEKDAYS}
+    return org_fields.hours_changes(
+        {}, tuple(f"{day}={span}" for day, span in spans.items() if span), tuple(d for d, s in spans.items() if not s)
+    )
 
 
 async def revoke_token(request: web.Request) -> web.Response:
