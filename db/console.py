@@ -11,6 +11,54 @@ from typing import Any
 
 from db.types import Conn
 
+#: The overview's window, in minutes (one chart point per minute).
+WINDOW_MINUTES = 60
+
+
+async def per_minute(conn: Conn) -> list[dict[str, Any]]:
+    """Deliveries received and completed in each of the last :data:`WINDOW_MINUTES` minutes, oldest first:
+    ``{minute, received, completed}``. Reads the ``created_at`` and ``completed_at`` indexes over the window
+    only, so its cost follows the last hour's traffic, not the size of the log."""
+    rows = await conn.fetch(
+        """
+        WITH bounds AS (SELECT date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS since),
+        received AS (
+            SELECT date_trunc('minute', created_at) AS minute, count(*) AS n
+              FROM webhook_delivery_log, bounds WHERE created_at >= since GROUP BY 1),
+        completed AS (
+            SELECT date_trunc('minute', completed_at) AS minute, count(*) AS n
+              FROM webhook_delivery_log, bounds WHERE completed_at >= since GROUP BY 1)
+        SELECT m.minute, coalesce(r.n, 0) AS received, coalesce(c.n, 0) AS completed
+          FROM bounds, generate_series(since, date_trunc('minute', now()), interval '1 minute') AS m(minute)
+          LEFT JOIN received r USING (minute) LEFT JOIN completed c USING (minute)
+         ORDER BY m.minute
+        """,
+        WINDOW_MINUTES,
+    )
+    return [dict(r) for r in rows]
+
+
+async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
+    """Tool calls received in the last :data:`WINDOW_MINUTES` minutes by tool: ``{tool, answered, refused,
+    missed, failed, open}``. ``refused`` were answered with an error (a taken slot, a bad argument);
+    ``missed`` callers were not answered in time; ``failed`` are retrying or dead letters."""
+    rows = await conn.fetch(
+        """
+        SELECT coalesce(result->>'name', payload->'toolCallList'->0->'function'->>'name',
+                        payload->'functionCall'->>'name', 'unknown') AS tool,
+               count(*) FILTER (WHERE status = 'completed' AND NOT coalesce(result ? 'error', false)) AS answered,
+               count(*) FILTER (WHERE status = 'completed' AND coalesce(result ? 'error', false)) AS refused,
+               count(*) FILTER (WHERE status = 'missed') AS missed,
+               count(*) FILTER (WHERE status IN ('failed', 'dead_letter')) AS failed,
+               count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open
+          FROM webhook_delivery_log
+         WHERE created_at >= now() - make_interval(mins => $1) AND event_type IN ('tool-calls', 'function-call')
+         GROUP BY 1 ORDER BY count(*) DESC, 1
+        """,
+        WINDOW_MINUTES,
+    )
+    return [dict(r) for r in rows]
+
 
 async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, Any]]:
     """Dead letters by ``error_fingerprint``, largest first: ``{group, fingerprint, example, count,

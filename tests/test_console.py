@@ -509,3 +509,82 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
     assert f'href="/console/deliveries/{booked_by}" data-testid="booked-by"' in week
     assert 'data-testid="appointment-count">2<' in with_cancelled and "<em>cancelled</em>" in with_cancelled
     assert 'data-testid="appointment-count">0<' in foreign and "Other clinic" in foreign
+
+
+class _Explaining:
+    """A connection stand-in that EXPLAINs every query it is given before running it on the real one."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.plans = conn, []
+
+    async def _explain(self, query: str, args: tuple) -> None:
+        rows = await self.conn.fetch("EXPLAIN " + query, *args)
+        self.plans.append("\n".join(r[0] for r in rows))
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        await self._explain(query, args)
+        return await self.conn.fetch(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        await self._explain(query, args)
+        return await self.conn.fetchval(query, *args)
+
+
+async def test_no_console_read_scans_the_delivery_log(pool, org_id):
+    """EXPLAIN of every query the overview, dead letters, missed calls, search and calendar run (seq scans
+    priced out): none reads the whole delivery log; each uses an index, so page cost does not grow with it."""
+    from datetime import UTC, datetime, timedelta
+
+    from db import appointments, deliveries
+    from db import console as console_db
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny test table would be scanned anyway
+        spy = _Explaining(conn)
+        await deliveries.count_by_status(spy, completed=False)
+        await deliveries.oldest_pending_age_s(spy)
+        await console_db.per_minute(spy)
+        await console_db.tool_outcomes(spy)
+        await console_db.dead_letter_groups(spy)
+        await console_db.dead_letters_in_group(spy, "0" * 32)
+        await console_db.missed_calls(spy)
+        for q in ("call-1", "+14155550123", "0531dd9a", "asst-test"):
+            await console_db.search(spy, q)
+        now = datetime.now(UTC)
+        await appointments.in_range(spy, org_id, now, now + timedelta(days=7), cancelled=True)
+
+    scans = [plan for plan in spy.plans if "Seq Scan on webhook_delivery_log" in plan]
+    assert len(spy.plans) >= 20
+    assert [] == scans
+
+
+async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org_id):
+    """Received and completed per minute (60 points, totals over the hour), the backlog without a count of
+    completed, and tool calls by outcome: answered, refused (slot taken), missed."""
+    await pool.execute(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, created_at, completed_at)"
+        " SELECT $1, 'status-update', 'su:' || i, '{}', CASE WHEN i <= 6 THEN 'completed' ELSE 'pending' END,"
+        "        now() - interval '5 minutes', CASE WHEN i <= 6 THEN now() - interval '2 minutes' END"
+        "   FROM generate_series(1, 10) i",
+        org_id,
+    )
+    await pool.execute(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, created_at, result)"
+        " VALUES ($1, 'status-update', 'old', '{}', 'completed', now() - interval '2 hours', NULL),"
+        " ($1, 'tool-calls', 'tool-call:a', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"result\": \"Booked\"}'),"
+        " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}'),"
+        ' ($1, \'tool-calls\', \'tool-call:c\', \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\','
+        "  'missed', now(), NULL)",
+        org_id,
+    )
+    await _sign_in(web, ADMIN)
+
+    page = await (await web.get("/console/")).text()
+    points = re.findall(r'<polyline class="line (\w+)" points="([^"]+)"', page)
+
+    assert 'data-testid="received-hour">13<' in page  # the 2-hour-old delivery is outside the window
+    assert 'data-testid="completed-hour">6<' in page
+    assert ["received", "completed"] == [name for name, _ in points]
+    assert [60, 60] == [len(p.split()) for _, p in points]
+    assert 'data-testid="count-pending">4<' in page and "count-completed" not in page
+    assert re.search(r"<td>bookClinicAppointment</td><td>1</td><td>1</td><td class=\"bad\">1</td>", page), page

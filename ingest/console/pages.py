@@ -10,21 +10,34 @@ from db import console as console_db
 from db import deliveries, job_runs, reports
 from ingest.admin.auth import caller, session
 from ingest.appkeys import BROKER
+from ingest.console.chart import line_chart
 from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
 from workers.broker import queue_stats
 
 
 async def overview(request: web.Request) -> web.Response:
-    """Deliveries by status, dead letters, oldest pending age; for the admin also the queues and the scheduler."""
+    """The backlog by status (every status but ``completed``, which the chart shows per minute), oldest
+    pending age, received and completed per minute over the last hour, tool-call outcomes; for the admin
+    also the queues, worker heartbeats and the scheduler's last runs. Every read is bounded by an index:
+    none grows with the size of the log."""
     admin = caller(request).org_id is None
     async with session(request) as conn:
-        counts = await deliveries.count_by_status(conn)
+        counts = await deliveries.count_by_status(conn, completed=False)
         oldest_s = await deliveries.oldest_pending_age_s(conn)
+        minutes = await console_db.per_minute(conn)
+        tools = await console_db.tool_outcomes(conn)
         runs = await job_runs.last_runs(conn) if admin else {}
     queue = await queue_stats(request.config_dict[BROKER]) if admin else None
-    return await render(
-        request, "overview.html", {"counts": counts, "oldest_s": oldest_s, "runs": runs, "queue": queue}
-    )
+    context = {
+        "counts": counts,
+        "oldest_s": oldest_s,
+        "chart": line_chart(minutes, ("received", "completed")),
+        "window_minutes": console_db.WINDOW_MINUTES,
+        "tools": tools,
+        "runs": runs,
+        "queue": queue,
+    }
+    return await render(request, "overview.html", context)
 
 
 async def dead_letters(request: web.Request) -> web.Response:
