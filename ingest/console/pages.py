@@ -27,8 +27,11 @@ async def overview(request: web.Request) -> web.Response:
         minutes = await console_db.per_minute(conn)
         tools = await console_db.tool_outcomes(conn)
         runs = await job_runs.last_runs(conn) if admin else {}
-    queue = await queue_stats(request.config_dict[BROKER]) if admin else None
+    broker = request.config_dict[BROKER]
+    queue = await queue_stats(broker) if admin else None
     context = {
+        # Dramatiq's Redis broker counts a worker dead after this long without a heartbeat (default 60 s).
+        "heartbeat_timeout_s": getattr(broker, "heartbeat_timeout", 60_000) / 1000,
         "counts": counts,
         "oldest_s": oldest_s,
         "chart": line_chart(minutes, ("received", "completed")),
