@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.bench.console import markdown as console_markdown
+
 
 def _verdict(value: float, target: float, *, higher_is_better: bool) -> str:
     met = value >= target if higher_is_better else value <= target
@@ -52,6 +54,7 @@ def markdown(r: dict) -> str:
         f"| peak RSS per web process at saturation (MB) | {', '.join(map(str, r['web_rss_mb']))} | | | <= 150: "
         f"{_verdict(max(r['web_rss_mb']), 150.0, higher_is_better=False)} |",
         f"| peak RSS per worker process (MB) | {', '.join(map(str, r['worker_rss_mb']))} | | | |",
+        console_markdown(r["console"]),
         "",
         r["booking_table"].strip(),
     ]

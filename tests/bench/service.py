@@ -11,7 +11,9 @@ Measures in one run, on this machine, side by side with baselines:
 4. Replay: 10,000 dead letters replayed to completed; then live queue wait
    p99 idle and during such a replay (``tests.bench.replay_isolation``).
 5. Peak RSS of the web process and of each worker process.
-6. Booking latency (``tests.bench.booking``).
+6. Console pages at 1,000,000 deliveries, and ingest while an operator
+   browses (``tests.bench.console``).
+7. Booking latency (``tests.bench.booking``).
 
 Writes ``tests/bench/results/<date>.json`` and ``.md`` and prints the table.
 """
@@ -38,6 +40,7 @@ import redis
 
 from db import orgs
 from db.migrate import migrate
+from tests.bench import console as console_bench
 from tests.bench import replay_isolation
 from tests.bench.loads import HERE, SECRET, open_loop, pgbench, realistic_body, write_requests, wrk
 from tests.bench.processes import children, free_port, peak_rss_mb, start, stop, wait_http
@@ -49,6 +52,8 @@ ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 #: Web processes for the service and for the bare baseline alike (one per core).
 WEB_PROCESSES = os.cpu_count() or 1
+#: Deliveries in the log while the console is measured (issue 11's size).
+CONSOLE_ROWS = 1_000_000
 TARGETS = {
     "ingest_vs_pgbench": 1.0,
     "ingest_vs_bare": 0.5,
@@ -255,6 +260,14 @@ async def run(seconds: int, out_dir: Path) -> dict:
         stop(web)
         stop(worker)
         broker.close()
+
+        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        seeded = await console_bench.seed(dsn, CONSOLE_ROWS)
+        web = start([str(BIN), "serve"], {**env, "ADMIN_TOKEN": console_bench.ADMIN_TOKEN}, tmp / "web3.log")
+        wait_http(port, "/readyz")
+        results["console"] = await console_bench.measure(port, seeded, tmp, samples=100, seconds=seconds)
+        stop(web)
     finally:
         redis.Redis.from_url(REDIS_URL).flushdb()
         await drop_database(name)
