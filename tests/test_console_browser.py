@@ -230,3 +230,52 @@ def test_search_by_a_call_id_lands_on_its_delivery(console, browser):
 
     assert "dead_letter" == status
     assert [] == errors
+
+
+def test_overview_chart_payload_reveal_calendar_and_clinic_hours(console, browser):
+    """The overview draws its chart; a payload opens in place and records who; the week calendar shows an
+    appointment that links to the tool call that booked it; a clinic's Saturday hours are set in a form."""
+    url, shots = console["url"], console["shots"]
+    org_a = _sql(console, "SELECT id FROM organizations WHERE name = 'Clinic A'")
+    _sql(
+        console,
+        "WITH l AS (INSERT INTO leads (org_id, name, phone) VALUES"
+        f" ('{org_a}', 'Ada Lovelace', '+14155550199') RETURNING id)"
+        " INSERT INTO appointments (org_id, contact_id, service_type, scheduled_at, duration_minutes, ends_at,"
+        " source_event_id) SELECT org_id, l.id, 'check-up', s, 30, s + interval '30 minutes', 'tool-call:tc-m'"
+        f" FROM l, (SELECT '{org_a}'::uuid AS org_id, date_trunc('week', now()) + interval '10 hours' AS s) x",
+    )
+    page, errors = _page(browser)
+
+    _sign_in(page, url, ADMIN)
+    lines = page.locator("svg[data-testid=chart] polyline").count()
+    page.goto(f"{url}/missed")
+    page.locator("table a").first.click()
+    closed = page.locator("#payload pre").count()
+    page.click("button:has-text('Show payload')")
+    payload = page.get_by_test_id("payload").inner_text()
+    opened_by = page.get_by_test_id("reveals").inner_text()
+    page.screenshot(path=str(shots / "delivery-payload.png"), full_page=True)
+    page.click("header >> text=Appointments")
+    page.select_option("select[name=org]", label="Clinic A")
+    page.click("button:has-text('Show')")
+    appointment = page.get_by_test_id("appointment").first.inner_text()
+    page.screenshot(path=str(shots / "appointments.png"), full_page=True)
+    page.get_by_test_id("booked-by").first.click()
+    landed = page.get_by_test_id("status").inner_text()
+    page.goto(f"{url}/clinics/{org_a}")
+    page.fill("input[name=hours_sat]", "09:00-12:00")
+    page.click("button:has-text('Save')")
+    saturday = page.input_value("input[name=hours_sat]")
+    page.screenshot(path=str(shots / "clinic.png"), full_page=True)
+
+    assert 2 == lines
+    assert 0 == closed and "+14155550199" in payload
+    assert opened_by.startswith("Opened by admin at")
+    assert "10:00-10:30" in appointment and "Ada Lovelace" in appointment
+    assert "missed" == landed
+    assert "09:00-12:00" == saturday
+    assert ["09:00", "12:00"] == json.loads(
+        str(_sql(console, f"SELECT business_hours->'sat' FROM organizations WHERE id = '{org_a}'"))
+    )
+    assert [] == errors
