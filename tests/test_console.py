@@ -451,7 +451,8 @@ async def test_an_org_token_cannot_manage_clinics(web, pool, org_id):
 
 
 async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web, pool, org_id):
-    """The page holds no payload text; POST opens it and records who; another org's token opens nothing."""
+    """The page holds no payload text; POST opens it and records who (the admin, then the clinic's own token
+    under row-level security); another clinic's token opens nothing and records nothing."""
     from db import orgs, tokens
 
     delivery_id = await pool.fetchval(
@@ -472,12 +473,19 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
     web.session.cookie_jar.clear()
     await _sign_in(web, await tokens.create(pool, other, name="desk"))
     foreign = await web.post(f"{path}/payload", data={"csrf": await _page_csrf(web)})
+    web.session.cookie_jar.clear()
+    own_token = await tokens.create(pool, org_id, name="front desk")
+    await _sign_in(web, own_token)
+    own = await web.post(f"{path}/payload", data={"csrf": await _page_csrf(web)})
+    token_id = (await tokens.list_tokens(pool, org_id))[0]["id"]
 
     assert "knee" not in closed and "Never opened." in closed
     assert 200 == opened.status and "my knee hurts since Tuesday" in opened_text
     assert "knee" not in after and "Opened by admin at" in after
     assert 404 == foreign.status and "knee" not in await foreign.text()
-    assert [("admin", org_id)] == [tuple(r) for r in await pool.fetch("SELECT revealed_by, org_id FROM reveals")]
+    assert 200 == own.status and "my knee hurts since Tuesday" in await own.text()
+    recorded = await pool.fetch("SELECT revealed_by, org_id FROM reveals ORDER BY id")
+    assert [("admin", org_id), (f"token:{token_id}", org_id)] == [tuple(r) for r in recorded]
 
 
 async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, settings, pool, org_id):
