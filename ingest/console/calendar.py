@@ -16,6 +16,8 @@ from workers.handlers.schedule import WEEKDAYS
 
 #: Hours shown when the week has neither opening hours nor appointments.
 DEFAULT_HOURS = range(8, 18)
+#: The years a calendar week may be in.
+YEARS = (1900, 2999)
 
 
 async def week(request: web.Request) -> web.Response:
@@ -76,8 +78,11 @@ def _monday(request: web.Request, tz: ZoneInfo) -> date:
     raw = request.query.get("week")
     try:
         day = date.fromisoformat(raw) if raw else datetime.now(tz).date()
+        if not YEARS[0] <= day.year <= YEARS[1]:
+            raise ValueError
     except ValueError:
-        raise web.HTTPBadRequest(text="week must be a date, YYYY-MM-DD") from None
+        # The bound keeps the previous and next weeks inside what datetime can hold.
+        raise web.HTTPBadRequest(text=f"week must be a date, YYYY-MM-DD, in {YEARS[0]}-{YEARS[1]}") from None
     return day - timedelta(days=day.weekday())
 
 

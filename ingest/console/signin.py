@@ -21,7 +21,7 @@ from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from db import tokens
-from db.errors import UNAVAILABLE_ERRORS
+from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from ingest import metrics
 from ingest.admin.auth import CALLER, Caller
 from ingest.appkeys import DB_POOL, SETTINGS
@@ -60,7 +60,8 @@ class ConsoleCookieStorage(EncryptedCookieStorage):
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """CSP without inline scripts, no framing, no sniffing, no referrer, on every console answer."""
+    """CSP without inline scripts, no framing, no sniffing, no referrer, on every console answer; an
+    outage is 503 and a value PostgreSQL refuses is 400, each with its reason."""
     # Pages hold patient data: never cached. Static files are versioned (append_version), so they may be.
     cacheable = request.path.startswith(f"{PREFIX}/static/")
     try:
@@ -72,6 +73,11 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         response = web.Response(
             status=503, text="the database is unavailable; this page will work again when it is back"
         )
+    except Exception as exc:
+        # A value PostgreSQL cannot hold (a NUL in a query parameter): the request's fault, as in the admin API.
+        if not is_data_error(exc):
+            raise
+        response = web.Response(status=400, text=f"value cannot be used: {refusal_reason(exc)}")
     _secure(response, cacheable)
     return response
 
