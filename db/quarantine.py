@@ -91,11 +91,13 @@ async def count_unrouted(
     return result
 
 
-async def senders(conn: Executor) -> list[dict[str, Any]]:
-    """Distinct ``(assistant_id, phone_number_id)`` of unrouted messages, with counts, most first."""
+async def senders(conn: Executor, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Distinct ``(assistant_id, phone_number_id)`` of unrouted messages, with counts, most first; at most
+    ``limit`` (a flood of made-up senders must not make a page of millions of rows)."""
     rows = await conn.fetch(
         "SELECT assistant_id, phone_number_id, count(*) AS messages FROM webhook_quarantine"
-        " WHERE routed_at IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+        " WHERE routed_at IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $1",
+        limit,
     )
     return [dict(r) for r in rows]
 

@@ -596,3 +596,22 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
     assert [60, 60] == [len(p.split()) for _, p in points]
     assert 'data-testid="count-pending">4<' in page and "count-completed" not in page
     assert re.search(r"<td>bookClinicAppointment</td><td>1</td><td>1</td><td class=\"bad\">1</td>", page), page
+
+
+async def test_the_quarantine_page_lists_the_largest_senders_only(web, pool, monkeypatch):
+    """A flood of made-up senders cannot make the page unbounded: it lists the largest SENDER_LIMIT, and
+    says how many messages are unrouted in all."""
+    from ingest.console import quarantine
+
+    monkeypatch.setattr(quarantine, "SENDER_LIMIT", 2)
+    await pool.execute(
+        "INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, payload)"
+        " SELECT 'status-update', 'q-' || g || '-' || n, 'asst-' || g, '{}'"
+        "   FROM generate_series(1, 3) g, generate_series(1, g) n"
+    )
+    await _sign_in(web, ADMIN)
+
+    page = await (await web.get("/console/quarantine")).text()
+
+    assert "asst-3" in page and "asst-2" in page and "asst-1" not in page
+    assert "The 2 largest senders of 6 unrouted messages." in page

@@ -118,14 +118,16 @@ async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool
     for row in senders:
         table.add_row(row["assistant_id"] or "", row["phone_number_id"] or "", str(row["messages"]))
     Console().print(table)
-    total = sum(r["messages"] for r in senders)
+    total = await quarantine_db.count_unrouted(pool)
+    if total > sum(r["messages"] for r in senders):
+        click.echo("(the largest senders only; more sent fewer messages each)")
     if yes:
         return True
     if not sys.stdin.isatty():
         raise click.ClickException("--all without a terminal needs --yes (it moves every sender's messages)")
     if await asyncio.to_thread(
         click.confirm,
-        f"Move all {total} message(s) from {len(senders)} sender(s) into organization {org_id}?",
+        f"Move all {total} unrouted message(s) into organization {org_id}?",
         default=False,
     ):
         return True

@@ -13,20 +13,23 @@ from ingest.appkeys import BROKER, DB_POOL, SETTINGS
 from ingest.console.signin import PREFIX, admin_only, render
 from workers.quarantine import route_sender
 
+#: Senders the page lists at most, largest first.
+SENDER_LIMIT = 100
+#: Quarantined messages belong to no clinic yet, so no clinic's token may see them.
+WHAT = "the quarantine (its messages belong to no clinic yet)"
+
 
 async def _page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     pool = request.config_dict[DB_POOL]
     context = {
-        "senders": await quarantine_db.senders(pool),
+        "senders": await quarantine_db.senders(pool, limit=SENDER_LIMIT),
+        "sender_limit": SENDER_LIMIT,
+        "unrouted": await quarantine_db.count_unrouted(pool),
         "orgs": await orgs.list_orgs(pool),
         "routed": request.query.get("routed"),
         "error": error,
     }
     return await render(request, "quarantine.html", context, status)
-
-
-#: Quarantined messages belong to no clinic yet, so no clinic's token may see them.
-WHAT = "the quarantine (its messages belong to no clinic yet)"
 
 
 async def page(request: web.Request) -> web.Response:
