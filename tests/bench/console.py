@@ -30,6 +30,7 @@ import aiohttp
 import asyncpg
 
 from tests.bench.loads import write_requests, wrk
+from tests.bench.processes import service_cpu_s
 
 BIN = Path(sys.executable).with_name("vapi-ingest")
 #: The admin token the bench's web process is started with.
@@ -194,7 +195,7 @@ async def browse(base: str, paths: dict[str, str], think_s: float, stop: asyncio
 
 
 async def ingest_while_browsing(
-    port: int, paths: dict[str, str], tmp: Path, seconds: int, *, rounds: int = ROUNDS
+    port: int, web_pid: int, paths: dict[str, str], tmp: Path, seconds: int, *, rounds: int = ROUNDS
 ) -> dict[str, Any]:
     """Ingest at saturation alone and while one operator browses at each of :data:`PACES_S`.
 
@@ -203,8 +204,10 @@ async def ingest_while_browsing(
     round's alone rate).
 
     Returns:
-        ``{alone_rps, alone_spread, errors, paces: {think_s: {rps, ratio, ratios, pages: {p50_ms, p95_ms, n}}}}``;
-        ``alone_spread`` is (max - min) / mean of the alone runs: this machine's run-to-run noise.
+        ``{alone_rps, alone_spread, cpu_per_request_ms, errors, paces: {think_s: {rps, ratio, ratios,
+        pages: {p50_ms, p95_ms, n}}}}``; ``alone_spread`` is (max - min) / mean of the alone runs: this
+        machine's run-to-run noise. ``cpu_per_request_ms``: web and PostgreSQL CPU per request when ingest
+        runs alone.
     """
     base = f"http://127.0.0.1:{port}/console"
     order: list[float | None] = [None, *PACES_S, *reversed(PACES_S), None]
@@ -213,13 +216,18 @@ async def ingest_while_browsing(
     rates: dict[float, list[float]] = {pace: [] for pace in PACES_S}
     pages_ms: dict[float, list[float]] = {pace: [] for pace in PACES_S}
     errors = 0
+    ingest_cpu_s, alone_requests = 0.0, 0
     await _ingest(port, tmp, max(seconds // 2, 1))  # caches and pools warm up; not counted
     for _ in range(rounds):
         this_round: dict[float | None, list[float]] = {pace: [] for pace in order}
         for think_s in order:
             stop = asyncio.Event()
             operator = None if think_s is None else asyncio.create_task(browse(base, paths, think_s, stop))
+            cpu_before = service_cpu_s(web_pid)
             result = await _ingest(port, tmp, seconds)
+            if think_s is None:
+                ingest_cpu_s += service_cpu_s(web_pid) - cpu_before
+                alone_requests += result["requests"]
             stop.set()
             if operator is not None and think_s is not None:
                 pages_ms[think_s] += await operator
@@ -243,6 +251,7 @@ async def ingest_while_browsing(
     return {
         "alone_rps": round(alone_mean),
         "alone_spread": round((max(alone_runs) - min(alone_runs)) / alone_mean, 3),
+        "cpu_per_request_ms": round(ingest_cpu_s * 1000 / alone_requests, 3),
         "errors": errors,
         "paces": paces,
     }
@@ -258,14 +267,28 @@ async def _ingest(port: int, tmp: Path, seconds: int) -> dict[str, Any]:
         requests_file.unlink()
 
 
-async def measure(port: int, seeded: dict[str, Any], tmp: Path, *, samples: int, seconds: int) -> dict[str, Any]:
-    """Page latency at rest, then ingest alone and while browsing (the web process must be serving)."""
+async def measure(
+    port: int, web_pid: int, seeded: dict[str, Any], tmp: Path, *, samples: int, seconds: int
+) -> dict[str, Any]:
+    """Page latency at rest (and the CPU a page costs the web process and PostgreSQL), then ingest alone
+    and while browsing. ``web_pid`` is the serving ``vapi-ingest serve``."""
     paths = pages(seeded)
+    cpu_before = service_cpu_s(web_pid)
+    latency = await page_latency(f"http://127.0.0.1:{port}/console", paths, samples)
+    loads = sum(p["n"] + 1 for p in latency.values())  # with each page's warm-up load
+    cpu_page_ms = (service_cpu_s(web_pid) - cpu_before) * 1000 / loads
+    ingest = await ingest_while_browsing(port, web_pid, paths, tmp, seconds)
     return {
         "rows": seeded["rows"],
         "seed_s": seeded["seconds"],
-        "pages": await page_latency(f"http://127.0.0.1:{port}/console", paths, samples),
-        "ingest": await ingest_while_browsing(port, paths, tmp, seconds),
+        "pages": latency,
+        "cpu_per_page_ms": round(cpu_page_ms, 2),
+        "ingest": ingest,
+        # The CPU an operator's pages take from ingest, as a share of what ingest runs on at saturation.
+        "operator_cpu_share": {
+            pace: round((cpu_page_ms / pace) / (ingest["alone_rps"] * ingest["cpu_per_request_ms"]), 4)
+            for pace in PACES_S
+        },
     }
 
 
@@ -279,13 +302,18 @@ def markdown(result: dict[str, Any]) -> str:
         + ", ".join(f"{name} {p['p50_ms']} / {p['p95_ms']}" for name, p in result["pages"].items())
         + f" | worst p95 {worst} | | | < 100: {verdict} |"
     ]
+    lines.append(
+        f"| CPU of one console page, web + PostgreSQL (ms) | {result['cpu_per_page_ms']} | one ingested request:"
+        f" {ingest['cpu_per_request_ms']} | | |"
+    )
     for think_s, pace in ingest["paces"].items():
         target = f">= {RATIO_TARGET}: {'met' if pace['ratio'] >= RATIO_TARGET else 'missed'}"
         lines.append(
             f"| ingest while an operator loads a page every {think_s} s (accepted/s) | {pace['rps']} (their pages"
             f" p50 / p95 {pace['pages']['p50_ms']} / {pace['pages']['p95_ms']} ms) | alone: {ingest['alone_rps']}"
             f" (spread {ingest['alone_spread']:.0%})"
-            f" | {pace['ratio']:.2f} | {target if think_s == PACES_S[0] else 'stress, no target'} |"
+            f" | {pace['ratio']:.2f} (CPU share: {result['operator_cpu_share'][think_s]:.1%})"
+            f" | {target if think_s == PACES_S[0] else 'stress, no target'} |"
         )
     return "\n".join(lines)
 
@@ -307,7 +335,7 @@ async def _standalone(rows: int, samples: int, seconds: int) -> dict[str, Any]:
         web = start([str(BIN), "serve"], env, tmp / "web.log")
         try:
             wait_http(port, "/readyz")
-            return await measure(port, seeded, tmp, samples=samples, seconds=seconds)
+            return await measure(port, web.pid, seeded, tmp, samples=samples, seconds=seconds)
         finally:
             stop(web)
     finally:

@@ -61,3 +61,28 @@ def wait_http(port: int, path: str = "/healthz", timeout_s: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User plus system CPU seconds used so far by these processes (one that has exited counts 0)."""
+    total_ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total_ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def service_cpu_s(pid: int) -> float:
+    """CPU seconds so far of a process and its children, plus every local PostgreSQL process (the
+    service's queries run there); the load generator is not counted."""
+    postgres = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                postgres.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return cpu_s([pid, *children(pid), *postgres])

@@ -266,7 +266,9 @@ async def run(seconds: int, out_dir: Path) -> dict:
         seeded = await console_bench.seed(dsn, CONSOLE_ROWS)
         web = start([str(BIN), "serve"], {**env, "ADMIN_TOKEN": console_bench.ADMIN_TOKEN}, tmp / "web3.log")
         wait_http(port, "/readyz")
-        results["console"] = await console_bench.measure(port, seeded, tmp, samples=100, seconds=max(seconds // 2, 1))
+        results["console"] = await console_bench.measure(
+            port, web.pid, seeded, tmp, samples=100, seconds=max(seconds // 2, 1)
+        )
         stop(web)
     finally:
         redis.Redis.from_url(REDIS_URL).flushdb()
