@@ -137,22 +137,19 @@ async def call_back_of(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | N
     return dict(row) if row else None
 
 
-async def reveal(conn: Conn, delivery_id: uuid.UUID, *, revealed_by: str) -> Any | None:
-    """A delivery's payload, recording in ``reveals`` that ``revealed_by`` opened it (one statement).
+async def reveal(conn: Conn, delivery_id: uuid.UUID, *, revealed_by: str) -> bool:
+    """Record in ``reveals`` that ``revealed_by`` opened a delivery's payload.
 
     Returns:
-        The payload (JSON), or ``None`` if the delivery does not exist or this session cannot see it
-        (then nothing is recorded).
+        False if the delivery does not exist or this session cannot see it (nothing is recorded).
     """
-    return await conn.fetchval(
-        """
-        WITH d AS (SELECT id, org_id, payload FROM webhook_delivery_log WHERE id = $1),
-             r AS (INSERT INTO reveals (delivery_id, org_id, revealed_by) SELECT id, org_id, $2 FROM d)
-        SELECT payload FROM d
-        """,
+    status = await conn.execute(
+        "INSERT INTO reveals (delivery_id, org_id, revealed_by)"
+        " SELECT id, org_id, $2 FROM webhook_delivery_log WHERE id = $1",
         delivery_id,
         revealed_by,
     )
+    return bool(status == "INSERT 0 1")
 
 
 async def reveals_of(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) -> list[dict[str, Any]]:
