@@ -490,7 +490,8 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
 
 async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, settings, pool, org_id):
     """Two bookings made by tool calls over HTTP, one then cancelled: the week shows one, or both with
-    ``cancelled=1``, each linking to the delivery of the tool call that booked it; another clinic sees none."""
+    ``cancelled=1``, each linking to the delivery of the tool call that booked it; another clinic sees none;
+    searching the patient's number links to the appointment's week."""
     from db import orgs, tokens
     from tests.helpers import book_args, business_day, post, tool_call
 
@@ -508,6 +509,7 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
 
     week = await (await web.get(f"/console/appointments?org={org_id}&week={day}")).text()
     with_cancelled = await (await web.get(f"/console/appointments?org={org_id}&week={day}&cancelled=1")).text()
+    found = await (await web.get("/console/search", params={"q": "+442071838750"})).text()
     other = await orgs.create_org(pool, name="Other clinic", timezone="Europe/London")
     web.session.cookie_jar.clear()
     await _sign_in(web, await tokens.create(pool, other, name="desk"))
@@ -517,6 +519,7 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
     assert f'href="/console/deliveries/{booked_by}" data-testid="booked-by"' in week
     assert 'data-testid="appointment-count">2<' in with_cancelled and "<em>cancelled</em>" in with_cancelled
     assert 'data-testid="appointment-count">0<' in foreign and "Other clinic" in foreign
+    assert f'href="/console/appointments?org={org_id}&week={day}&cancelled=1"' in found
 
 
 class _Explaining:
