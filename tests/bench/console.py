@@ -11,6 +11,10 @@
    100 ms (stress); the median ratio of the accepted rates over 3 rounds.
    Target: no drop beyond this machine's run-to-run noise at the person's
    pace (>= 0.97).
+4. Since that noise (20-36 % between identical runs here) exceeds the
+   effect, the CPU the web process and PostgreSQL spend per page and per
+   ingested request (from /proc), and so the share of ingest's CPU an
+   operator takes at each pace.
 
 Run alone with ``python -m tests.bench.console``; ``make bench`` runs it too.
 """
