@@ -12,21 +12,17 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from db import reports
 from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.statuses import REPLAYABLE, STATUSES
 from db.types import Conn
-from ingest.cli.output import print_table, short_id
+from ingest.cli.output import print_table, progress_bar, short_id
 from ingest.cli.support import open_pool, resolve, with_conn
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
 from ingest.settings import Settings
 
-#: Replays of more deliveries than this show a progress bar.
-PROGRESS_THRESHOLD = 50
 #: Deliveries per replay batch (one transaction, one Redis round of sends).
 REPLAY_BATCH = 500
 
@@ -174,14 +170,7 @@ async def _replay(
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, stop.set)
         done = 0
-        with Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            disable=matched <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
-            console=Console(stderr=True),
-        ) as progress:
+        with progress_bar("replaying", matched) as progress:
             task = progress.add_task("replay", total=matched)
 
             def advance(n: int) -> None:

@@ -15,9 +15,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from db.ids import MIN_PREFIX
+
+#: Work of more items than this shows a progress bar (on a terminal).
+PROGRESS_THRESHOLD = 50
 
 #: A column: header, and how to show a row's value.
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
@@ -73,3 +77,17 @@ def print_table(
 
 def _cell(value: Any) -> str:
     return "" if value is None else str(value)
+
+
+def progress_bar(label: str, total: int, *, transient: bool = False) -> Progress:
+    """A progress bar on standard error ("<label> ━━━ 120/400 0:00:03"), shown only on a terminal and for
+    more than :data:`PROGRESS_THRESHOLD` items; ``transient`` removes it when done."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=total <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
+        console=Console(stderr=True),
+        transient=transient,
+    )

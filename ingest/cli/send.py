@@ -8,13 +8,10 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ingest.cli.output import PROGRESS_THRESHOLD, progress_bar
 from ingest.cli.support import settings as _settings
 
-#: Runs of more requests than this show a progress bar (on a terminal).
-PROGRESS_THRESHOLD = 50
 #: Non-2xx answers whose body is printed; the rest are counted.
 SHOWN_FAILURES = 5
 
@@ -41,15 +38,7 @@ def send(paths: tuple[Path, ...], url: str | None, concurrency: int, repeat: int
         raise click.ClickException(str(exc)) from None
     target = url or f"http://127.0.0.1:{settings.port}/webhooks/vapi"
     total = len(files) * repeat
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=total <= PROGRESS_THRESHOLD or not sys.stderr.isatty(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
+    with progress_bar("sending", total, transient=True) as progress:
         task = progress.add_task("send", total=total)
         report = asyncio.run(
             send_files(
