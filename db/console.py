@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from db.ids import InvalidId, prefix_range
 from db.types import Conn
 
 #: The overview's window, in minutes (one chart point per minute).
@@ -174,8 +175,6 @@ async def search(conn: Conn, q: str) -> dict[str, list[dict[str, Any]]]:
         ``{deliveries, calls, appointments, routes}``, each newest first, at most :data:`SEARCH_LIMIT`.
         Every lookup is an index probe (per org for the per-org unique keys), never a scan of the log.
     """
-    from db.ids import InvalidId, prefix_range
-
     q = q.strip()
     found: dict[str, list[dict[str, Any]]] = {"deliveries": [], "calls": [], "appointments": [], "routes": []}
     if not q:

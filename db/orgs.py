@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from db.errors import AlreadyMapped, OrgNotFound
+from db.tokens import list_tokens
 from db.types import Conn, Executor, OrgId
 
 
@@ -125,8 +126,6 @@ async def org_detail(conn: Executor, org_id: uuid.UUID) -> dict[str, Any] | None
     detail = dict(row)
     for kind, key in (("assistant", "assistants"), ("phone number", "phone_numbers")):
         detail[key] = await list_routes(conn, kind, org_id)
-    from db.tokens import list_tokens
-
     detail["tokens"] = await list_tokens(conn, org_id)
     return detail
 

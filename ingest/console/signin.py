@@ -23,7 +23,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from db import tokens
 from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from ingest import metrics
-from ingest.admin.auth import CALLER, Caller
+from ingest.admin.auth import CALLER, Caller, caller
 from ingest.appkeys import DB_POOL, SETTINGS
 
 #: Where the console is mounted (ingest.app).
@@ -209,9 +209,7 @@ async def logout(request: web.Request) -> web.Response:
 
 async def render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
     """A console page: ``context`` plus what the layout needs (the CSRF token, whether the admin is in)."""
-    who = request[CALLER]
-    assert isinstance(who, Caller)
-    layout = {"csrf": csrf_token(await get_session(request)), "admin": who.org_id is None}
+    layout = {"csrf": csrf_token(await get_session(request)), "admin": caller(request).org_id is None}
     return aiohttp_jinja2.render_template(template, request, {**layout, **context}, status=status)
 
 
@@ -221,9 +219,7 @@ def admin_only(request: web.Request, what: str) -> None:
     Raises:
         web.HTTPForbidden: naming ``what``.
     """
-    who = request[CALLER]
-    assert isinstance(who, Caller)
-    if who.org_id is not None:
+    if caller(request).org_id is not None:
         raise web.HTTPForbidden(text=f"{what} needs the admin token")
 
 
