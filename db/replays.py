@@ -74,8 +74,8 @@ async def cancel(conn: Conn, replay_id: uuid.UUID) -> bool:
     return status == "UPDATE 1"
 
 
-async def claim(conn: Executor, *, lease_s: float, replay_id: uuid.UUID | None = None) -> dict[str, Any] | None:
-    """Take the lease of ``replay_id``, or of any running replay whose lease ran out (a process died).
+async def claim(conn: Executor, *, lease_s: float) -> dict[str, Any] | None:
+    """Take the lease of the oldest running replay whose lease is free (new, or its process died).
 
     Returns:
         ``{id, org_id, delivery_ids, created_at, rate_per_s}``, or None when there is nothing to run.
@@ -85,12 +85,10 @@ async def claim(conn: Executor, *, lease_s: float, replay_id: uuid.UUID | None =
         UPDATE replays SET lease_until = now() + make_interval(secs => $1)
          WHERE id = (SELECT id FROM replays
                       WHERE status = 'running' AND (lease_until IS NULL OR lease_until < now())
-                        AND ($2::uuid IS NULL OR id = $2)
                       ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING id, org_id, delivery_ids, created_at, rate_per_s
         """,
         lease_s,
-        replay_id,
     )
     return dict(row) if row else None
 
