@@ -179,7 +179,7 @@ async def search(conn: Conn, q: str) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {"deliveries": [], "calls": [], "appointments": [], "routes": []}
     if not q:
         return found
-    columns = "d.id, d.org_id, d.event_type, d.status, d.received_at, d.payload->'call'->>'id' AS call_id"
+    columns = "d.id, d.org_id, d.event_type, d.status, d.received_at, d.vapi_call_id AS call_id"
     bounds: tuple[uuid.UUID, uuid.UUID] | None
     try:
         bounds = prefix_range(q)
@@ -209,7 +209,7 @@ async def search(conn: Conn, q: str) -> dict[str, list[dict[str, Any]]]:
     call_ids = sorted({q, *(c["vapi_call_id"] for c in calls)})
     deliveries = await conn.fetch(
         f"""
-        SELECT {columns} FROM webhook_delivery_log d WHERE d.payload->'call'->>'id' = ANY($1::text[])
+        SELECT {columns} FROM webhook_delivery_log d WHERE d.vapi_call_id = ANY($1::text[])
         UNION
         SELECT {columns} FROM organizations o JOIN webhook_delivery_log d
             ON d.org_id = o.id AND d.event_id = 'tool-call:' || $2

@@ -9,6 +9,7 @@ claim's outcome, and its handler's effects roll back with the transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ class Claim:
         attempt: This claim's attempt number (1-based), also its fencing token.
         wait_s: Seconds from when the delivery became due (received, or its
             backoff ended) to this claim.
+        vapi_call_id: Vapi's ``call.id``, as stored at insert (``None`` without one).
     """
 
     id: DeliveryId
@@ -39,6 +41,7 @@ class Claim:
     max_attempts: int
     wait_s: float
     replay_count: int = 0
+    vapi_call_id: str | None = None
 
     @classmethod
     def from_record(cls, row: asyncpg.Record) -> Claim:
@@ -53,6 +56,7 @@ class Claim:
             max_attempts=row["max_attempts"],
             wait_s=row["wait_s"],
             replay_count=row["replay_count"],
+            vapi_call_id=row["vapi_call_id"],
         )
 
 
@@ -116,9 +120,9 @@ async def _insert_rows(conn: Executor, rows: list[NewDelivery]) -> list[asyncpg.
         """
         INSERT INTO webhook_delivery_log
             (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at,
-             answer_by, normalised, received_at)
+             answer_by, normalised, received_at, vapi_call_id)
         SELECT o, t, e, p, m, j, s, r, CASE WHEN j IS NOT NULL THEN now() END,
-               CASE WHEN s = 'completed' THEN now() END, a, n, coalesce(ra, now())
+               CASE WHEN s = 'completed' THEN now() END, a, n, coalesce(ra, now()), p->'call'->>'id'
           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[],
                       $9::timestamptz[], $10::text[], $11::timestamptz[])
                AS u(o, t, e, p, m, j, s, r, a, n, ra)
@@ -183,56 +187,63 @@ async def mark_not_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> No
     )
 
 
-async def claim(conn: Executor, delivery_id: uuid.UUID, *, lease_s: float) -> Claim | None:
-    """Move a due ``pending`` or ``failed`` delivery to ``processing`` under a lease.
+async def claim_many(conn: Executor, delivery_ids: Sequence[uuid.UUID], *, lease_s: float) -> list[Claim]:
+    """Move the due ``pending`` or ``failed`` deliveries among ``delivery_ids`` to ``processing``, in one statement.
 
-    Never claims a synchronous tool call (``answer_by`` set): see :func:`db.tool_calls.claim_sync`.
+    Each claimed row's ``attempts`` grows by one (its fencing token) and it is
+    leased for ``lease_s`` seconds. Never claims a synchronous tool call
+    (``answer_by`` set): see :func:`db.tool_calls.claim_sync`.
 
     Returns:
-        The claim, or ``None`` if the delivery is finished, held by another
-        live claim, waiting out its backoff (a duplicate or early message), or
-        a synchronous tool call.
+        The claims, in the order of ``delivery_ids``. An id is missing when its
+        delivery is finished, held by another live claim, waiting out its
+        backoff (a duplicate or early message), or a synchronous tool call.
     """
-    row = await conn.fetchrow(
+    rows = await conn.fetch(
         """
         UPDATE webhook_delivery_log
            SET status = 'processing', attempts = attempts + 1, last_attempt_at = now(),
                lease_expires_at = now() + make_interval(secs => $2)
-         WHERE id = $1
+         WHERE id = ANY($1::uuid[])
            AND status IN ('pending', 'failed')
            AND answer_by IS NULL  -- a synchronous tool call runs only in its own request
            -- a message may arrive a little early; the sweeper resends later ones
            AND (next_attempt_at IS NULL OR next_attempt_at <= now() + interval '1 second')
-        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
+        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count, vapi_call_id,
                   greatest(extract(epoch FROM now() - coalesce(next_attempt_at, received_at)), 0)::float8
                       AS wait_s
         """,
-        delivery_id,
+        list(delivery_ids),
         float(lease_s),
     )
-    if row is None:
-        return None
-    return Claim.from_record(row)
+    by_id = {row["id"]: Claim.from_record(row) for row in rows}
+    return [by_id[i] for i in dict.fromkeys(delivery_ids) if i in by_id]
 
 
-async def complete(conn: Conn, claim: Claim, result: Any) -> bool:
-    """Mark a claimed delivery completed with its result.
+async def complete_many(conn: Conn, done: Sequence[tuple[Claim, Any]]) -> set[DeliveryId]:
+    """Mark claimed deliveries completed with their results, in one statement.
+
+    Args:
+        done: ``(claim, result)`` pairs; ``result`` is stored as the row's jsonb ``result``.
 
     Returns:
-        False if the claim was lost (lease reclaimed); the caller must roll back.
+        The ids completed. A claim missing from it was lost (its lease was
+        reclaimed and the attempt moved on); the caller must roll back its effects.
     """
-    status = await conn.execute(
+    rows = await conn.fetch(
         """
-        UPDATE webhook_delivery_log
-           SET status = 'completed', completed_at = now(), result = $3, error_message = NULL,
+        UPDATE webhook_delivery_log d
+           SET status = 'completed', completed_at = now(), result = u.result, error_message = NULL,
                lease_expires_at = NULL, next_attempt_at = NULL
-         WHERE id = $1 AND status = 'processing' AND attempts = $2
+          FROM unnest($1::uuid[], $2::int[], $3::jsonb[]) AS u(id, attempt, result)
+         WHERE d.id = u.id AND d.status = 'processing' AND d.attempts = u.attempt
+        RETURNING d.id
         """,
-        claim.id,
-        claim.attempt,
-        result,
+        [claim.id for claim, _ in done],
+        [claim.attempt for claim, _ in done],
+        [result for _, result in done],
     )
-    return status == "UPDATE 1"
+    return {row["id"] for row in rows}
 
 
 async def fail(
@@ -301,9 +312,13 @@ async def oldest_pending_age_s(conn: Executor) -> float:
     return float(value or 0.0)
 
 
-async def mark_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
-    """Record that messages for these pending deliveries reached Redis."""
+async def mark_enqueued(conn: Executor, messages: Sequence[tuple[Sequence[uuid.UUID], str]]) -> None:
+    """Record that these messages, ``(delivery_ids, message_id)`` each, reached Redis (rows still waiting to run)."""
+    ids = [i for delivery_ids, _ in messages for i in delivery_ids]
+    job_ids = [message_id for delivery_ids, message_id in messages for _ in delivery_ids]
     await conn.execute(
-        "UPDATE webhook_delivery_log SET enqueued_at = now() WHERE id = ANY($1::uuid[]) AND status = 'pending'",
-        delivery_ids,
+        "UPDATE webhook_delivery_log d SET enqueued_at = now(), job_id = u.job_id"
+        " FROM unnest($1::uuid[], $2::text[]) AS u(id, job_id) WHERE d.id = u.id AND d.status IN ('pending', 'failed')",
+        ids,
+        job_ids,
     )

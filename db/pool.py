@@ -34,11 +34,18 @@ async def _keep_session(conn: Conn) -> None:
     """
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, asynchronous_commit: bool = False, **kwargs: Any
+) -> asyncpg.Pool:
     """Open a pool of service connections (RLS bypass on, JSON codecs installed).
 
     Args:
         dsn: A libpq URL; ``PG*`` variables fill what it leaves out.
+        asynchronous_commit: ``synchronous_commit = off`` on every connection: a commit returns
+            before its WAL reaches disk, so a PostgreSQL crash can lose the last fraction of a second
+            of commits (never corrupt them). Only for work that is redone from a durable row when
+            lost (the workers: a delivery's effects and its completion commit together). Never for
+            the receiver, which acknowledges only what is durable.
 
     Raises:
         OSError, asyncpg.PostgresError: if PostgreSQL cannot be reached.
@@ -49,7 +56,9 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwar
         max_size=max_size,
         init=_init_connection,
         reset=_keep_session,
-        server_settings=SERVICE_SERVER_SETTINGS,
+        server_settings={**SERVICE_SERVER_SETTINGS, "synchronous_commit": "off"}
+        if asynchronous_commit
+        else SERVICE_SERVER_SETTINGS,
         **kwargs,
     )
 

@@ -136,7 +136,7 @@ async def route(
     assistant_id: str | None = None,
     phone_number_id: str | None = None,
     event_type: str | None = None,
-) -> list[tuple[uuid.UUID, str]]:
+) -> list[uuid.UUID]:
     """Move matching unrouted messages into ``webhook_delivery_log`` for ``org_id``. Run in a transaction.
 
     Types in ``processable`` become ``pending`` deliveries; others (tool calls,
@@ -147,7 +147,7 @@ async def route(
     matches: callers must make that an explicit choice (``--all``).
 
     Returns:
-        ``(delivery_id, message_id)`` pairs to enqueue after commit.
+        The new pending deliveries' ids, to enqueue after commit.
     """
     where, params = _where(assistant_id, phone_number_id, event_type)
     picked = await conn.fetch(
@@ -162,7 +162,7 @@ async def route(
             event_id=row["event_id"],
             payload=row["payload"],
             max_attempts=max_attempts,
-            job_id=str(uuid.uuid4()) if row["event_type"] in processable else None,
+            job_id=None,  # enqueued after commit (workers.sending), which records its message id
             status=DeliveryStatus.PENDING if row["event_type"] in processable else DeliveryStatus.COMPLETED,
             result=None
             if row["event_type"] in processable
@@ -181,4 +181,4 @@ async def route(
         [row["id"] for row in picked],
         delivery_ids,
     )
-    return [(new, r.job_id) for r, new in zip(rows, new_ids, strict=True) if new is not None and r.job_id is not None]
+    return [new for r, new in zip(rows, new_ids, strict=True) if new is not None and r.status == DeliveryStatus.PENDING]

@@ -10,7 +10,7 @@ from db.types import Conn
 
 async def sweep(
     conn: Conn, *, enqueue_grace_s: float, resend_after_s: float, limit: int
-) -> list[tuple[uuid.UUID, str]]:
+) -> list[tuple[uuid.UUID, bool]]:
     """Find deliveries that need a (new) message, and mark them enqueued.
 
     Takes, with ``FOR UPDATE SKIP LOCKED`` so concurrent sweepers split the
@@ -28,7 +28,8 @@ async def sweep(
     Must run inside a transaction; the caller enqueues after commit.
 
     Returns:
-        ``(delivery_id, dramatiq_message_id)`` pairs to enqueue.
+        ``(delivery_id, reclaimed)`` pairs to enqueue; ``reclaimed`` marks an
+        expired lease (a worker died mid-attempt), which is sent alone.
     """
     rows = await conn.fetch(
         """
@@ -54,25 +55,24 @@ async def sweep(
                                     ELSE d.error_message END,
                next_attempt_at = CASE WHEN due.status = 'processing' THEN now() ELSE d.next_attempt_at END,
                lease_expires_at = NULL,
-               enqueued_at = now(),
-               job_id = gen_random_uuid()::text
+               enqueued_at = now()
           FROM due
          WHERE d.id = due.id
-        RETURNING d.id, d.job_id
+        RETURNING d.id, due.status = 'processing' AS reclaimed
         """,
         float(enqueue_grace_s),
         float(resend_after_s),
         limit,
     )
-    return [(r["id"], r["job_id"]) for r in rows]
+    return [(r["id"], r["reclaimed"]) for r in rows]
 
 
-async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[tuple[uuid.UUID, str]]:
+async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[uuid.UUID]:
     """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
 
     Each gets a fresh attempt budget (``max_attempts = attempts + budget``;
     ``attempts`` itself only grows, as it is the claims' fencing token), one
-    more ``replay_count``, ``replayed_at`` and a new Dramatiq message id.
+    more ``replay_count`` and ``replayed_at``.
     ``FOR UPDATE SKIP LOCKED`` and the status condition make two concurrent
     replays of one filter replay each delivery once. Synchronous tool calls
     are never replayed (their caller has gone). ``enqueued_at`` stays
@@ -83,7 +83,7 @@ async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: i
         flt: Which deliveries (its status condition narrows to ``failed``/``dead_letter``).
 
     Returns:
-        ``(delivery_id, message_id)`` pairs to enqueue after commit.
+        The ids to enqueue after commit.
     """
     where, params = flt.where()
     n = len(params)
@@ -98,13 +98,12 @@ async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: i
         )
         UPDATE webhook_delivery_log d
            SET status = 'pending', max_attempts = d.attempts + ${n + 1}, replay_count = d.replay_count + 1,
-               replayed_at = now(), next_attempt_at = NULL, lease_expires_at = NULL, enqueued_at = NULL,
-               job_id = gen_random_uuid()::text
+               replayed_at = now(), next_attempt_at = NULL, lease_expires_at = NULL, enqueued_at = NULL
           FROM picked WHERE d.id = picked.id
-        RETURNING d.id, d.job_id
+        RETURNING d.id
         """,
         *params,
         budget,
         limit,
     )
-    return [(r["id"], r["job_id"]) for r in rows]
+    return [r["id"] for r in rows]

@@ -30,7 +30,7 @@ async def claim_sync(conn: Conn, delivery_id: uuid.UUID) -> Claim | None:
            SET status = 'processing', attempts = attempts + 1, last_attempt_at = now(),
                lease_expires_at = answer_by
          WHERE id = $1 AND status = 'pending' AND answer_by > clock_timestamp()
-        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count,
+        RETURNING id, org_id, event_type, event_id, payload, attempts, max_attempts, replay_count, vapi_call_id,
                   extract(epoch FROM clock_timestamp() - received_at)::float8 AS wait_s
         """,
         delivery_id,

@@ -30,6 +30,7 @@ from ingest.appkeys import (
     TASKS,
     WRITER,
 )
+from ingest.background import enqueue_in_background
 from ingest.configs import processing_config
 from ingest.group_commit import GroupCommitWriter
 from ingest.receiver import receive_vapi
@@ -84,7 +85,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     app[DB_POOL] = pool
     app[ROUTER] = Router(pool, settings.default_org_id)
-    app[WRITER] = GroupCommitWriter(pool)
+    app[WRITER] = GroupCommitWriter(pool, lambda ids, message_id: enqueue_in_background(app, ids, message_id))
     app[ENQUEUER] = AsyncEnqueuer(app[BROKER], settings.redis_url)  # type: ignore[arg-type]
     runner = None
     if settings.console_enabled:

@@ -7,32 +7,53 @@ the batch is split in halves and written again until the refused rows stand
 alone; those get :class:`db.errors.RowRefused`, every other row is stored as
 if it had come alone. ``k`` bad rows in a batch of ``n`` cost ``O(k log n)``
 extra statements. Connection loss fails the whole batch (every waiter answers 503).
+
+A batch's new ``pending`` rows are one Dramatiq message: they share its id
+(``job_id``, with ``enqueued_at`` set optimistically) and, once committed,
+are handed to ``on_committed`` to be sent after the answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 
 from db import deliveries
 from db.deliveries import NewDelivery
 from db.errors import RowRefused
+from db.statuses import DeliveryStatus
 from workers.batching import Batcher
+from workers.broker import MAX_DELIVERIES_PER_MESSAGE
+
+#: Called with a committed batch's new pending deliveries and their message id; must not block.
+OnCommitted = Callable[[list[uuid.UUID], str], None]
 
 
 class GroupCommitWriter:
     """Writes :class:`NewDelivery` rows in batches.
 
     Args:
-        max_batch: Rows per statement at most.
+        on_committed: Sends a committed batch's new pending deliveries as one message
+            (``ingest.background.enqueue_in_background``).
+        max_batch: Rows per statement at most (and so deliveries per message).
         max_in_flight: Batches being written at once (each holds one pool connection).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 256, max_in_flight: int = 4) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        on_committed: OnCommitted,
+        *,
+        max_batch: int = MAX_DELIVERIES_PER_MESSAGE,
+        max_in_flight: int = 4,
+    ) -> None:
         self.pool = pool
+        self._on_committed = on_committed
         self._batcher: Batcher[NewDelivery, uuid.UUID | None] = Batcher(
-            self._write_isolated, max_batch=max_batch, max_in_flight=max_in_flight
+            self._write_batch, max_batch=max_batch, max_in_flight=max_in_flight
         )
 
     async def insert(self, row: NewDelivery) -> uuid.UUID | None:
@@ -46,6 +67,19 @@ class GroupCommitWriter:
             Whatever else the batch's INSERT raised (PostgreSQL unavailable: the caller answers 503).
         """
         return await self._batcher.submit(row)
+
+    async def _write_batch(self, rows: list[NewDelivery]) -> list[uuid.UUID | BaseException | None]:
+        message_id = str(uuid.uuid4())
+        rows = [dataclasses.replace(r, job_id=message_id) if r.status == DeliveryStatus.PENDING else r for r in rows]
+        results = await self._write_isolated(rows)
+        queued = [
+            result
+            for row, result in zip(rows, results, strict=True)
+            if row.status == DeliveryStatus.PENDING and isinstance(result, uuid.UUID)
+        ]
+        if queued:
+            self._on_committed(queued, message_id)
+        return results
 
     async def _write_isolated(self, rows: list[NewDelivery]) -> list[uuid.UUID | BaseException | None]:
         """Write ``rows``; on a data error, write their halves separately, down to single rows."""

@@ -5,15 +5,14 @@ PostgreSQL is unreachable the answer is 503 and nothing is stored. A
 request's answer depends only on its own message: a message PostgreSQL
 refuses gets 400 alone (:mod:`ingest.group_commit`). A synchronous tool call
 runs only while its caller waits (:mod:`workers.inline`). Redis
-is not on that path: the enqueue happens after the answer, and a failed one
-leaves the row for the sweeper.
+is not on that path: each group-commit batch's deliveries are one message,
+sent after the answers, and a failed send leaves the rows for the sweeper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import asyncpg
@@ -28,7 +27,6 @@ from db.statuses import DeliveryStatus
 from ingest import auth, metrics
 from ingest.answers import Answer, Reject
 from ingest.appkeys import DB_POOL, ROUTER, SETTINGS, WRITER
-from ingest.background import enqueue_in_background
 from ingest.tool_replies import answer_tool_calls
 from workers import parsing
 from workers.handlers import QUEUED_TYPES
@@ -130,7 +128,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
         return await answer_tool_calls(request, env, org.id, invocations, context)
     # A tool-call message without tool calls has nothing to run either.
     known = env.type in QUEUED_TYPES
-    message_id = str(uuid.uuid4()) if known else None
+    # A pending row is sent to the workers with the rest of its group-commit batch (ingest.group_commit).
     delivery_id = await request.app[WRITER].insert(
         NewDelivery(
             org_id=org.id,
@@ -138,7 +136,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
             event_id=env.event_id(),
             payload=env.message,
             max_attempts=settings.retry_max_attempts,
-            job_id=message_id,
+            job_id=None,
             status=DeliveryStatus.PENDING if known else DeliveryStatus.COMPLETED,
             result=None if known else {"applied": False, "reason": "no handler for this message type"},
             normalised=",".join(env.normalised) or None,
@@ -147,8 +145,6 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
     if delivery_id is None:
         return Answer(200, "duplicate", _reply_for(env, org, {"status": "duplicate"}))
     context["delivery_id"] = str(delivery_id)
-    if message_id is not None:
-        enqueue_in_background(request.app, delivery_id, message_id)
     return Answer(200, "accepted", _reply_for(env, org, {"status": "accepted"}))
 
 

@@ -54,6 +54,8 @@ async def answer_tool_calls(
             normalised=normalised,
         ),
     ]
+    # The message's async tool calls go to the workers as one message.
+    message_id = str(uuid.uuid4())
     for invocation in invocations:
         rows.append(
             NewDelivery(
@@ -62,7 +64,7 @@ async def answer_tool_calls(
                 event_id=tool_event_id(env, invocation),
                 payload=env.tool_call_message(invocation),
                 max_attempts=settings.retry_max_attempts,
-                job_id=str(uuid.uuid4()) if invocation.is_async else None,
+                job_id=message_id if invocation.is_async else None,
                 answer_by=None if invocation.is_async else answer_by,
                 normalised=normalised,
             )
@@ -70,12 +72,13 @@ async def answer_tool_calls(
     ids = await deliveries.insert_many(pool, rows)  # RowRefused: the request's rows stand or fall together
     entries: list[dict[str, Any]] = []
     duplicates = missed = 0
+    queued = []
     for invocation, row, delivery_id in zip(invocations, rows[1:], ids[1:], strict=True):
         if invocation.is_async:
             if delivery_id is None:
                 duplicates += 1
             else:
-                enqueue_in_background(request.app, delivery_id, str(row.job_id))
+                queued.append(delivery_id)
             entries.append(reply_entry(invocation, result="accepted"))
             continue
         if delivery_id is None:
@@ -87,6 +90,8 @@ async def answer_tool_calls(
             missed += 1
             entry = reply_entry(invocation, error=MISSED_REPLY)
         entries.append(entry)
+    if queued:
+        enqueue_in_background(request.app, queued, message_id)
     context["tool_calls"] = len(invocations)
     if missed:
         context["missed"] = missed

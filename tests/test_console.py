@@ -289,9 +289,10 @@ async def test_search_finds_a_call_its_deliveries_and_a_tool_call(web, pool, org
     ]
     ids = {}
     for event_type, event_id, payload in rows:
+        # As the receiver stores it: Vapi's call id in its own column, set at insert.
         ids[event_id] = await pool.fetchval(
-            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
-            " VALUES ($1, $2, $3, $4, 'completed') RETURNING id",
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, vapi_call_id)"
+            " VALUES ($1, $2, $3, $4, 'completed', $4::jsonb->'call'->>'id') RETURNING id",
             org_id,
             event_type,
             event_id,
@@ -320,12 +321,12 @@ async def test_search_by_call_id_uses_the_index(pool):
         plan = "\n".join(
             r[0]
             for r in await conn.fetch(
-                "EXPLAIN SELECT id FROM webhook_delivery_log d WHERE d.payload->'call'->>'id' = ANY($1::text[])",
+                "EXPLAIN SELECT id FROM webhook_delivery_log d WHERE d.vapi_call_id = ANY($1::text[])",
                 ["call-1"],
             )
         )
 
-    assert "idx_delivery_log_call_id" in plan, plan
+    assert "idx_delivery_log_vapi_call_id" in plan, plan
 
 
 async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, settings, broker):

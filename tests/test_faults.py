@@ -92,6 +92,49 @@ def test_sigkill_a_worker_mid_delivery_loses_nothing_and_applies_nothing_twice(o
     assert 40 == sql(env, "SELECT sum(hang_count) FROM calls")
 
 
+def test_sigkill_a_worker_holding_whole_batches_loses_nothing_and_applies_nothing_twice(org, tmp_path):
+    """Kills: the worker with SIGKILL while it holds batches of deliveries (messages of many deliveries, blocked in
+    their handler transactions), 400 hangs sent by 64 concurrent clients.
+
+    Asserts: batches formed (a message held several deliveries), every accepted delivery ends completed, each hang
+    counted exactly once, and no delivery spent more than the one attempt the kill cost it (reclaimed deliveries
+    run alone).
+    """
+    # 8 threads: the first few messages (batches of one, written while the service was idle) are held first.
+    env = {**org, "DELIVERY_LEASE_S": "2", "SWEEP_INTERVAL_S": "0.5", "WORKER_PROCESSES": "1", "WORKER_THREADS": "8"}
+    web, scheduler = start("serve", env, tmp_path / "web.log"), start("scheduler", env, tmp_path / "scheduler.log")
+    worker = start("worker", env, tmp_path / "worker.log")
+    try:
+        url = wait_for(f"http://127.0.0.1:{env['PORT']}/readyz") and f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
+        # Each group commit takes 0.2 s, so concurrent requests pile up into batches of many rows (messages
+        # of many deliveries), as under load.
+        sql_script(env, _SLOW_BATCHES)
+        blocker = subprocess.Popen([sys.executable, "-c", _LOCK_CALLS, env["DATABASE_URL"]], stdout=subprocess.PIPE)
+        assert b"locked" in blocker.stdout.readline()
+        bodies = [_hang(f"c-kb-{i}", 1_000 + i) for i in range(400)]
+        assert [200] * 400 == asyncio.run(_stream(url, bodies, concurrency=64))
+        wait_sql(
+            env,
+            "SELECT count(*) >= 1 FROM (SELECT job_id FROM webhook_delivery_log WHERE status = 'processing'"
+            " GROUP BY job_id HAVING count(*) > 1) held",
+        )
+        stop(worker, signal.SIGKILL)
+        blocker.kill()
+        blocker.wait()
+        worker = start("worker", env, tmp_path / "worker.log")
+        wait_sql(env, "SELECT count(*) = 400 FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=90)
+    finally:
+        for proc in (web, worker, scheduler):
+            stop(proc)
+    assert (400, 400) == (sql(env, "SELECT count(*) FROM calls"), sql(env, "SELECT sum(hang_count) FROM calls"))
+    assert sql(env, "SELECT max(attempts) FROM webhook_delivery_log") <= 2
+
+
+_SLOW_BATCHES = """
+CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$;
+CREATE TRIGGER slow_batch AFTER INSERT ON webhook_delivery_log FOR EACH STATEMENT EXECUTE FUNCTION slow_batch();
+"""
+
 _LOCK_CALLS = """
 import asyncio, sys, asyncpg
 async def main():

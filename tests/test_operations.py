@@ -151,7 +151,7 @@ async def test_a_scheduler_job_runs_in_one_process_at_a_time(pool):
 
 async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(pool, org_id, broker):
     """Unroutable messages are routed to an org once mapped, processed, and never routed twice."""
-    from workers.broker import enqueue_many
+    from workers.sending import send_and_record
 
     for i in range(3):
         message = status_update(f"c-q-{i}", "ringing")["message"]
@@ -173,12 +173,12 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
     )
 
     async with pool.acquire() as conn, conn.transaction():
-        pairs = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES, assistant_id="asst-new")
-    await enqueue_many(broker, pairs)
+        routed = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES, assistant_id="asst-new")
+    await send_and_record(pool, broker, routed)
     async with pool.acquire() as conn, conn.transaction():
         again = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES)
 
-    assert (3, []) == (len(pairs), again)
+    assert (3, []) == (len(routed), again)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 3 FROM calls"))
     assert 0 == await quarantine.count_unrouted(pool)
     tool_row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log WHERE event_type = 'tool-calls'")
@@ -300,9 +300,7 @@ async def test_live_deliveries_are_taken_before_a_bulk_replay(pool, org_id, brok
         max_attempts=3,
         job_id=str(uuid.uuid4()),
     )
-    await send_and_record(
-        pool, broker, [(live, await pool.fetchval("SELECT job_id FROM webhook_delivery_log WHERE id = $1", live))]
-    )
+    await send_and_record(pool, broker, [live])
 
     await wait_until(
         lambda: pool.fetchval("SELECT bool_and(status = 'completed') FROM webhook_delivery_log"), timeout_s=60
@@ -316,7 +314,7 @@ async def test_live_deliveries_are_taken_before_a_bulk_replay(pool, org_id, brok
 
 
 async def test_a_replay_with_a_backlog_cap_waits_for_the_workers(pool, org_id, redis_namespace, settings):
-    """With no worker running, a replay capped at 10 waiting messages stops at 10 until they are taken."""
+    """With no worker running, a replay capped at 10 waiting deliveries stops at 10 (one message) until taken."""
     from workers.broker import build_broker, replay_backlog
 
     await _dead_letters(pool, org_id, 30)
@@ -348,5 +346,5 @@ async def test_a_replay_with_a_backlog_cap_waits_for_the_workers(pool, org_id, r
     await taker
     idle.close()
 
-    assert (10, 10) == held
+    assert (10, 1) == held
     assert 30 == total

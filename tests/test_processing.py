@@ -12,7 +12,7 @@ from db import deliveries, recovery
 from ingest.app import create_app
 from tests.helpers import post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
-from workers.processing import ProcessingConfig, process_delivery
+from workers.processing import ProcessingConfig, process_deliveries
 from workers.retry import RetryPolicy
 from workers.sweeper import SweepConfig, sweep_once
 
@@ -73,7 +73,7 @@ async def test_hang_is_counted_once_even_if_processed_again(client, settings, po
     await wait_until(lambda: _all_finished(pool))
     delivery_id = await pool.fetchval("SELECT id FROM webhook_delivery_log")
 
-    again = await process_delivery(pool, delivery_id, ProcessingConfig())
+    [again] = await process_deliveries(pool, [delivery_id], ProcessingConfig())
 
     assert ProcessingOutcome.SKIPPED == again.status
     assert 1 == await pool.fetchval("SELECT hang_count FROM calls WHERE vapi_call_id = 'c-h'")
@@ -147,26 +147,25 @@ async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: s
 async def test_a_stale_claim_cannot_complete_after_its_lease_was_reclaimed(pool, org_id):
     """A worker that lost its lease cannot mark the delivery done: the fencing token has moved on."""
     delivery_id = await _insert(pool, org_id, "c-lease", "ringing")
-    stale = await deliveries.claim(pool, delivery_id, lease_s=0.01)
-    assert stale is not None
+    [stale] = await deliveries.claim_many(pool, [delivery_id], lease_s=0.01)
     await pool.execute("UPDATE webhook_delivery_log SET lease_expires_at = now() - interval '1 s'")
     async with pool.acquire() as conn, conn.transaction():
         resent = await recovery.sweep(conn, enqueue_grace_s=0, resend_after_s=300, limit=10)
     assert [delivery_id] == [d for d, _ in resent]
 
-    fresh = await process_delivery(pool, delivery_id, ProcessingConfig())
+    [fresh] = await process_deliveries(pool, [delivery_id], ProcessingConfig())
     async with pool.acquire() as conn:
-        stale_completed = await deliveries.complete(conn, stale, {"late": True})
+        stale_completed = await deliveries.complete_many(conn, [(stale, {"late": True})])
 
     assert ProcessingOutcome.COMPLETED == fresh.status
-    assert stale_completed is False
+    assert set() == stale_completed
     assert 2 == await pool.fetchval("SELECT attempts FROM webhook_delivery_log")
 
 
 async def test_killed_worker_delivery_is_reclaimed_by_the_sweeper_and_processed_once(pool, org_id, broker):
     """A delivery left 'processing' by a dead worker is resent after its lease and completes once."""
     delivery_id = await _insert(pool, org_id, "c-killed", "in-progress")
-    await deliveries.claim(pool, delivery_id, lease_s=0.2)  # the "worker" dies here
+    await deliveries.claim_many(pool, [delivery_id], lease_s=0.2)  # the "worker" dies here
 
     await wait_until(lambda: pool.fetchval("SELECT lease_expires_at < now() FROM webhook_delivery_log"))
     sent = await sweep_once(pool, broker, SweepConfig(enqueue_grace_s=0, resend_after_s=300))
@@ -190,7 +189,7 @@ async def test_two_concurrent_sweeps_send_each_row_once(pool, org_id, broker):
     assert 40 == await pool.fetchval("SELECT count(*) FROM calls")
 
 
-async def test_process_delivery_outcomes_follow_the_retry_policy(pool, org_id):
+async def test_process_deliveries_outcomes_follow_the_retry_policy(pool, org_id):
     """Without a worker: failed attempts are retried with a growing delay, then dead-lettered."""
     await _break_status_handler(pool)
     delivery_id = await _insert(pool, org_id, "c-policy", "ringing")
@@ -198,7 +197,7 @@ async def test_process_delivery_outcomes_follow_the_retry_policy(pool, org_id):
 
     outcomes = []
     for _ in range(3):
-        outcomes.append((await process_delivery(pool, delivery_id, config)).status)
+        outcomes.append((await process_deliveries(pool, [delivery_id], config))[0].status)
 
     assert [ProcessingOutcome.RETRIED, ProcessingOutcome.RETRIED, ProcessingOutcome.DEAD_LETTERED] == outcomes
     assert "dead_letter" == await pool.fetchval("SELECT status FROM webhook_delivery_log")
@@ -222,7 +221,7 @@ async def test_retries_log_at_warning_and_dead_letters_at_error_with_their_error
         logs.configure(level="WARNING", fmt="json", stream=stream)
         try:
             for _ in range(3):
-                await process_delivery(pool, failing, config)
+                await process_deliveries(pool, [failing], config)
         finally:
             structlog.reset_defaults()
             logging.getLogger().handlers.clear()
@@ -232,3 +231,87 @@ async def test_retries_log_at_warning_and_dead_letters_at_error_with_their_error
     assert [1, 2, 3] == [e["attempt"] for e in events]
     assert all(e["delivery_id"] == str(failing) and e["type"] == "status-update" for e in events)
     assert all("create_inbound_call_atomically" in e["error"] for e in events), events
+
+
+async def test_one_failing_delivery_in_a_batch_fails_alone(pool, org_id):
+    """A batch of 20 status updates, one malformed (a PermanentError in Python) and one hang whose SQL function is
+    gone (an error inside PostgreSQL, which aborts the transaction): the 20 complete once each, the malformed one
+    is dead-lettered, the hang is retried; every claim spent exactly one attempt."""
+    good = [await _insert(pool, org_id, f"c-batch-{i}", "in-progress") for i in range(20)]
+    malformed = await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="status-update",
+        event_id="status-update:c-bad",
+        payload={"call": {"id": "c-bad"}},
+        max_attempts=3,
+        job_id=None,
+    )
+    hang = await deliveries.insert(
+        pool,
+        org_id=org_id,
+        event_type="hang",
+        event_id="hang:c-h",
+        payload={"call": {"id": "c-h"}},
+        max_attempts=3,
+        job_id=None,
+    )
+    await pool.execute("ALTER FUNCTION record_call_hang RENAME TO record_call_hang_off")
+    ids = [*good[:7], malformed, *good[7:15], hang, *good[15:]]
+
+    outcomes = await process_deliveries(pool, ids, ProcessingConfig(in_transaction_tries=1))
+
+    by_id = dict(zip(ids, (o.status for o in outcomes), strict=True))
+    assert {ProcessingOutcome.COMPLETED} == {by_id[i] for i in good}
+    assert (ProcessingOutcome.DEAD_LETTERED, ProcessingOutcome.RETRIED) == (by_id[malformed], by_id[hang])
+    assert [1] == [r["attempts"] for r in await pool.fetch("SELECT DISTINCT attempts FROM webhook_delivery_log")]
+    assert 20 == await pool.fetchval("SELECT count(*) FROM calls WHERE status = 'in-progress'")
+    row = await pool.fetchrow(
+        "SELECT status, error_message, error_fingerprint FROM webhook_delivery_log WHERE id = $1", hang
+    )
+    assert "failed" == row["status"] and "record_call_hang" in row["error_message"]
+    assert row["error_fingerprint"] and "<" not in row["error_message"]
+
+
+async def test_status_stays_monotonic_within_one_batch(pool, org_id):
+    """'ended', a late 'ringing' and 'in-progress' of one call processed in one batch leave the call ended."""
+    ids = [await _insert(pool, org_id, "c-mono", s) for s in ("ended", "ringing", "in-progress")]
+
+    outcomes = await process_deliveries(pool, ids, ProcessingConfig())
+
+    assert [ProcessingOutcome.COMPLETED] * 3 == [o.status for o in outcomes]
+    assert "ended" == await pool.fetchval("SELECT status FROM calls WHERE vapi_call_id = 'c-mono'")
+
+
+async def test_a_redelivered_batch_applies_nothing_twice(pool, org_id):
+    """The same batch processed twice (a redelivered message) and concurrently: each delivery applies once."""
+    ids = [await _insert(pool, org_id, f"c-twice-{i}", "ringing") for i in range(30)]
+
+    first, second = await asyncio.gather(
+        process_deliveries(pool, ids, ProcessingConfig()), process_deliveries(pool, ids, ProcessingConfig())
+    )
+    third = await process_deliveries(pool, ids, ProcessingConfig())
+
+    completed = [
+        a.status == ProcessingOutcome.COMPLETED or b.status == ProcessingOutcome.COMPLETED
+        for a, b in zip(first, second, strict=True)
+    ]
+    assert all(completed)
+    assert {ProcessingOutcome.SKIPPED} == {o.status for o in third}
+    assert 30 == await pool.fetchval("SELECT count(*) FROM calls")
+    assert 30 == await pool.fetchval("SELECT sum(attempts) FROM webhook_delivery_log")
+
+
+async def test_reclaimed_deliveries_are_resent_one_per_message(pool, org_id, broker):
+    """A worker that died holding a batch: the sweeper sends each reclaimed delivery in a message of its own,
+    so one that kills its process cannot spend its neighbours' attempts again."""
+    ids = [await _insert(pool, org_id, f"c-alone-{i}", "ringing") for i in range(5)]
+    await deliveries.claim_many(pool, ids, lease_s=0.01)  # the "worker" dies holding all five
+    await wait_until(lambda: pool.fetchval("SELECT bool_and(lease_expires_at < now()) FROM webhook_delivery_log"))
+
+    sent = await sweep_once(pool, broker, SweepConfig(enqueue_grace_s=0, resend_after_s=300))
+
+    assert 5 == sent
+    assert 5 == await pool.fetchval("SELECT count(DISTINCT job_id) FROM webhook_delivery_log")
+    await wait_until(lambda: _all_finished(pool))
+    assert 5 == await pool.fetchval("SELECT count(*) FROM calls")

@@ -1,4 +1,4 @@
-"""Dramatiq actors: thin adapters from a message to :func:`workers.processing.process_delivery`."""
+"""Dramatiq actors: thin adapters from a message of delivery ids to :func:`workers.processing.process_deliveries`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dramatiq.middleware import Middleware
 from db.pool import create_pool
 from workers import broker as broker_mod
 from workers.outcomes import ProcessingOutcome
-from workers.processing import Outcome, ProcessingConfig, process_delivery
+from workers.processing import Outcome, ProcessingConfig, process_deliveries
 
 
 class WorkerResources(Middleware):
@@ -61,7 +61,10 @@ class WorkerResources(Middleware):
             self._opening = self._opening or asyncio.Lock()
             async with self._opening:
                 if self._pool is None:
-                    self._pool = await create_pool(self.database_url, min_size=1, max_size=self.pool_max_size)
+                    # Asynchronous commit: what a crash of PostgreSQL loses is redone from the durable delivery row.
+                    self._pool = await create_pool(
+                        self.database_url, min_size=1, max_size=self.pool_max_size, asynchronous_commit=True
+                    )
         return self._pool
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
@@ -97,22 +100,22 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     dead letter live on the PostgreSQL row, and a retry is a delayed message.
     """
 
-    async def run(delivery_id: str, replay: bool) -> Outcome:
+    async def run(delivery_ids: list[uuid.UUID], replay: bool) -> list[Outcome]:
         if not replay:
-            return await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+            return await process_deliveries(await resources.pool(), delivery_ids, resources.config)
         async with resources.replay_slots():
-            return await process_delivery(await resources.pool(), uuid.UUID(delivery_id), resources.config)
+            return await process_deliveries(await resources.pool(), delivery_ids, resources.config)
 
     def make(replay: bool) -> Any:
-        async def process(delivery_id: str) -> None:
-            with structlog.contextvars.bound_contextvars(delivery_id=delivery_id):
-                outcome = await run(delivery_id, replay)
+        async def process(delivery_ids: list[str] | str) -> None:
+            # A bare string is a message sent before messages carried many deliveries.
+            ids = [uuid.UUID(i) for i in ([delivery_ids] if isinstance(delivery_ids, str) else delivery_ids)]
+            outcomes = await run(ids, replay)
+            # A retry is a message of its own, for one delivery, after that delivery's backoff.
+            for delivery_id, outcome in zip(ids, outcomes, strict=True):
                 if outcome.status == ProcessingOutcome.RETRIED:
                     await broker_mod.enqueue_many(
-                        broker,
-                        [(uuid.UUID(delivery_id), outcome.message_id)],
-                        delay_ms=outcome.retry_delay_ms,
-                        replay=replay,
+                        broker, [([delivery_id], outcome.message_id)], delay_ms=outcome.retry_delay_ms, replay=replay
                     )
 
         return process

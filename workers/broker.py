@@ -1,7 +1,8 @@
 """The Dramatiq Redis broker, the delivery message, and enqueueing from asyncio.
 
-Messages carry the delivery id, never the payload: PostgreSQL holds the
-payload and is the record of every outcome, dead letters included.
+A message carries the ids of up to :data:`MAX_DELIVERIES_PER_MESSAGE`
+deliveries, never their payloads: PostgreSQL holds the payload and is the
+record of every outcome, dead letters included.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import dramatiq
@@ -82,19 +83,25 @@ def ping(redis_url: str) -> None:
         client.close()
 
 
+#: Deliveries one message carries at most. A message is one claim, one transaction and one
+#: completing statement on the worker; larger batches add little once per-message costs are
+#: shared, and a smaller one lets a replay's messages interleave with live ones.
+MAX_DELIVERIES_PER_MESSAGE = 100
+
+
 def delivery_message(
-    delivery_id: uuid.UUID, message_id: str | None = None, *, replay: bool = False
+    delivery_ids: Sequence[uuid.UUID], message_id: str | None = None, *, replay: bool = False
 ) -> dramatiq.Message[Any]:
-    """The message that asks a worker to process ``delivery_id``.
+    """The message that asks a worker to process ``delivery_ids`` together (a list of id strings as its one argument).
 
     Args:
-        message_id: The id already written to the row's ``job_id``; new if omitted.
+        message_id: The id already written to the rows' ``job_id``; new if omitted.
         replay: Send it on the replay queue (after live deliveries).
     """
     return dramatiq.Message(
         queue_name=REPLAY_QUEUE_NAME if replay else QUEUE_NAME,
         actor_name=REPLAY_ACTOR_NAME if replay else ACTOR_NAME,
-        args=(str(delivery_id),),
+        args=([str(i) for i in delivery_ids],),
         kwargs={},
         options={},
         message_id=message_id or str(uuid.uuid4()),
@@ -102,14 +109,34 @@ def delivery_message(
     )
 
 
+def batches(
+    delivery_ids: Sequence[uuid.UUID], *, alone: Collection[uuid.UUID] = ()
+) -> list[tuple[list[uuid.UUID], str]]:
+    """Split deliveries into messages of at most :data:`MAX_DELIVERIES_PER_MESSAGE`, each with a new message id.
+
+    Args:
+        alone: Deliveries that get a message of their own (reclaimed after a
+            worker died mid-batch: one that kills its process must not spend its
+            neighbours' attempts again).
+
+    Returns:
+        ``(delivery_ids, message_id)`` per message, in the order given.
+    """
+    together = [i for i in delivery_ids if i not in alone]
+    single = [i for i in delivery_ids if i in alone]
+    chunks = [together[k : k + MAX_DELIVERIES_PER_MESSAGE] for k in range(0, len(together), MAX_DELIVERIES_PER_MESSAGE)]
+    chunks += [[i] for i in single]
+    return [(chunk, str(uuid.uuid4())) for chunk in chunks]
+
+
 async def enqueue_many(
     broker: dramatiq.Broker,
-    pairs: Sequence[tuple[uuid.UUID, str | None]],
+    messages: Sequence[tuple[Sequence[uuid.UUID], str | None]],
     *,
     delay_ms: int | None = None,
     replay: bool = False,
 ) -> None:
-    """Send messages for ``(delivery_id, message_id)`` pairs, in order, in one worker thread.
+    """Send one message per ``(delivery_ids, message_id)``, in order, in one worker thread.
 
     The broker's client is redis-py's blocking one, hence the thread: the
     event loop never waits on Redis. (The web process's hot path uses
@@ -123,10 +150,10 @@ async def enqueue_many(
         redis.RedisError: at the first failure; earlier messages were sent.
             Callers record the rest as not enqueued, or leave them to the sweeper.
     """
-    messages = [delivery_message(delivery_id, message_id, replay=replay) for delivery_id, message_id in pairs]
+    built = [delivery_message(ids, message_id, replay=replay) for ids, message_id in messages]
 
     def send_all() -> None:
-        for message in messages:
+        for message in built:
             broker.enqueue(message, delay=delay_ms)
 
     await asyncio.to_thread(send_all)

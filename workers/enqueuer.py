@@ -46,26 +46,28 @@ class AsyncEnqueuer:
         self.script = self.client.register_script(dispatch_script())
         # One pipeline in flight: everything queued meanwhile rides the next one. Four in flight made
         # pipelines 4x smaller and cost the web process ~8 % of its requests/s at saturation (A/B, 2 processes).
-        self._batcher: Batcher[tuple[uuid.UUID, str], None] = Batcher(self._send, max_batch=max_batch, max_in_flight=1)
+        self._batcher: Batcher[tuple[list[uuid.UUID], str], None] = Batcher(
+            self._send, max_batch=max_batch, max_in_flight=1
+        )
         # Dramatiq's Lua unpack limit, cached by the broker class; asked once, off the loop.
         self._max_unpack: int | None = None
 
-    async def enqueue(self, delivery_id: uuid.UUID, message_id: str) -> None:
-        """Send one message; resolves when Redis has it.
+    async def enqueue(self, delivery_ids: list[uuid.UUID], message_id: str) -> None:
+        """Send one message for ``delivery_ids``; resolves when Redis has it.
 
         Raises:
             redis.RedisError: if Redis is unreachable (the caller records the
                 delivery as not enqueued, and the sweeper sends it later).
         """
-        await self._batcher.submit((delivery_id, message_id))
+        await self._batcher.submit((delivery_ids, message_id))
 
-    async def _send(self, pairs: list[tuple[uuid.UUID, str]]) -> list[BaseException | None]:
+    async def _send(self, pairs: list[tuple[list[uuid.UUID], str]]) -> list[BaseException | None]:
         if self._max_unpack is None:
             self._max_unpack = await asyncio.to_thread(lua_max_unpack_size, self.broker)
         pipe = self.client.pipeline(transaction=False)
         now_ms = int(time.time() * 1000)
-        for delivery_id, message_id in pairs:
-            message = delivery_message(delivery_id, message_id)
+        for delivery_ids, message_id in pairs:
+            message = delivery_message(delivery_ids, message_id)
             args = dispatch_enqueue_args(self.broker, message, now_ms=now_ms, max_unpack=self._max_unpack)
             await self.script(keys=[self.broker.namespace], args=args, client=pipe)
         await pipe.execute()

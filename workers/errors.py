@@ -1,5 +1,7 @@
 """Errors raised by handlers and processing."""
 
+import uuid
+
 
 class WorkerError(Exception):
     """Base class for errors raised by the workers package."""
@@ -10,7 +12,15 @@ class PermanentError(WorkerError):
 
 
 class LeaseLost(WorkerError):
-    """Another claim took the delivery (our lease expired); our transaction must roll back."""
+    """Another claim took these deliveries (our lease expired); our transaction must roll back.
+
+    Attributes:
+        delivery_ids: The deliveries whose claims were lost.
+    """
+
+    def __init__(self, delivery_ids: frozenset[uuid.UUID]) -> None:
+        super().__init__(", ".join(sorted(map(str, delivery_ids))))
+        self.delivery_ids = delivery_ids
 
 
 class ToolError(WorkerError):

@@ -1,14 +1,15 @@
-"""Process one stored delivery: claim, apply, finish, exactly once in effect.
+"""Process stored deliveries: claim, apply, finish, exactly once in effect, a batch at a time.
 
-The handler's writes and the ``completed`` mark commit in one transaction,
-fenced by the claim's attempt number, so a redelivered message, a duplicate
-or a worker killed half-way can never apply a delivery twice.
+A batch's handler writes and their ``completed`` marks commit in one
+transaction, fenced by each claim's attempt number, so a redelivered message,
+a duplicate or a worker killed half-way can never apply a delivery twice.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,7 @@ _LOG_LEVELS = {ProcessingOutcome.RETRIED: "warning", ProcessingOutcome.DEAD_LETT
 
 @dataclass(frozen=True, kw_only=True)
 class ProcessingConfig:
-    """Knobs of :func:`process_delivery`.
+    """Knobs of :func:`process_deliveries`.
 
     Attributes:
         lease_s: How long a claim holds a delivery before the sweeper may reclaim it, in seconds.
@@ -79,45 +80,70 @@ async def apply(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
     return await handler(conn, claim)
 
 
-async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: ProcessingConfig) -> Outcome:
-    """Claim and process one delivery (never a synchronous tool call: :mod:`workers.inline` runs those).
+async def process_deliveries(
+    pool: asyncpg.Pool, delivery_ids: Sequence[uuid.UUID], config: ProcessingConfig
+) -> list[Outcome]:
+    """Claim the due deliveries among ``delivery_ids`` and process them together (never a synchronous tool call:
+    :mod:`workers.inline` runs those).
+
+    One statement claims them all; their handlers and one completing statement
+    run in one transaction. If a handler raises, that transaction rolls back
+    and the batch is applied again in halves, each in its own transaction,
+    until the failing deliveries stand alone: each failure is recorded on its
+    own row and its neighbours complete as if they had come alone (``k``
+    failures in a batch of ``n`` cost ``O(k log n)`` extra transactions, and
+    no subtransactions). Handlers run ordered by (org, Vapi call id), so two
+    batches that touch the same calls lock them in the same order.
 
     Returns:
-        The outcome. ``skipped`` means there was nothing to do: the delivery
-        is finished, claimed by someone else, or not yet due.
+        One outcome per id, in order. ``skipped`` means there was nothing to
+        do: the delivery is finished, claimed by someone else, or not yet due.
 
     Raises:
-        asyncpg and OS errors when PostgreSQL is unreachable while claiming or
-        recording a failure; the delivery then stays as it was (or
-        ``processing`` until its lease expires) and the sweeper resends it.
+        asyncpg and OS errors when PostgreSQL is unreachable; the deliveries
+        then stay as they were (or ``processing`` until their lease expires)
+        and the sweeper resends them.
     """
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    lost: set[uuid.UUID] = set()
     async with pool.acquire() as conn:
-        claim = await deliveries.claim(conn, delivery_id, lease_s=config.lease_s)
-        if claim is None:
-            return Outcome(ProcessingOutcome.SKIPPED)
+        claims = await deliveries.claim_many(conn, delivery_ids, lease_s=config.lease_s)
+        if not claims:
+            return [Outcome(ProcessingOutcome.SKIPPED)] * len(delivery_ids)
         started = time.perf_counter()
-        metrics.QUEUE_WAIT.observe(claim.wait_s)
-        bound = log.bind(
-            delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type, attempt=claim.attempt
-        )
-        if claim.attempt > claim.max_attempts:
-            # Reclaimed after a crash once too often: the budget is spent.
-            outcome = await _finish_failed(
-                conn, claim, "attempt budget exhausted (worker stopped mid-attempt)", config, True
-            )
-        else:
-            try:
-                result = await _apply_with_tries(conn, claim, config.in_transaction_tries)
-            except LeaseLost:
-                bound.warning("delivery_lease_lost")
-                return Outcome(ProcessingOutcome.SKIPPED)
-            except PermanentError as exc:
-                outcome = await _finish_failed(conn, claim, f"permanent: {exc}", config, True)
-            except Exception as exc:  # noqa: BLE001 - any handler bug must become a retry, not a lost delivery
-                outcome = await _finish_failed(conn, claim, f"{type(exc).__name__}: {exc}", config, False)
+        runnable = []
+        for claim in claims:
+            metrics.QUEUE_WAIT.observe(claim.wait_s)
+            if claim.attempt > claim.max_attempts:
+                # Reclaimed after a crash once too often: the budget is spent.
+                error = "attempt budget exhausted (worker stopped mid-attempt)"
+                outcomes[claim.id] = await _finish_failed(conn, claim, error, config, True)
             else:
-                outcome = Outcome(ProcessingOutcome.COMPLETED, result=result)
+                runnable.append(claim)
+        runnable.sort(key=lambda c: (c.org_id, c.vapi_call_id or ""))
+        for claim, applied in zip(runnable, await _apply_isolated(conn, runnable, config), strict=True):
+            if isinstance(applied, LeaseLost):
+                lost.add(claim.id)
+                outcomes[claim.id] = Outcome(ProcessingOutcome.SKIPPED)
+            elif isinstance(applied, PermanentError):
+                outcomes[claim.id] = await _finish_failed(conn, claim, f"permanent: {applied}", config, True)
+            elif isinstance(applied, Exception):
+                error = f"{type(applied).__name__}: {applied}"
+                outcomes[claim.id] = await _finish_failed(conn, claim, error, config, False)
+            else:
+                outcomes[claim.id] = Outcome(ProcessingOutcome.COMPLETED, result=applied)
     duration_s = time.perf_counter() - started
+    for claim in claims:
+        _report(claim, outcomes[claim.id], duration_s, lease_lost=claim.id in lost)
+    return [outcomes.get(i, Outcome(ProcessingOutcome.SKIPPED)) for i in delivery_ids]
+
+
+def _report(claim: deliveries.Claim, outcome: Outcome, duration_s: float, *, lease_lost: bool) -> None:
+    """Metrics and the one log line of a processed delivery (its batch's duration is its claim-to-outcome time)."""
+    bound = log.bind(delivery_id=str(claim.id), org_id=str(claim.org_id), type=claim.event_type, attempt=claim.attempt)
+    if lease_lost:
+        bound.warning("delivery_lease_lost")
+        return
     metrics.DELIVERIES_PROCESSED.labels(claim.event_type, outcome.status).inc()
     if claim.replay_count and outcome.status in (ProcessingOutcome.COMPLETED, ProcessingOutcome.DEAD_LETTERED):
         metrics.REPLAYS.labels(outcome.status).inc()
@@ -133,17 +159,41 @@ async def process_delivery(pool: asyncpg.Pool, delivery_id: uuid.UUID, config: P
         max_attempts=claim.max_attempts,
         error=outcome.error,
     )
-    return outcome
 
 
-async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, tries: int) -> dict[str, Any]:
-    """The handler and the completion in one transaction, tried again on serialization failures and deadlocks.
+#: Per claim: the handler's result, or the exception that claim alone gets (LeaseLost: another claim took it).
+Applied = Any
 
-    Everything runs on the connection that made the claim: one connection per
-    delivery, so a full pool can never deadlock on a second acquire. If that
-    connection is lost, the error propagates and the lease brings the
-    delivery back.
+
+async def _apply_isolated(conn: Conn, claims: list[deliveries.Claim], config: ProcessingConfig) -> list[Applied]:
+    """Apply ``claims`` in one transaction; when one fails, apply their halves separately, down to single claims.
+
+    Everything runs on the connection that made the claims: one connection per
+    batch, so a full pool can never deadlock on a second acquire. If that
+    connection is lost, the error propagates and the leases bring the deliveries back.
     """
+    if not claims:
+        return []
+    try:
+        return await _apply_with_tries(conn, claims, config.in_transaction_tries)
+    except LeaseLost as lost:
+        rest = [c for c in claims if c.id not in lost.delivery_ids]
+        again = iter(await _apply_isolated(conn, rest, config))
+        return [lost if c.id in lost.delivery_ids else next(again) for c in claims]
+    except Exception as exc:  # any handler bug becomes a retry of its own delivery, never a lost batch
+        if conn.is_closed():
+            raise
+        if len(claims) == 1:
+            return [exc]
+        middle = len(claims) // 2
+        return [
+            *await _apply_isolated(conn, claims[:middle], config),
+            *await _apply_isolated(conn, claims[middle:], config),
+        ]
+
+
+async def _apply_with_tries(conn: Conn, claims: list[deliveries.Claim], tries: int) -> list[Applied]:
+    """The handlers and the completion in one transaction, tried again on serialization failures and deadlocks."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(tries),
@@ -151,16 +201,17 @@ async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, tries: int) -> 
         reraise=True,
     ):
         with attempt:
-            return await _apply_once(conn, claim)
+            return await _apply_once(conn, claims)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-async def _apply_once(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
+async def _apply_once(conn: Conn, claims: list[deliveries.Claim]) -> list[Applied]:
     async with conn.transaction():
-        result = await apply(conn, claim)
-        if not await deliveries.complete(conn, claim, result):
-            raise LeaseLost(str(claim.id))
-        return result
+        done = [(claim, await apply(conn, claim)) for claim in claims]
+        completed = await deliveries.complete_many(conn, done)
+        if len(completed) < len(done):
+            raise LeaseLost(frozenset(c.id for c in claims if c.id not in completed))
+        return [result for _, result in done]
 
 
 async def _finish_failed(

@@ -40,7 +40,7 @@ async def route_sender(
     async with pool.acquire() as conn, conn.transaction():
         if map_sender:
             await quarantine_db.map_sender(conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id)
-        pairs = await quarantine_db.route(
+        delivery_ids = await quarantine_db.route(
             conn,
             OrgId(org_id),
             max_attempts=max_attempts,
@@ -49,5 +49,5 @@ async def route_sender(
             phone_number_id=phone_number_id,
             event_type=event_type,
         )
-    await send_and_record(pool, broker, pairs)
-    return len(pairs)
+    await send_and_record(pool, broker, delivery_ids)
+    return len(delivery_ids)

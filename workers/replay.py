@@ -14,7 +14,7 @@ import structlog
 from db import recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
-from workers.broker import replay_backlog
+from workers.broker import MAX_DELIVERIES_PER_MESSAGE, replay_backlog
 from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay")
@@ -61,7 +61,8 @@ async def replay(
         org_scope: Act as this org only (row-level security), for org tokens.
         on_progress: Called with the number replayed in each batch.
         should_stop: Checked between batches (Ctrl-C in the CLI).
-        max_backlog: Replay messages allowed to wait in Redis; no limit when omitted.
+        max_backlog: Replayed deliveries allowed to wait in Redis (each waiting message counted as
+            :data:`workers.broker.MAX_DELIVERIES_PER_MESSAGE`); no limit when omitted.
 
     Returns:
         How many deliveries were replayed.
@@ -73,7 +74,8 @@ async def replay(
     size = max(1, min(batch_size, int(rate_per_s) if rate_per_s else batch_size))
     total = 0
     while not (should_stop and should_stop()):
-        if max_backlog is not None and await replay_backlog(broker) >= max_backlog:
+        # Each waiting message counts as full: the backlog in deliveries is at most this.
+        if max_backlog is not None and await replay_backlog(broker) * MAX_DELIVERIES_PER_MESSAGE >= max_backlog:
             await asyncio.sleep(BACKLOG_POLL_S)
             continue
         started = time.monotonic()

@@ -9,34 +9,41 @@ hot path records optimistically at insert instead: :mod:`ingest.background`.)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 import dramatiq
 import redis
 
 from db import deliveries
-from workers.broker import enqueue_many
+from workers.broker import batches, enqueue_many
 
 
 async def send_and_record(
-    pool: asyncpg.Pool, broker: dramatiq.Broker, pairs: Sequence[tuple[uuid.UUID, str]], *, replay: bool = False
+    pool: asyncpg.Pool,
+    broker: dramatiq.Broker,
+    delivery_ids: Sequence[uuid.UUID],
+    *,
+    replay: bool = False,
+    alone: Collection[uuid.UUID] = (),
 ) -> None:
-    """Send a message for each ``(delivery_id, message_id)`` and mark the rows enqueued.
+    """Send messages for ``delivery_ids`` (many per message: :func:`workers.broker.batches`) and mark the rows
+    enqueued with their message's id.
 
     Args:
         replay: On the replay queue, behind live deliveries.
+        alone: Deliveries sent in a message of their own.
 
     Raises:
         redis.RedisError: Redis failed; the rows are marked not enqueued first, so the sweeper sends them.
     """
-    if not pairs:
+    if not delivery_ids:
         return
-    ids = [delivery_id for delivery_id, _ in pairs]
+    messages = batches(delivery_ids, alone=alone)
     try:
-        await enqueue_many(broker, pairs, replay=replay)
+        await enqueue_many(broker, messages, replay=replay)
     except redis.RedisError:
         # Some may have gone out; sending those again is harmless (one claim wins).
-        await deliveries.mark_not_enqueued(pool, ids)
+        await deliveries.mark_not_enqueued(pool, list(delivery_ids))
         raise
-    await deliveries.mark_enqueued(pool, ids)
+    await deliveries.mark_enqueued(pool, messages)

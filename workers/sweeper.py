@@ -71,7 +71,7 @@ async def sweep_once(pool: asyncpg.Pool, broker: dramatiq.Broker, config: SweepC
                 limit=config.batch_size,
             )
         try:
-            await send_and_record(pool, broker, batch)
+            await send_and_record(pool, broker, [i for i, _ in batch], alone={i for i, reclaimed in batch if reclaimed})
         except redis.RedisError as exc:
             log.warning("sweep_enqueue_failed", unsent=len(batch), error=str(exc))
             return sent
