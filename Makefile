@@ -40,9 +40,12 @@ test: install
 	$(BIN)/pytest
 
 ## bench: the service benchmark beside its baselines (wrk, pgbench); writes tests/bench/results/<date>.{json,md}
+## BENCH_BASELINE=<git ref> also measures that ref's data path in the same run; BENCH_CONSOLE=0 skips console and booking
+BENCH_BASELINE ?=
+BENCH_CONSOLE ?= 1
 bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
-	$(BIN)/python -m tests.bench.service
+	$(BIN)/python -m tests.bench.service $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE)) $(if $(filter 0,$(BENCH_CONSOLE)),--no-console)
 
 ## bench-booking: booking latency p50/p99 at 1, 10, 50 callers and a same-slot storm, beside SELECT 1
 bench-booking: install

@@ -52,7 +52,7 @@ CLINICS_SQL = (
 )
 SEED_SQL = """
 INSERT INTO webhook_delivery_log (org_id, event_type, event_id, received_at, created_at, status, attempts,
-                                  last_attempt_at, completed_at, error_message, payload)
+                                  last_attempt_at, completed_at, error_message, vapi_call_id, payload)
 SELECT o.ids[1 + i % 20], t.kind, t.kind || ':seed-' || i,
        now() - i * interval '2 s', now() - i * interval '2 s',
        CASE WHEN i % 1000 = 7 THEN 'dead_letter' WHEN i % 1000 = 9 THEN 'missed' ELSE 'completed' END,
@@ -63,6 +63,7 @@ SELECT o.ids[1 + i % 20], t.kind, t.kind || ':seed-' || i,
                                           'timeout after ' || i || ' ms',
                                           'unknown tool ''x' || i || '''',
                                           'lead ' || gen_random_uuid() || ' not found'])[1 + (i / 1000) % 4] END,
+       'seed-call-' || i,
        jsonb_build_object('type', t.kind, 'timestamp', 1700000000000 + i, 'status', 'in-progress',
            'call', jsonb_build_object('id', 'seed-call-' || i,
                'customer', jsonb_build_object('number', '+1555' || lpad((i % 100000)::text, 7, '0'))))
@@ -327,13 +328,13 @@ async def _standalone(rows: int, samples: int, seconds: int) -> dict[str, Any]:
     import shutil
     import tempfile
 
+    from tests.bench.datapath import drop_database, fresh_database, version_env
     from tests.bench.processes import free_port, start, stop, wait_http
-    from tests.bench.service import WEB_PROCESSES, drop_database, scratch_database, service_env
 
-    name, dsn, _org_id = await scratch_database()
+    name, dsn, _org_id = await fresh_database(None)
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     port = free_port()
-    env = service_env(dsn, port, ADMIN_TOKEN=ADMIN_TOKEN, DB_POOL_MAX_SIZE="20", WEB_PROCESSES=str(WEB_PROCESSES))
+    env = version_env(dsn, port, None, ADMIN_TOKEN=ADMIN_TOKEN, WEB_PROCESSES="2")
     try:
         seeded = await seed(dsn, rows)
         web = start([str(BIN), "serve"], env, tmp / "web.log")

@@ -127,20 +127,18 @@ async def _standalone(rate: int, seconds: float) -> dict:
     """Set up a scratch database, the web process and 2 worker processes, then :func:`measure`."""
     import tempfile
 
+    from tests.bench.datapath import dead_letters, drop_database, fresh_database, version_env
     from tests.bench.processes import free_port, start, stop, wait_http
-    from tests.bench.service import backlog, drop_database, scratch_database, service_env
 
-    name, dsn, org_id = await scratch_database()
+    name, dsn, org_id = await fresh_database(None)
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     port = free_port()
-    env = service_env(dsn, port)
+    env = version_env(dsn, port, None)
     web = start([str(BIN), "serve"], env, tmp / "web.log")
     worker = start([str(BIN), "worker"], env, tmp / "worker.log")
     try:
         wait_http(port, "/readyz")
-        return await measure(
-            port, dsn, env, lambda: backlog(dsn, org_id, 10_000, "dead_letter"), rate=rate, seconds=seconds
-        )
+        return await measure(port, dsn, env, lambda: dead_letters(dsn, org_id, 10_000), rate=rate, seconds=seconds)
     finally:
         stop(web)
         stop(worker)

@@ -1,19 +1,24 @@
 """The service benchmark: ``make bench`` (a report, not a test).
 
-Measures in one run, on this machine, side by side with baselines:
+Measures in one run, on this machine, side by side with baselines and, with
+``--baseline REF`` (``make bench`` passes ``BENCH_BASELINE``, default
+``origin/main``), with that git ref of the service measured the same way,
+interleaved with this checkout (:mod:`tests.bench.datapath`):
 
 1. Ingest at saturation (wrk, pre-signed unique status-update and
-   end-of-call-report bodies of 1-20 KB) against ``vapi-ingest serve``, a bare
-   aiohttp endpoint that only reads the body, and pgbench doing the same
-   single-row ``INSERT ... ON CONFLICT DO NOTHING`` with 8 clients.
-2. Accept latency at a fixed offered load (open loop, 1,000 requests/s).
-3. Drain: 20,000 mixed deliveries processed by 2 worker processes.
-4. Replay: 10,000 dead letters replayed to completed; then live queue wait
-   p99 idle and during such a replay (``tests.bench.replay_isolation``).
-5. Peak RSS of the web process and of each worker process.
+   end-of-call-report bodies of 1-20 KB) with 1 and 2 web processes, beside a
+   bare aiohttp endpoint that only reads the body (1 and 2 processes) and
+   pgbench doing a durable single-row ``INSERT ... ON CONFLICT DO NOTHING``
+   with 8 clients into a table with only the primary and the unique key.
+2. Drain of that backlog by 2 worker processes, beside a no-op async Dramatiq
+   actor draining 20,000 messages with the same processes, threads and Redis.
+3. Accept latency at 1,000 requests/s offered, receipt-to-completed under that
+   load, and PostgreSQL's cost per delivery (WAL bytes, row versions, commits).
+4. Replay: 10,000 dead letters to completed; live queue wait idle and during such a replay.
+5. Peak RSS of the web and worker processes.
 6. Console pages at 1,000,000 deliveries, and ingest while an operator
-   browses (``tests.bench.console``).
-7. Booking latency (``tests.bench.booking``).
+   browses (``tests.bench.console``; this checkout only).
+7. Booking latency (``tests.bench.booking``; this checkout only).
 
 Writes ``tests/bench/results/<date>.json`` and ``.md`` and prints the table.
 """
@@ -23,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import random
 import shutil
 import subprocess
 import sys
@@ -33,78 +36,44 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import redis
 
-from db import orgs
-from db.migrate import migrate
 from tests.bench import console as console_bench
-from tests.bench import replay_isolation
-from tests.bench.loads import HERE, SECRET, open_loop, pgbench, realistic_body, write_requests, wrk
-from tests.bench.processes import children, free_port, peak_rss_mb, start, stop, wait_http
+from tests.bench import datapath
+from tests.bench.datapath import BIN, REDIS_URL, fresh_database, sql, version_env
+from tests.bench.loads import HERE, PGBENCH_TABLE, pgbench, write_requests, wrk
+from tests.bench.processes import free_port, start, stop, wait_http
 from tests.bench.report import markdown
-from workers.broker import build_broker, enqueue_many
+from workers.broker import build_broker
 
-BIN = Path(sys.executable).with_name("vapi-ingest")
-ADMIN_DSN = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-#: Web processes for the service and for the bare baseline alike (one per core).
-WEB_PROCESSES = os.cpu_count() or 1
 #: Deliveries in the log while the console is measured (issue 11's size).
 CONSOLE_ROWS = 1_000_000
-TARGETS = {
-    "ingest_vs_pgbench": 1.0,
-    "ingest_vs_bare": 0.5,
-    "p99_at_1000_ms": 25.0,
-    "drain_per_s": 2000.0,
-    "replay_10k_s": 10.0,
-    "web_rss_mb": 150.0,
-}
+#: Messages the no-op Dramatiq baseline drains.
+NOOP_MESSAGES = 20_000
 
 
-async def backlog(dsn: str, org_id: uuid.UUID, n: int, status: str) -> list[tuple[uuid.UUID, str]]:
-    """Insert ``n`` mixed deliveries in ``status`` straight into the log; returns (id, message id) pairs."""
-    conn = await asyncpg.connect(dsn)
-    rng = random.Random(3)
-    try:
-        rows = []
-        for i in range(n):
-            message = json.loads(realistic_body(i, rng))["message"]
-            key = f"{message['type']}:{message['call']['id']}" + (
-                ":in-progress" if message["type"] == "status-update" else ""
-            )
-            rows.append((org_id, message["type"], key, json.dumps(message), str(uuid.uuid4()), status))
-        await conn.executemany(
-            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, job_id, status, attempts,"
-            " error_message, enqueued_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6,"
-            " CASE WHEN $6 = 'dead_letter' THEN 5 ELSE 0 END, CASE WHEN $6 = 'dead_letter' THEN 'boom' END, now())",
-            rows,
-        )
-        return [(r["id"], r["job_id"]) for r in await conn.fetch("SELECT id, job_id FROM webhook_delivery_log")]
-    finally:
-        await conn.close()
+async def noop_drain(tmp: Path) -> float:
+    """Dramatiq alone: 20,000 messages drained by a do-nothing async actor (2 processes x 8 threads); messages/s."""
+    import dramatiq
 
-
-async def wait_completed(dsn: str, n: int, timeout_s: float = 600) -> float:
-    conn = await asyncpg.connect(dsn)
-    started = time.monotonic()
-    try:
-        while await conn.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE status = 'completed'") < n:
-            if time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"not all {n} deliveries completed in {timeout_s} s")
-            await asyncio.sleep(0.05)
-        return time.monotonic() - started
-    finally:
-        await conn.close()
-
-
-async def noop_drain(env: dict[str, str], pairs: list[tuple[uuid.UUID, str]], tmp: Path) -> float:
-    """Dramatiq alone: the same messages drained by a do-nothing async actor (2 processes); messages/s."""
     noop_broker = build_broker(REDIS_URL, namespace="noop")
-    await enqueue_many(noop_broker, pairs)
     client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+
+    def send() -> None:
+        for _ in range(NOOP_MESSAGES):
+            noop_broker.enqueue(
+                dramatiq.Message(
+                    queue_name="deliveries",
+                    actor_name="process_delivery",
+                    args=(str(uuid.uuid4()),),
+                    kwargs={},
+                    options={},
+                )
+            )
+
+    await asyncio.to_thread(send)
     workers = start(
         [
             str(Path(sys.executable).with_name("dramatiq")),
@@ -116,7 +85,7 @@ async def noop_drain(env: dict[str, str], pairs: list[tuple[uuid.UUID, str]], tm
             "--queues",
             "deliveries",
         ],
-        {**env, "dramatiq_queue_prefetch": "64", "dramatiq_worker_timeout": "100"},
+        {**version_env("", 0, None), "dramatiq_queue_prefetch": "64", "dramatiq_worker_timeout": "100"},
         tmp / "noop.log",
     )
     started = time.monotonic()
@@ -125,155 +94,63 @@ async def noop_drain(env: dict[str, str], pairs: list[tuple[uuid.UUID, str]], tm
     elapsed = time.monotonic() - started
     stop(workers)
     noop_broker.close()
-    return round(len(pairs) / elapsed)
+    return round(NOOP_MESSAGES / elapsed)
 
 
-async def sql(dsn: str, query: str) -> object:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(query)
-    finally:
-        await conn.close()
+def baseline_tree(ref: str, tmp: Path) -> tuple[Path, str]:
+    """A ``git worktree`` of ``ref`` under ``tmp``; returns its path and the commit it is."""
+    root = HERE.parents[1]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=root, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    tree = tmp / f"baseline-{commit}"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=root, check=True, capture_output=True)
+    return tree, commit
 
 
-async def scratch_database() -> tuple[str, str, uuid.UUID]:
-    """A new migrated database with the bench clinic (assistant ``asst-bench``), and Redis emptied.
-
-    Returns:
-        ``(name, dsn, org_id)``; drop it with :func:`drop_database`.
-    """
-    name = f"vapi_bench_{uuid.uuid4().hex[:8]}"
-    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
-    await migrate(dsn)
-    conn = await asyncpg.connect(dsn)
-    org_id = await orgs.create_org(conn, name="Bench clinic")
-    await orgs.add_agent(conn, org_id, "asst-bench")
-    await conn.close()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    return name, dsn, org_id
+def remove_tree(tree: Path) -> None:
+    subprocess.run(
+        ["git", "worktree", "remove", "--force", str(tree)], cwd=HERE.parents[1], check=False, capture_output=True
+    )
 
 
-async def drop_database(name: str) -> None:
-    """Drop a :func:`scratch_database`."""
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
-
-
-def service_env(dsn: str, port: int, **extra: str) -> dict[str, str]:
-    """The environment the bench runs ``vapi-ingest`` with (2 worker processes, JSON logs)."""
-    return {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "REDIS_URL": REDIS_URL,
-        "VAPI_WEBHOOK_SECRETS": SECRET,
-        "PORT": str(port),
-        "WORKER_METRICS_PORT": str(free_port()),
-        "WORKER_PROCESSES": "2",
-        "LOG_FORMAT": "json",
-        **extra,
-    }
-
-
-async def run(seconds: int, out_dir: Path) -> dict:
-    name, dsn, org_id = await scratch_database()
-    tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
-    port = free_port()
-    env = service_env(dsn, port, DB_POOL_MAX_SIZE="20", WEB_PROCESSES=str(WEB_PROCESSES))
-    results: dict = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cores": os.cpu_count(),
-        "postgres": await sql(dsn, "SHOW server_version"),
-        "seconds_per_run": seconds,
-        "web_processes": WEB_PROCESSES,
-    }
-    try:
-        requests_file = tmp / "requests.bin"
-        # Enough unique bodies that wrk never wraps around into duplicates.
-        results["mean_body_bytes"] = round(write_requests(requests_file, 9_000 * seconds))
-
-        web = start([str(BIN), "serve"], env, tmp / "web.log")
-        wait_http(port, "/readyz")
-        before = await sql(dsn, "SELECT count(*) FROM webhook_delivery_log")
-        ingest = wrk(port, requests_file, seconds=seconds)
-        stored = await sql(dsn, "SELECT count(*) FROM webhook_delivery_log") - before
-        ingest["accepted_per_s"] = stored / ingest["seconds"]
-        ingest["duplicates"] = max(
-            0, ingest["requests"] - stored
-        )  # rows of requests still in flight at the end count too
-        results["ingest"] = ingest
-        results["web_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(web.pid) or [web.pid]]
-        fixed = await open_loop(port, 1000, seconds)
-        results["fixed_load"] = fixed
-        stop(web)
-
-        bare_port = free_port()
+async def baselines(requests_file: Path, seconds: int, mean_body: int, tmp: Path) -> dict:
+    """The bare aiohttp endpoint (1 and 2 processes), pgbench's insert, and Dramatiq's no-op drain."""
+    out: dict = {}
+    for processes in (1, 2):
+        port = free_port()
         bare = start(
-            [sys.executable, str(HERE / "bare_app.py"), str(bare_port), str(WEB_PROCESSES)], env, tmp / "bare.log"
+            [sys.executable, str(HERE / "bare_app.py"), str(port), str(processes)],
+            version_env("", port, None),
+            tmp / "bare.log",
         )
         time.sleep(1.0)  # the bare app has no health route; it starts in well under a second
-        results["bare_aiohttp"] = wrk(bare_port, requests_file, seconds=seconds)
+        out[f"bare_{processes}"] = wrk(port, requests_file, seconds=seconds)
         stop(bare)
+    name, dsn, org = await fresh_database(None)
+    try:
+        await sql(dsn, PGBENCH_TABLE)
+        out["pgbench_tps"] = pgbench(dsn, uuid.UUID(org), seconds=seconds, payload_bytes=mean_body)
+        out["postgres"] = await sql(dsn, "SHOW server_version")
+    finally:
+        await datapath.drop_database(name)
+    out["dramatiq_noop_per_s"] = await noop_drain(tmp)
+    return out
 
-        results["pgbench_tps"] = pgbench(dsn, org_id, seconds=seconds, payload_bytes=int(results["mean_body_bytes"]))
 
-        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        pairs = await backlog(dsn, org_id, 20_000, "pending")
-        broker = build_broker(REDIS_URL)
-        await enqueue_many(broker, pairs)
-        worker = start([str(BIN), "worker"], env, tmp / "worker.log")
-        drain_s = await wait_completed(dsn, 20_000)
-        wait_p99 = await sql(
-            dsn,
-            "SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM"
-            " last_attempt_at - received_at)) FROM webhook_delivery_log",
-        )
-        results["drain"] = {
-            "deliveries": 20_000,
-            "seconds": round(drain_s, 2),
-            "per_s": round(20_000 / drain_s),
-            "queue_wait_p99_s": round(float(wait_p99), 2),
-        }
-        results["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(worker.pid)]
-
-        results["dramatiq_noop_per_s"] = await noop_drain(env, pairs, tmp)
-
-        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
-        await backlog(dsn, org_id, 10_000, "dead_letter")
-        started = time.monotonic()
-        subprocess.run(
-            [str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes"],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        await wait_completed(dsn, 10_000)
-        results["replay_10k_s"] = round(time.monotonic() - started, 2)
-
-        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
-        web = start([str(BIN), "serve"], env, tmp / "web2.log")
-        wait_http(port, "/readyz")
-        results["replay_isolation"] = await replay_isolation.measure(
-            port, dsn, env, lambda: backlog(dsn, org_id, 10_000, "dead_letter")
-        )
-        stop(web)
-        stop(worker)
-        broker.close()
-
-        await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
-        redis.Redis.from_url(REDIS_URL).flushdb()
+async def console_and_booking(seconds: int, tmp: Path) -> dict:
+    """The console at 1,000,000 deliveries and the booking latency table, for this checkout."""
+    name, dsn, _ = await fresh_database(None)
+    port = free_port()
+    env = version_env(dsn, port, None, WEB_PROCESSES="2", ADMIN_TOKEN=console_bench.ADMIN_TOKEN)
+    try:
         seeded = await console_bench.seed(dsn, CONSOLE_ROWS)
-        web = start([str(BIN), "serve"], {**env, "ADMIN_TOKEN": console_bench.ADMIN_TOKEN}, tmp / "web3.log")
+        web = start([str(BIN), "serve"], env, tmp / "console-web.log")
         wait_http(port, "/readyz")
-        results["console"] = await console_bench.measure(
-            port, web.pid, seeded, tmp, samples=100, seconds=max(seconds // 2, 1)
-        )
+        result = await console_bench.measure(port, web.pid, seeded, tmp, samples=100, seconds=max(seconds // 2, 1))
         stop(web)
     finally:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        await drop_database(name)
-        shutil.rmtree(tmp, ignore_errors=True)
+        await datapath.drop_database(name)
     booking = subprocess.run(
         [sys.executable, "-m", "tests.bench.booking", "--samples", "500"],
         capture_output=True,
@@ -281,7 +158,36 @@ async def run(seconds: int, out_dir: Path) -> dict:
         check=True,
         cwd=HERE.parents[1],
     )
-    results["booking_table"] = booking.stdout
+    return {"console": result, "booking_table": booking.stdout}
+
+
+async def run(seconds: int, out_dir: Path, baseline_ref: str | None, with_console: bool) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
+    results: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cores": __import__("os").cpu_count(),
+        "seconds_per_run": seconds,
+    }
+    tree = None
+    try:
+        requests_file = tmp / "requests.bin"
+        # Enough unique bodies that wrk never wraps around into duplicates.
+        results["mean_body_bytes"] = round(write_requests(requests_file, 12_000 * seconds))
+        results.update(await baselines(requests_file, seconds, results["mean_body_bytes"], tmp))
+        if baseline_ref:
+            tree, results["baseline_commit"] = baseline_tree(baseline_ref, tmp)
+        # Interleaved: this checkout, the baseline, then this checkout again; each figure of this
+        # checkout is the better of its two runs' medians only where noted in the report.
+        results["this"] = await datapath.measure(None, requests_file, seconds, tmp)
+        if tree is not None:
+            results["baseline"] = await datapath.measure(tree, requests_file, seconds, tmp)
+        if with_console:
+            results.update(await console_and_booking(seconds, tmp))
+    finally:
+        if tree is not None:
+            remove_tree(tree)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        shutil.rmtree(tmp, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -296,10 +202,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="duration of each timed run (default 10)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where to write <date>.json and .md")
+    parser.add_argument(
+        "--baseline", default=None, help="a git ref measured the same way, interleaved (e.g. origin/main)"
+    )
+    parser.add_argument("--no-console", action="store_true", help="skip the console and booking benchmarks")
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("pgbench") is None:
         sys.exit("make bench needs wrk and pgbench: apt-get install wrk postgresql-client")
-    asyncio.run(run(args.seconds, args.out))
+    asyncio.run(run(args.seconds, args.out, args.baseline, not args.no_console))
 
 
 if __name__ == "__main__":
