@@ -24,6 +24,7 @@ from db.types import Conn
 from workers import metrics
 from workers.errors import LeaseLost, PermanentError
 from workers.handlers import HANDLERS
+from workers.messages import TOOL_TYPES
 from workers.outcomes import ProcessingOutcome
 from workers.retry import RetryPolicy
 
@@ -93,7 +94,8 @@ async def process_deliveries(
     own row and its neighbours complete as if they had come alone (``k``
     failures in a batch of ``n`` cost ``O(k log n)`` extra transactions, and
     no subtransactions). Handlers run ordered by (org, Vapi call id), so two
-    batches that touch the same calls lock them in the same order.
+    batches that touch the same calls lock them in the same order. Tool calls
+    (async tools) each run in a transaction of their own.
 
     Returns:
         One outcome per id, in order. ``skipped`` means there was nothing to
@@ -121,7 +123,15 @@ async def process_deliveries(
             else:
                 runnable.append(claim)
         runnable.sort(key=lambda c: (c.org_id, c.vapi_call_id or ""))
-        for claim, applied in zip(runnable, await _apply_isolated(conn, runnable, config), strict=True):
+        # Tool calls (async tools: a booking) run alone: a neighbour's failure must not run a booking twice,
+        # which its metrics and log lines would count twice though its effects roll back.
+        together = [c for c in runnable if c.event_type not in TOOL_TYPES]
+        applied_all = await _apply_isolated(conn, together, config)
+        for claim in runnable:
+            if claim.event_type in TOOL_TYPES:
+                together.append(claim)
+                applied_all += await _apply_isolated(conn, [claim], config)
+        for claim, applied in zip(together, applied_all, strict=True):
             if isinstance(applied, LeaseLost):
                 lost.add(claim.id)
                 outcomes[claim.id] = Outcome(ProcessingOutcome.SKIPPED)
