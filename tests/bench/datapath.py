@@ -2,8 +2,9 @@
 checkout and a baseline git ref, interleaved, so every ratio compares numbers of one run on one machine).
 
 A version is a source tree: this checkout, or a ``git worktree`` of the baseline ref put first on
-``PYTHONPATH`` (the installed ``vapi-ingest`` script then imports that tree's packages, and migrates with
-that tree's migrations). Everything the version does goes through its own processes and its own CLI;
+``PYTHONPATH`` and made the working directory of its processes (the installed ``vapi-ingest`` script then
+imports that tree's packages and migrates with its migrations; ``dramatiq`` imports from its working
+directory). Everything the version does goes through its own processes and its own CLI;
 the driver only sends HTTP, reads SQL and counts.
 
 Measures (each in a fresh database):
@@ -147,22 +148,24 @@ async def ingest_then_drain(source: Path | None, requests_file: Path, seconds: i
     port = free_port()
     env = version_env(dsn, port, source, WEB_PROCESSES=str(web))
     out: dict = {}
+    procs = [start([str(BIN), "serve"], env, tmp / f"web{web}.log", cwd=source)]
     try:
-        proc = start([str(BIN), "serve"], env, tmp / f"web{web}.log")
         wait_http(port, "/readyz")
         result = wrk(port, requests_file, seconds=seconds)
         stored = int(await sql(dsn, "SELECT count(*) FROM webhook_delivery_log"))
         result["accepted_per_s"] = stored / result["seconds"]
-        result["rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(proc.pid) or [proc.pid]]
+        result["rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(procs[0].pid) or [procs[0].pid]]
         out["ingest"] = result
-        stop(proc)
+        stop(procs.pop())
         if web == 1:
-            worker = start([str(BIN), "worker"], env, tmp / "drain-worker.log")
+            procs.append(start([str(BIN), "worker"], env, tmp / "drain-worker.log", cwd=source))
             drain_s = await wait_completed(dsn, stored)
             out["drain"] = {"deliveries": stored, "seconds": round(drain_s, 2), "per_s": round(stored / drain_s)}
-            out["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(worker.pid)]
-            stop(worker)
+            out["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(procs[0].pid)]
     finally:
+        # A process left running would take the next phase's messages from Redis.
+        for proc in procs:
+            stop(proc)
         await drop_database(name)
     return out
 
@@ -172,10 +175,10 @@ async def fresh_and_costly(source: Path | None, seconds: int, tmp: Path) -> dict
     name, dsn, _ = await fresh_database(source)
     port = free_port()
     env = version_env(dsn, port, source, WEB_PROCESSES="1")
-    procs = [start([str(BIN), "serve"], env, tmp / "fresh-web.log")]
+    procs = [start([str(BIN), "serve"], env, tmp / "fresh-web.log", cwd=source)]
     try:
         wait_http(port, "/readyz")
-        procs.append(start([str(BIN), "worker"], env, tmp / "fresh-worker.log"))
+        procs.append(start([str(BIN), "worker"], env, tmp / "fresh-worker.log", cwd=source))
         await asyncio.sleep(3)  # workers up and connected
         await asyncio.sleep(1.1)  # stats of start-up flushed (PostgreSQL flushes them at most once a second)
         before = await pg_counters(dsn)
@@ -256,10 +259,10 @@ async def replays(source: Path | None, tmp: Path) -> dict:
     name, dsn, org = await fresh_database(source)
     port = free_port()
     env = version_env(dsn, port, source, WEB_PROCESSES="1")
-    procs = [start([str(BIN), "serve"], env, tmp / "replay-web.log")]
+    procs = [start([str(BIN), "serve"], env, tmp / "replay-web.log", cwd=source)]
     try:
         wait_http(port, "/readyz")
-        procs.append(start([str(BIN), "worker"], env, tmp / "replay-worker.log"))
+        procs.append(start([str(BIN), "worker"], env, tmp / "replay-worker.log", cwd=source))
         await asyncio.sleep(3)
         await dead_letters(dsn, org, DEAD_LETTERS)
         started = time.monotonic()

@@ -37,8 +37,11 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(cmd, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+def start(cmd: list[str], env: dict[str, str], log: Path, *, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own session, output to ``log``. ``cwd`` matters to ``dramatiq``, which imports from it."""
+    return subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

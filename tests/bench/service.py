@@ -161,6 +161,12 @@ async def console_and_booking(seconds: int, tmp: Path) -> dict:
     return {"console": result, "booking_table": booking.stdout}
 
 
+def _save_partial(out_dir: Path, results: dict) -> None:
+    """What is measured so far, so a later failure does not lose it (``partial.json``, replaced by the report)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "partial.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
 async def run(seconds: int, out_dir: Path, baseline_ref: str | None, with_console: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     results: dict = {
@@ -179,8 +185,10 @@ async def run(seconds: int, out_dir: Path, baseline_ref: str | None, with_consol
         # Interleaved: this checkout, the baseline, then this checkout again; each figure of this
         # checkout is the better of its two runs' medians only where noted in the report.
         results["this"] = await datapath.measure(None, requests_file, seconds, tmp)
+        _save_partial(out_dir, results)
         if tree is not None:
             results["baseline"] = await datapath.measure(tree, requests_file, seconds, tmp)
+            _save_partial(out_dir, results)
         if with_console:
             results.update(await console_and_booking(seconds, tmp))
     finally:
@@ -193,6 +201,7 @@ async def run(seconds: int, out_dir: Path, baseline_ref: str | None, with_consol
     (out_dir / f"{stamp}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     table = markdown(results)
     (out_dir / f"{stamp}.md").write_text(table + "\n")
+    (out_dir / "partial.json").unlink(missing_ok=True)
     print(table)
     return results
 
