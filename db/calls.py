@@ -1,8 +1,15 @@
-"""Calls: the seeds' atomic call functions (``0002_call_functions.sql``), one statement each."""
+"""Calls: the seeds' atomic call functions (``0002_call_functions.sql``), one statement per batch.
+
+Each function takes a batch of rows and calls the seeds' SQL function once
+per row in one statement (``SELECT f(...) FROM unnest(...)``): one round
+trip, and for a SQL-language function one plan, per batch instead of per
+row. Calls run in the rows' order, each seeing the ones before it.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,34 +27,41 @@ class CallFacts:
     phone_number_id: str | None
 
 
-async def record_status(
-    conn: Conn,
-    org_id: uuid.UUID,
-    vapi_call_id: str,
-    status: str,
-    facts: CallFacts,
-    *,
-    ended_reason: str | None,
-    at: datetime | None,
-) -> uuid.UUID:
-    """``create_inbound_call_atomically``: create the call or move its status forward (never backwards).
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One status-update: the call (org, Vapi call id), its new status, facts, ended reason and event time."""
+
+    org_id: uuid.UUID
+    vapi_call_id: str
+    status: str
+    facts: CallFacts
+    ended_reason: str | None
+    at: datetime | None
+
+
+async def record_statuses(conn: Conn, changes: Sequence[StatusChange]) -> list[uuid.UUID]:
+    """``create_inbound_call_atomically`` per change: create the call or move its status forward (never backwards).
 
     Returns:
-        The ``calls.id``.
+        Each change's ``calls.id``, in order.
     """
-    call_id: uuid.UUID = await conn.fetchval(
-        "SELECT create_inbound_call_atomically($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        org_id,
-        vapi_call_id,
-        status,
-        facts.type,
-        facts.customer_number,
-        facts.assistant_id,
-        facts.phone_number_id,
-        ended_reason,
-        at,
+    rows = await conn.fetch(
+        """
+        SELECT create_inbound_call_atomically(o, c, s, t, n, a, p, r, e) AS id
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                      $8::text[], $9::timestamptz[]) AS u(o, c, s, t, n, a, p, r, e)
+        """,
+        [c.org_id for c in changes],
+        [c.vapi_call_id for c in changes],
+        [c.status for c in changes],
+        [c.facts.type for c in changes],
+        [c.facts.customer_number for c in changes],
+        [c.facts.assistant_id for c in changes],
+        [c.facts.phone_number_id for c in changes],
+        [c.ended_reason for c in changes],
+        [c.at for c in changes],
     )
-    return call_id
+    return [r["id"] for r in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,46 +77,84 @@ class CallEnd:
     summary: str | None
 
 
-async def record_end(conn: Conn, org_id: uuid.UUID, vapi_call_id: str, end: CallEnd, facts: CallFacts) -> uuid.UUID:
-    """``update_call_completed_atomically``: the report wins over earlier status updates.
+@dataclass(frozen=True, slots=True)
+class CallEnding:
+    """One end-of-call report: the call (org, Vapi call id), how it ended, and its facts."""
+
+    org_id: uuid.UUID
+    vapi_call_id: str
+    end: CallEnd
+    facts: CallFacts
+
+
+async def record_ends(conn: Conn, endings: Sequence[CallEnding]) -> list[uuid.UUID]:
+    """``update_call_completed_atomically`` per ending: the report wins over earlier status updates.
 
     Returns:
-        The ``calls.id``.
+        Each ending's ``calls.id``, in order.
     """
-    call_id: uuid.UUID = await conn.fetchval(
-        "SELECT update_call_completed_atomically($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        org_id,
-        vapi_call_id,
-        end.ended_reason,
-        end.started_at,
-        end.ended_at,
-        end.cost_usd,
-        end.duration_s,
-        end.transcript,
-        end.summary,
-        facts.type,
-        facts.customer_number,
-        facts.assistant_id,
-        facts.phone_number_id,
+    rows = await conn.fetch(
+        """
+        SELECT update_call_completed_atomically(o, c, r, sa, ea, co, d, tr, su, t, n, a, p) AS id
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::numeric[],
+                      $7::numeric[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+               AS u(o, c, r, sa, ea, co, d, tr, su, t, n, a, p)
+        """,
+        [e.org_id for e in endings],
+        [e.vapi_call_id for e in endings],
+        [e.end.ended_reason for e in endings],
+        [e.end.started_at for e in endings],
+        [e.end.ended_at for e in endings],
+        [e.end.cost_usd for e in endings],
+        [e.end.duration_s for e in endings],
+        [e.end.transcript for e in endings],
+        [e.end.summary for e in endings],
+        [e.facts.type for e in endings],
+        [e.facts.customer_number for e in endings],
+        [e.facts.assistant_id for e in endings],
+        [e.facts.phone_number_id for e in endings],
     )
-    return call_id
+    return [r["id"] for r in rows]
 
 
-async def queue_recording(
-    conn: Conn, org_id: uuid.UUID, vapi_call_id: str, recording_url: str, stereo_url: str | None
-) -> bool:
-    """``update_call_with_recording_atomically``: store the URLs and queue one upload per call.
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """A call's recording URLs (mono required, stereo optional)."""
+
+    org_id: uuid.UUID
+    vapi_call_id: str
+    recording_url: str
+    stereo_url: str | None
+
+
+async def queue_recordings(conn: Conn, recordings: Sequence[Recording]) -> list[bool]:
+    """``update_call_with_recording_atomically`` per recording: store the URLs and queue one upload per call.
 
     Returns:
-        True if an upload was queued now (False: queued before).
+        Per recording, in order: True if an upload was queued now (False: queued before).
     """
-    queued: bool = await conn.fetchval(
-        "SELECT update_call_with_recording_atomically($1, $2, $3, $4)", org_id, vapi_call_id, recording_url, stereo_url
+    rows = await conn.fetch(
+        """
+        SELECT update_call_with_recording_atomically(o, c, r, s) AS queued
+          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(o, c, r, s)
+        """,
+        [r.org_id for r in recordings],
+        [r.vapi_call_id for r in recordings],
+        [r.recording_url for r in recordings],
+        [r.stereo_url for r in recordings],
     )
-    return bool(queued)
+    return [bool(r["queued"]) for r in rows]
 
 
-async def record_hang(conn: Conn, org_id: uuid.UUID, vapi_call_id: str) -> int:
-    """``record_call_hang``: count one stall of the assistant. Returns the call's hang count."""
-    count: int = await conn.fetchval("SELECT record_call_hang($1, $2)", org_id, vapi_call_id)
-    return count
+async def record_hangs(conn: Conn, calls: Sequence[tuple[uuid.UUID, str]]) -> list[int]:
+    """``record_call_hang`` per ``(org_id, vapi_call_id)``: count one stall of the assistant.
+
+    Returns:
+        Each call's hang count after its row, in order.
+    """
+    rows = await conn.fetch(
+        "SELECT record_call_hang(o, c) AS n FROM unnest($1::uuid[], $2::text[]) AS u(o, c)",
+        [org for org, _ in calls],
+        [call for _, call in calls],
+    )
+    return [r["n"] for r in rows]

@@ -66,19 +66,29 @@ class Outcome:
     error: str | None = None
 
 
-async def apply(conn: Conn, claim: deliveries.Claim) -> dict[str, Any]:
-    """Run a claimed delivery's handler from :data:`workers.handlers.HANDLERS`.
+async def apply(conn: Conn, claims: list[deliveries.Claim]) -> list[dict[str, Any]]:
+    """Run claimed deliveries' handlers from :data:`workers.handlers.HANDLERS`, one call per message type
+    (types in the order of their first claim); returns each claim's result, in order.
 
     A type without a handler is stored completed by the receiver; one that
     arrives here all the same (a row from before the registry) completes with a note.
 
     Raises:
-        PermanentError: the message is malformed for its type.
+        PermanentError: a message is malformed for its type. Anything else a handler raised.
     """
-    handler = HANDLERS.get(claim.event_type)
-    if handler is None:
-        return {"applied": False, "reason": f"nothing to apply for {claim.event_type}"}
-    return await handler(conn, claim)
+    by_type: dict[str, list[int]] = {}
+    for i, claim in enumerate(claims):
+        by_type.setdefault(claim.event_type, []).append(i)
+    results: list[dict[str, Any]] = [{} for _ in claims]
+    for event_type, indexes in by_type.items():
+        handler = HANDLERS.get(event_type)
+        if handler is None:
+            for i in indexes:
+                results[i] = {"applied": False, "reason": f"nothing to apply for {event_type}"}
+            continue
+        for i, result in zip(indexes, await handler(conn, [claims[i] for i in indexes]), strict=True):
+            results[i] = result
+    return results
 
 
 async def process_deliveries(
@@ -93,9 +103,10 @@ async def process_deliveries(
     until the failing deliveries stand alone: each failure is recorded on its
     own row and its neighbours complete as if they had come alone (``k``
     failures in a batch of ``n`` cost ``O(k log n)`` extra transactions, and
-    no subtransactions). Handlers run ordered by (org, Vapi call id), so two
-    batches that touch the same calls lock them in the same order. Tool calls
-    (async tools) each run in a transaction of their own.
+    no subtransactions). Each message type's handler runs once for the batch
+    (one statement for all its deliveries), in the order (type, org, Vapi call
+    id), so two batches that touch the same calls lock them in the same order.
+    Tool calls (async tools) each run in a transaction of their own.
 
     Returns:
         One outcome per id, in order. ``skipped`` means there was nothing to
@@ -122,7 +133,8 @@ async def process_deliveries(
                 outcomes[claim.id] = await _finish_failed(conn, claim, error, config, True)
             else:
                 runnable.append(claim)
-        runnable.sort(key=lambda c: (c.org_id, c.vapi_call_id or ""))
+        # One global order (type, then call) in every batch, so concurrent batches lock calls in one order.
+        runnable.sort(key=lambda c: (c.event_type, c.org_id, c.vapi_call_id or ""))
         # Tool calls (async tools: a booking) run alone: a neighbour's failure must not run a booking twice,
         # which its metrics and log lines would count twice though its effects roll back.
         together = [c for c in runnable if c.event_type not in TOOL_TYPES]
@@ -217,7 +229,7 @@ async def _apply_with_tries(conn: Conn, claims: list[deliveries.Claim], tries: i
 
 async def _apply_once(conn: Conn, claims: list[deliveries.Claim]) -> list[Applied]:
     async with conn.transaction():
-        done = [(claim, await apply(conn, claim)) for claim in claims]
+        done = list(zip(claims, await apply(conn, claims), strict=True))
         completed = await deliveries.complete_many(conn, done)
         if len(completed) < len(done):
             raise LeaseLost(frozenset(c.id for c in claims if c.id not in completed))

@@ -7,7 +7,7 @@ it, processing looks the handler up, and quarantine routing asks it too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -16,35 +16,27 @@ from db.types import Conn
 from workers.handlers import calls, tools
 from workers.messages import TOOL_TYPES
 
-#: A handler runs inside the delivery's transaction and returns the result stored on the row.
-Handler = Callable[[Conn, Claim], Awaitable[dict[str, Any]]]
+#: A handler applies claims of one message type inside their batch's transaction and returns, per claim and
+#: in order, the result stored on its row. It raises if any claim fails (the batch is then applied in parts).
+Handler = Callable[[Conn, Sequence[Claim]], Awaitable[list[dict[str, Any]]]]
 
 
-async def _status_update(conn: Conn, claim: Claim) -> dict[str, Any]:
-    return await calls.handle_status_update(conn, claim.org_id, claim.payload)
-
-
-async def _end_of_call_report(conn: Conn, claim: Claim) -> dict[str, Any]:
-    return await calls.handle_end_of_call_report(conn, claim.org_id, claim.payload)
-
-
-async def _hang(conn: Conn, claim: Claim) -> dict[str, Any]:
-    return await calls.handle_hang(conn, claim.org_id, claim.payload)
-
-
-async def _tool_call(conn: Conn, claim: Claim) -> dict[str, Any]:
+async def _tool_calls(conn: Conn, claims: Sequence[Claim]) -> list[dict[str, Any]]:
     # Only tools defined async: true reach a worker; synchronous ones run in their request (workers.inline).
-    return await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
+    return [
+        await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
+        for claim in claims
+    ]
 
 
 #: Message type -> handler.
 HANDLERS: Mapping[str, Handler] = MappingProxyType(
     {
-        "status-update": _status_update,
-        "end-of-call-report": _end_of_call_report,
-        "hang": _hang,
-        "tool-calls": _tool_call,
-        "function-call": _tool_call,
+        "status-update": calls.handle_status_updates,
+        "end-of-call-report": calls.handle_end_of_call_reports,
+        "hang": calls.handle_hangs,
+        "tool-calls": _tool_calls,
+        "function-call": _tool_calls,
     }
 )
 

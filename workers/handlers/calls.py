@@ -1,19 +1,21 @@
-"""Apply call-lifecycle messages to ``calls`` through the seeds' atomic SQL functions.
+"""Apply call-lifecycle messages to ``calls`` through the seeds' atomic SQL functions, a batch at a time.
 
-Each handler runs inside the transaction that also marks the delivery
-completed, so its effect happens exactly once per delivery. End-of-call data
+Each handler takes the claims of one message type and runs inside the
+transaction that also marks them completed, so its effect happens exactly
+once per delivery. End-of-call data
 comes from the report itself, never from ``message.call``, which is a stale
 snapshot taken when the call was created (FINDINGS.md §2).
 """
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from db import calls
+from db.deliveries import Claim
 from db.types import Conn
 from workers.errors import PermanentError
 from workers.parsing import parse_timestamp
@@ -88,29 +90,45 @@ def _no_call_id(message_type: str) -> Result:
     return {"applied": False, "reason": f"{message_type} without call.id: no call to update"}
 
 
-async def handle_status_update(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
-    """Create the call or move its status forward (``create_inbound_call_atomically``).
+async def handle_status_updates(conn: Conn, claims: Sequence[Claim]) -> list[Result]:
+    """Create each call or move its status forward (``create_inbound_call_atomically``), one statement for all.
+
+    Returns:
+        One result per claim, in order.
 
     Raises:
-        PermanentError: ``status`` missing or not a string, or ``call`` malformed.
+        PermanentError: a claim's ``status`` is missing or not a string, or its ``call`` malformed (the caller
+            applies the batch again in parts until that claim stands alone).
     """
-    call = _call(message)
-    status = _text(message, "status")
-    if status is None:
-        raise PermanentError("status-update without status")
-    call_id = _text(call, "id")
-    if call_id is None:
-        return _no_call_id("status-update")
-    row_id = await calls.record_status(
-        conn,
-        org_id,
-        call_id,
-        status,
-        _call_facts(call),
-        ended_reason=_text(message, "endedReason"),
-        at=parse_timestamp(message.get("timestamp")),
-    )
-    return {"applied": True, "call_id": str(row_id), "status": status}
+    results: list[Result | None] = []
+    changes: list[calls.StatusChange] = []
+    for claim in claims:
+        message = claim.payload
+        call = _call(message)
+        status = _text(message, "status")
+        if status is None:
+            raise PermanentError("status-update without status")
+        call_id = _text(call, "id")
+        if call_id is None:
+            results.append(_no_call_id("status-update"))
+            continue
+        changes.append(
+            calls.StatusChange(
+                org_id=claim.org_id,
+                vapi_call_id=call_id,
+                status=status,
+                facts=_call_facts(call),
+                ended_reason=_text(message, "endedReason"),
+                at=parse_timestamp(message.get("timestamp")),
+            )
+        )
+        results.append(None)
+    row_ids = iter(await calls.record_statuses(conn, changes) if changes else [])
+    applied = iter(changes)
+    return [
+        r if r is not None else {"applied": True, "call_id": str(next(row_ids)), "status": next(applied).status}
+        for r in results
+    ]
 
 
 def recording_urls(message: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -128,19 +146,13 @@ def recording_urls(message: dict[str, Any]) -> tuple[str | None, str | None]:
     return (mono if isinstance(mono, str) and mono else None, stereo if isinstance(stereo, str) and stereo else None)
 
 
-async def handle_end_of_call_report(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
-    """Record how the call ended (``update_call_completed_atomically``) and queue its recording once.
-
-    Duration is ``durationSeconds`` when present, else computed from
-    ``startedAt``/``endedAt`` (FINDINGS.md §2).
-
-    Raises:
-        PermanentError: a present field has the wrong type.
-    """
+def _ending(claim: Claim) -> tuple[calls.CallEnding | None, calls.Recording | None]:
+    """The report's call ending and recording (``None`` without ``call.id``)."""
+    message = claim.payload
     call = _call(message)
     call_id = _text(call, "id")
     if call_id is None:
-        return _no_call_id("end-of-call-report")
+        return None, None
     transcript = _nested(message, "artifact", "transcript") or message.get("transcript")
     summary = _nested(message, "analysis", "summary") or message.get("summary")
     end = calls.CallEnd(
@@ -152,19 +164,53 @@ async def handle_end_of_call_report(conn: Conn, org_id: uuid.UUID, message: dict
         transcript=transcript if isinstance(transcript, str) else None,
         summary=summary if isinstance(summary, str) else None,
     )
-    row_id = await calls.record_end(conn, org_id, call_id, end, _call_facts(call))
     mono, stereo = recording_urls(message)
-    queued = False
     recording = mono or stereo
-    if recording:
-        queued = await calls.queue_recording(conn, org_id, call_id, recording, stereo)
-    return {"applied": True, "call_id": str(row_id), "recording_queued": bool(queued)}
+    return (
+        calls.CallEnding(org_id=claim.org_id, vapi_call_id=call_id, end=end, facts=_call_facts(call)),
+        calls.Recording(claim.org_id, call_id, recording, stereo) if recording else None,
+    )
 
 
-async def handle_hang(conn: Conn, org_id: uuid.UUID, message: dict[str, Any]) -> Result:
-    """Count a stall of the assistant on the call (``record_call_hang``)."""
-    call_id = _text(_call(message), "id")
-    if call_id is None:
-        return _no_call_id("hang")
-    count = await calls.record_hang(conn, org_id, call_id)
-    return {"applied": True, "hang_count": count}
+async def handle_end_of_call_reports(conn: Conn, claims: Sequence[Claim]) -> list[Result]:
+    """Record how each call ended (``update_call_completed_atomically``) and queue its recording once,
+    one statement for the endings and one for the recordings.
+
+    Duration is ``durationSeconds`` when present, else computed from
+    ``startedAt``/``endedAt`` (FINDINGS.md §2).
+
+    Returns:
+        One result per claim, in order.
+
+    Raises:
+        PermanentError: a present field has the wrong type.
+    """
+    parts = [_ending(claim) for claim in claims]
+    endings = [ending for ending, _ in parts if ending is not None]
+    recordings = [recording for _, recording in parts if recording is not None]
+    row_ids = iter(await calls.record_ends(conn, endings) if endings else [])
+    queued = iter(await calls.queue_recordings(conn, recordings) if recordings else [])
+    results: list[Result] = []
+    for ending, recording in parts:
+        if ending is None:
+            results.append(_no_call_id("end-of-call-report"))
+            continue
+        results.append(
+            {"applied": True, "call_id": str(next(row_ids)), "recording_queued": bool(recording and next(queued))}
+        )
+    return results
+
+
+async def handle_hangs(conn: Conn, claims: Sequence[Claim]) -> list[Result]:
+    """Count a stall of the assistant on each call (``record_call_hang``), one statement for all.
+
+    Returns:
+        One result per claim, in order.
+    """
+    call_ids = [_text(_call(claim.payload), "id") for claim in claims]
+    counts = iter(
+        await calls.record_hangs(conn, [(c.org_id, i) for c, i in zip(claims, call_ids, strict=True) if i])
+        if any(call_ids)
+        else []
+    )
+    return [{"applied": True, "hang_count": next(counts)} if i else _no_call_id("hang") for i in call_ids]
