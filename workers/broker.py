@@ -87,6 +87,10 @@ def ping(redis_url: str) -> None:
 #: completing statement on the worker; larger batches add little once per-message costs are
 #: shared, and a smaller one lets a replay's messages interleave with live ones.
 MAX_DELIVERIES_PER_MESSAGE = 100
+#: Deliveries a replay message carries at most. A worker thread holds a message until all of it is
+#: processed, so a live message that arrives meanwhile waits for a replay message to finish: small
+#: ones keep that wait short (the live queue wait during a bulk replay stays near idle).
+REPLAY_DELIVERIES_PER_MESSAGE = 10
 
 
 def delivery_message(
@@ -110,9 +114,9 @@ def delivery_message(
 
 
 def batches(
-    delivery_ids: Sequence[uuid.UUID], *, alone: Collection[uuid.UUID] = ()
+    delivery_ids: Sequence[uuid.UUID], *, alone: Collection[uuid.UUID] = (), size: int = MAX_DELIVERIES_PER_MESSAGE
 ) -> list[tuple[list[uuid.UUID], str]]:
-    """Split deliveries into messages of at most :data:`MAX_DELIVERIES_PER_MESSAGE`, each with a new message id.
+    """Split deliveries into messages of at most ``size`` deliveries, each with a new message id.
 
     Args:
         alone: Deliveries that get a message of their own (reclaimed after a
@@ -124,7 +128,7 @@ def batches(
     """
     together = [i for i in delivery_ids if i not in alone]
     single = [i for i in delivery_ids if i in alone]
-    chunks = [together[k : k + MAX_DELIVERIES_PER_MESSAGE] for k in range(0, len(together), MAX_DELIVERIES_PER_MESSAGE)]
+    chunks = [together[k : k + size] for k in range(0, len(together), size)]
     chunks += [[i] for i in single]
     return [(chunk, str(uuid.uuid4())) for chunk in chunks]
 

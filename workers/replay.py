@@ -14,7 +14,7 @@ import structlog
 from db import recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
-from workers.broker import MAX_DELIVERIES_PER_MESSAGE, replay_backlog
+from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, replay_backlog
 from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay")
@@ -62,7 +62,7 @@ async def replay(
         on_progress: Called with the number replayed in each batch.
         should_stop: Checked between batches (Ctrl-C in the CLI).
         max_backlog: Replayed deliveries allowed to wait in Redis (each waiting message counted as
-            :data:`workers.broker.MAX_DELIVERIES_PER_MESSAGE`); no limit when omitted.
+            :data:`workers.broker.REPLAY_DELIVERIES_PER_MESSAGE`); no limit when omitted.
 
     Returns:
         How many deliveries were replayed.
@@ -75,7 +75,7 @@ async def replay(
     total = 0
     while not (should_stop and should_stop()):
         # Each waiting message counts as full: the backlog in deliveries is at most this.
-        if max_backlog is not None and await replay_backlog(broker) * MAX_DELIVERIES_PER_MESSAGE >= max_backlog:
+        if max_backlog is not None and await replay_backlog(broker) * REPLAY_DELIVERIES_PER_MESSAGE >= max_backlog:
             await asyncio.sleep(BACKLOG_POLL_S)
             continue
         started = time.monotonic()

@@ -16,7 +16,7 @@ import dramatiq
 import redis
 
 from db import deliveries
-from workers.broker import batches, enqueue_many
+from workers.broker import MAX_DELIVERIES_PER_MESSAGE, REPLAY_DELIVERIES_PER_MESSAGE, batches, enqueue_many
 
 
 async def send_and_record(
@@ -31,7 +31,7 @@ async def send_and_record(
     enqueued with their message's id.
 
     Args:
-        replay: On the replay queue, behind live deliveries.
+        replay: On the replay queue, behind live deliveries, in smaller messages.
         alone: Deliveries sent in a message of their own.
 
     Raises:
@@ -39,7 +39,9 @@ async def send_and_record(
     """
     if not delivery_ids:
         return
-    messages = batches(delivery_ids, alone=alone)
+    messages = batches(
+        delivery_ids, alone=alone, size=REPLAY_DELIVERIES_PER_MESSAGE if replay else MAX_DELIVERIES_PER_MESSAGE
+    )
     try:
         await enqueue_many(broker, messages, replay=replay)
     except redis.RedisError:
