@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import uuid
 
 import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from db import deliveries, recovery
+from db import deliveries, orgs, recovery
+from db.pool import create_pool
 from ingest.app import create_app
 from tests.helpers import post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
@@ -315,3 +319,76 @@ async def test_reclaimed_deliveries_are_resent_one_per_message(pool, org_id, bro
     assert 5 == await pool.fetchval("SELECT count(DISTINCT job_id) FROM webhook_delivery_log")
     await wait_until(lambda: _all_finished(pool))
     assert 5 == await pool.fetchval("SELECT count(*) FROM calls")
+
+
+#: What a delivery in a generated batch is: good, malformed (PermanentError in Python), or refused by PostgreSQL.
+_KINDS = ("status", "hang", "report", "malformed", "refused")
+
+
+def _message(kind: str, call_id: str) -> tuple[str, str, dict]:
+    if kind in ("status", "malformed", "refused"):
+        message = status_update(call_id, "in-progress")["message"]
+        if kind == "malformed":
+            del message["status"]
+        if kind == "refused":
+            # A caller number too large for the calls index's btree entry: PostgreSQL refuses it (54000)
+            # inside the batch's transaction, after its neighbours' statements ran.
+            message["call"]["customer"] = {"number": os.urandom(3000).hex()}
+        return "status-update", f"status-update:{call_id}:in-progress", message
+    if kind == "hang":
+        return "hang", f"hang:{call_id}", {"type": "hang", "call": {"id": call_id}}
+    message = {"type": "end-of-call-report", "cost": "0.25", "call": {"id": call_id}}
+    return "end-of-call-report", f"end-of-call-report:{call_id}", message
+
+
+# One database for every example: each makes its own clinic and call ids.
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.sampled_from(_KINDS), min_size=1, max_size=30))
+def test_any_batch_applies_each_good_delivery_once_and_fails_each_bad_one_alone(db_dsn, kinds):
+    """Any mixture and order of good deliveries, malformed ones and ones PostgreSQL refuses, in one batch: every
+    good one completes and creates its call once, each malformed one is dead-lettered, each refused one is retried,
+    and every delivery spent exactly one attempt."""
+
+    async def run() -> None:
+        pool = await create_pool(db_dsn)
+        try:
+            org_id = await orgs.create_org(pool, name=f"Batch clinic {uuid.uuid4().hex[:6]}")
+            ids, expected = [], {}
+            for kind in kinds:
+                event_type, event_id, message = _message(kind, f"c-{uuid.uuid4().hex}")
+                delivery_id = await deliveries.insert(
+                    pool,
+                    org_id=org_id,
+                    event_type=event_type,
+                    event_id=event_id,
+                    payload=message,
+                    max_attempts=3,
+                    job_id=None,
+                )
+                ids.append(delivery_id)
+                expected[delivery_id] = kind
+            config = ProcessingConfig(retry=RetryPolicy(min_backoff_ms=0, max_backoff_ms=0), in_transaction_tries=1)
+
+            outcomes = await process_deliveries(pool, ids, config)
+
+            want = {
+                "status": ProcessingOutcome.COMPLETED,
+                "hang": ProcessingOutcome.COMPLETED,
+                "report": ProcessingOutcome.COMPLETED,
+                "malformed": ProcessingOutcome.DEAD_LETTERED,
+                "refused": ProcessingOutcome.RETRIED,
+            }
+            assert [want[expected[i]] for i in ids] == [o.status for o in outcomes], (
+                kinds,
+                [o.error for o in outcomes],
+            )
+            rows = await pool.fetch("SELECT attempts FROM webhook_delivery_log WHERE org_id = $1", org_id)
+            assert {1} == {r["attempts"] for r in rows}
+            good = sum(k in ("status", "hang", "report") for k in kinds)
+            assert good == await pool.fetchval("SELECT count(*) FROM calls WHERE org_id = $1", org_id)
+            hangs = await pool.fetchval("SELECT coalesce(sum(hang_count), 0) FROM calls WHERE org_id = $1", org_id)
+            assert kinds.count("hang") == hangs
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
