@@ -20,10 +20,14 @@ Measures (each in a fresh database):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,7 +80,6 @@ async def fresh_database(source: Path | None) -> tuple[str, str, str]:
     Returns:
         ``(name, dsn, org_id)``.
     """
-    import subprocess
 
     name = f"vapi_bench_{uuid.uuid4().hex[:8]}"
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path="/" + name))
@@ -144,55 +147,86 @@ async def pg_counters(dsn: str) -> dict[str, float]:
         await conn.close()
 
 
-async def ingest_then_drain(source: Path | None, requests_file: Path, seconds: int, tmp: Path, web: int) -> dict:
-    """Ingest at saturation with ``web`` web processes and no workers, then drain the backlog with 2 workers."""
-    name, dsn, _ = await fresh_database(source)
+@dataclass
+class Service:
+    """One version's running service in a fresh database (:func:`serving`)."""
+
+    source: Path | None
+    dsn: str
+    org_id: str
+    port: int
+    env: dict[str, str]
+    tmp: Path
+    tag: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stop_all(self) -> None:
+        """Stop every process of the service, the last started first."""
+        while self.procs:
+            stop(self.procs.pop())
+
+    def start_workers(self) -> subprocess.Popen[bytes]:
+        """``vapi-ingest worker`` (2 processes), stopped with the service."""
+        proc = start([str(BIN), "worker"], self.env, self.tmp / f"{self.tag}-worker.log", cwd=self.source)
+        self.procs.append(proc)
+        return proc
+
+
+@contextlib.asynccontextmanager
+async def serving(source: Path | None, tmp: Path, tag: str, *, web: int = 1) -> AsyncIterator[Service]:
+    """A fresh database and ``vapi-ingest serve`` (``web`` processes) of a version, ready; on exit every process
+    it started is stopped (one left running would take the next phase's messages) and the database dropped."""
+    name, dsn, org = await fresh_database(source)
     port = free_port()
     env = version_env(dsn, port, source, WEB_PROCESSES=str(web))
-    out: dict = {}
-    procs = [start([str(BIN), "serve"], env, tmp / f"web{web}.log", cwd=source)]
+    service = Service(source, dsn, org, port, env, tmp, tag)
+    service.procs.append(start([str(BIN), "serve"], env, tmp / f"{tag}-web.log", cwd=source))
     try:
         wait_http(port, "/readyz")
-        result = wrk(port, requests_file, seconds=seconds)
-        stored = int(await sql(dsn, "SELECT count(*) FROM webhook_delivery_log"))
-        result["accepted_per_s"] = stored / result["seconds"]
-        result["rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(procs[0].pid) or [procs[0].pid]]
-        out["ingest"] = result
-        stop(procs.pop())
-        if web == 1:
-            procs.append(start([str(BIN), "worker"], env, tmp / "drain-worker.log", cwd=source))
-            drain_s = await wait_completed(dsn, stored)
-            out["drain"] = {"deliveries": stored, "seconds": round(drain_s, 2), "per_s": round(stored / drain_s)}
-            out["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(procs[0].pid)]
+        yield service
     finally:
-        # A process left running would take the next phase's messages from Redis.
-        for proc in procs:
-            stop(proc)
+        service.stop_all()
         await drop_database(name)
+
+
+async def ingest_then_drain(source: Path | None, requests_file: Path, seconds: int, tmp: Path, web: int) -> dict:
+    """Ingest at saturation with ``web`` web processes and no workers, then drain the backlog with 2 workers."""
+    out: dict = {}
+    async with serving(source, tmp, f"ingest{web}", web=web) as service:
+        result = wrk(service.port, requests_file, seconds=seconds)
+        stored = int(await sql(service.dsn, "SELECT count(*) FROM webhook_delivery_log"))
+        result["accepted_per_s"] = stored / result["seconds"]
+        web_pid = service.procs[0].pid
+        result["rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(web_pid) or [web_pid]]
+        out["ingest"] = result
+        if web == 1:
+            stop(service.procs.pop())
+            worker = service.start_workers()
+            drain_s = await wait_completed(service.dsn, stored)
+            out["drain"] = {"deliveries": stored, "seconds": round(drain_s, 2), "per_s": round(stored / drain_s)}
+            out["worker_rss_mb"] = [round(peak_rss_mb(p), 1) for p in children(worker.pid)]
     return out
 
 
 async def fresh_and_costly(source: Path | None, seconds: int, tmp: Path) -> dict:
     """Accept latency at 1,000 requests/s offered (web alone, then with 2 workers draining as it ingests);
     receipt-to-completed and PostgreSQL's cost per delivery under the second."""
-    name, dsn, _ = await fresh_database(source)
-    port = free_port()
-    env = version_env(dsn, port, source, WEB_PROCESSES="1")
-    procs = [start([str(BIN), "serve"], env, tmp / "fresh-web.log", cwd=source)]
-    try:
-        wait_http(port, "/readyz")
+    async with serving(source, tmp, "fresh") as service:
+        port, dsn = service.port, service.dsn
         # The web process alone first (the accept target), then with the workers draining as it ingests.
         alone = await open_loop(port, 1000, seconds)
         await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
         redis.Redis.from_url(REDIS_URL).flushdb()
-        procs.append(start([str(BIN), "worker"], env, tmp / "fresh-worker.log", cwd=source))
+        service.start_workers()
         await asyncio.sleep(3)  # workers up and connected
-        await asyncio.sleep(1.1)  # stats of start-up flushed (PostgreSQL flushes them at most once a second)
+        await asyncio.sleep(11)  # idle connections report their statistics within 10 s: the first phase's are in
         before = await pg_counters(dsn)
         fixed = await open_loop(port, 1000, seconds)
         n = int(await sql(dsn, "SELECT count(*) FROM webhook_delivery_log"))
         await wait_completed(dsn, n, timeout_s=600)
-        await asyncio.sleep(2.5)
+        # An idle connection keeps its statistics for up to 10 s; one that closes reports them.
+        service.stop_all()
+        await asyncio.sleep(1.0)
         after = await pg_counters(dsn)
         fresh = await asyncpg.connect(dsn)
         try:
@@ -203,10 +237,6 @@ async def fresh_and_costly(source: Path | None, seconds: int, tmp: Path) -> dict
             )
         finally:
             await fresh.close()
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        await drop_database(name)
     per = {
         k: round((after[k] - before[k]) / n, 2) for k in ("wal_bytes", "commits", "row_versions", "log_row_versions")
     }
@@ -262,32 +292,24 @@ async def dead_letters(dsn: str, org_id: str, n: int) -> None:
 
 async def replays(source: Path | None, tmp: Path) -> dict:
     """10,000 dead letters replayed to completed (CLI), then live queue wait idle and during such a replay."""
-    import subprocess
-
-    name, dsn, org = await fresh_database(source)
-    port = free_port()
-    env = version_env(dsn, port, source, WEB_PROCESSES="1")
-    procs = [start([str(BIN), "serve"], env, tmp / "replay-web.log", cwd=source)]
-    try:
-        wait_http(port, "/readyz")
-        procs.append(start([str(BIN), "worker"], env, tmp / "replay-worker.log", cwd=source))
+    async with serving(source, tmp, "replay") as service:
+        service.start_workers()
         await asyncio.sleep(3)
+        dsn, org = service.dsn, service.org_id
         await dead_letters(dsn, org, DEAD_LETTERS)
         started = time.monotonic()
         subprocess.run(
             [str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes"],
-            env=env,
+            env=service.env,
             check=True,
             capture_output=True,
         )
         await wait_completed(dsn, DEAD_LETTERS)
         replay_s = round(time.monotonic() - started, 2)
         await sql(dsn, "TRUNCATE webhook_delivery_log CASCADE")
-        isolation = await replay_isolation.measure(port, dsn, env, lambda: dead_letters(dsn, org, DEAD_LETTERS))
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        await drop_database(name)
+        isolation = await replay_isolation.measure(
+            service.port, dsn, service.env, lambda: dead_letters(dsn, org, DEAD_LETTERS)
+        )
     return {"replay_10k_s": replay_s, "replay_isolation": isolation}
 
 
