@@ -137,13 +137,12 @@ async def process_deliveries(
         runnable.sort(key=lambda c: (c.event_type, c.org_id, c.vapi_call_id or ""))
         # Tool calls (async tools: a booking) run alone: a neighbour's failure must not run a booking twice,
         # which its metrics and log lines would count twice though its effects roll back.
-        together = [c for c in runnable if c.event_type not in TOOL_TYPES]
-        applied_all = await _apply_isolated(conn, together, config)
-        for claim in runnable:
-            if claim.event_type in TOOL_TYPES:
-                together.append(claim)
-                applied_all += await _apply_isolated(conn, [claim], config)
-        for claim, applied in zip(together, applied_all, strict=True):
+        batchable = [c for c in runnable if c.event_type not in TOOL_TYPES]
+        alone = [c for c in runnable if c.event_type in TOOL_TYPES]
+        results = await _apply_isolated(conn, batchable, config)
+        for claim in alone:
+            results += await _apply_isolated(conn, [claim], config)
+        for claim, applied in zip([*batchable, *alone], results, strict=True):
             if isinstance(applied, LeaseLost):
                 lost.add(claim.id)
                 outcomes[claim.id] = Outcome(ProcessingOutcome.SKIPPED)
