@@ -289,10 +289,9 @@ async def test_search_finds_a_call_its_deliveries_and_a_tool_call(web, pool, org
     ]
     ids = {}
     for event_type, event_id, payload in rows:
-        # As the receiver stores it: Vapi's call id in its own column, set at insert.
         ids[event_id] = await pool.fetchval(
-            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, vapi_call_id)"
-            " VALUES ($1, $2, $3, $4, 'completed', $4::jsonb->'call'->>'id') RETURNING id",
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+            " VALUES ($1, $2, $3, $4, 'completed') RETURNING id",
             org_id,
             event_type,
             event_id,

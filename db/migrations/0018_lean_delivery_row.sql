@@ -19,6 +19,18 @@ ALTER TABLE webhook_delivery_log ADD COLUMN vapi_call_id text;
 UPDATE webhook_delivery_log SET vapi_call_id = payload->'call'->>'id' WHERE payload->'call'->>'id' IS NOT NULL;
 DROP INDEX idx_delivery_log_call_id;
 CREATE INDEX idx_delivery_log_vapi_call_id ON webhook_delivery_log (vapi_call_id) WHERE vapi_call_id IS NOT NULL;
+-- The service's insert sets it (db/deliveries.py); any other writer (a script, a fixture) gets it here.
+CREATE FUNCTION _set_vapi_call_id() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.vapi_call_id := NEW.payload->'call'->>'id';
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER webhook_delivery_log_vapi_call_id
+    BEFORE INSERT ON webhook_delivery_log
+    FOR EACH ROW WHEN (NEW.vapi_call_id IS NULL)
+    EXECUTE FUNCTION _set_vapi_call_id();
 
 -- error_fingerprint (0011) was a generated column, recomputed (three regular expressions) on every
 -- UPDATE. Now it is written only when error_message is: on insert with an error, or an update
