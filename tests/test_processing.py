@@ -133,19 +133,18 @@ async def test_malformed_message_for_its_type_dead_letters_at_once(client, setti
     assert (1, "permanent: status-update without status") == (row["attempts"], row["error_message"])
 
 
-async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: str) -> uuid.UUID:
-    message = status_update(call_id, status)["message"]
+async def _store(pool: asyncpg.Pool, org_id: uuid.UUID, event_type: str, event_id: str, payload: dict) -> uuid.UUID:
+    """A pending delivery with 3 attempts, stored as the receiver would."""
     delivery_id = await deliveries.insert(
-        pool,
-        org_id=org_id,
-        event_type="status-update",
-        event_id=f"status-update:{call_id}:{status}",
-        payload=message,
-        max_attempts=3,
-        job_id=None,
+        pool, org_id=org_id, event_type=event_type, event_id=event_id, payload=payload, max_attempts=3, job_id=None
     )
     assert delivery_id is not None
     return delivery_id
+
+
+async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: str) -> uuid.UUID:
+    message = status_update(call_id, status)["message"]
+    return await _store(pool, org_id, "status-update", f"status-update:{call_id}:{status}", message)
 
 
 async def test_a_stale_claim_cannot_complete_after_its_lease_was_reclaimed(pool, org_id):
@@ -242,24 +241,8 @@ async def test_one_failing_delivery_in_a_batch_fails_alone(pool, org_id):
     gone (an error inside PostgreSQL, which aborts the transaction): the 20 complete once each, the malformed one
     is dead-lettered, the hang is retried; every claim spent exactly one attempt."""
     good = [await _insert(pool, org_id, f"c-batch-{i}", "in-progress") for i in range(20)]
-    malformed = await deliveries.insert(
-        pool,
-        org_id=org_id,
-        event_type="status-update",
-        event_id="status-update:c-bad",
-        payload={"call": {"id": "c-bad"}},
-        max_attempts=3,
-        job_id=None,
-    )
-    hang = await deliveries.insert(
-        pool,
-        org_id=org_id,
-        event_type="hang",
-        event_id="hang:c-h",
-        payload={"call": {"id": "c-h"}},
-        max_attempts=3,
-        job_id=None,
-    )
+    malformed = await _store(pool, org_id, "status-update", "status-update:c-bad", {"call": {"id": "c-bad"}})
+    hang = await _store(pool, org_id, "hang", "hang:c-h", {"call": {"id": "c-h"}})
     await pool.execute("ALTER FUNCTION record_call_hang RENAME TO record_call_hang_off")
     ids = [*good[:7], malformed, *good[7:15], hang, *good[15:]]
 
@@ -356,15 +339,7 @@ def test_any_batch_applies_each_good_delivery_once_and_fails_each_bad_one_alone(
             ids, expected = [], {}
             for kind in kinds:
                 event_type, event_id, message = _message(kind, f"c-{uuid.uuid4().hex}")
-                delivery_id = await deliveries.insert(
-                    pool,
-                    org_id=org_id,
-                    event_type=event_type,
-                    event_id=event_id,
-                    payload=message,
-                    max_attempts=3,
-                    job_id=None,
-                )
+                delivery_id = await _store(pool, org_id, event_type, event_id, message)
                 ids.append(delivery_id)
                 expected[delivery_id] = kind
             config = ProcessingConfig(retry=RetryPolicy(min_backoff_ms=0, max_backoff_ms=0), in_transaction_tries=1)
