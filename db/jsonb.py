@@ -73,44 +73,21 @@ def _int(text: str) -> int | RawNumber:
     return int(text)
 
 
-#: Where a number may be one Python cannot hold: a run of 100 digits or an exponent of three digits.
-#: With an exponent of at most 99, a float reaches inf only with an integer part of 210 digits and 0 only
-#: after 225 leading zeros, and an int passes Python's limit only past 4,300 digits: all runs, so text
-#: without a match parses the same with or without the hooks.
-_MAYBE_RAW = re.compile(r"\d{100}|[eE][+-]?\d{3}")
+def lossless_decoder(**kwargs: Any) -> json.JSONDecoder:
+    """A decoder that returns numbers Python cannot hold as :class:`RawNumber` (``kwargs`` go to ``JSONDecoder``).
 
-
-class LosslessDecoder:
-    """Parses JSON text, numbers Python cannot hold as :class:`RawNumber`.
-
-    Text that cannot hold such a number (no match of :data:`_MAYBE_RAW`: nearly every message) takes
-    the C parser without per-number hooks; the rest takes the hooked one.
+    Its ``decode`` raises ValueError for text that is not JSON and RecursionError beyond the parser's depth.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._plain = json.JSONDecoder(**kwargs)
-        self._hooked = json.JSONDecoder(parse_float=_float, parse_int=_int, **kwargs)
-
-    def decode(self, text: str) -> Any:
-        """Python values of ``text``.
-
-        Raises:
-            ValueError: for text that is not JSON.
-            RecursionError: beyond the parser's depth.
-        """
-        if _MAYBE_RAW.search(text):
-            return self._hooked.decode(text)
-        return self._plain.decode(text)
-
-
-def lossless_decoder(**kwargs: Any) -> LosslessDecoder:
-    """A :class:`LosslessDecoder` (``kwargs`` go to ``json.JSONDecoder``)."""
-    return LosslessDecoder(**kwargs)
+    return json.JSONDecoder(parse_float=_float, parse_int=_int, **kwargs)
 
 
 _LOSSLESS = lossless_decoder()
 
 
 def decode(text: str) -> Any:
-    """jsonb text to Python, numbers Python cannot hold (PostgreSQL writes ``1e-400`` in full) as :class:`RawNumber`."""
+    """jsonb text to Python, numbers Python cannot hold as :class:`RawNumber`.
+
+    Always the hooked parse: PostgreSQL writes ``1e-400`` in full (``0.000...1``), which a plain
+    ``json.loads`` reads as 0.0 without an error, so trying the plain parse first would lose it.
+    """
     return _LOSSLESS.decode(text)

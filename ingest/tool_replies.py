@@ -52,7 +52,6 @@ async def answer_tool_calls(
             status=DeliveryStatus.COMPLETED,
             result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
             normalised=normalised,
-            body_text=env.body_text,
         ),
     ]
     # The message's async tool calls go to the workers as one message.

@@ -102,9 +102,6 @@ class Envelope:
             or unparseable.
         normalised: Kinds of text replaced to make the message storable
             (``invalid_utf8``, ``nul``, ``unpaired_surrogate``), sorted; empty if none.
-        body_text: The request body's JSON text when its ``message`` is exactly
-            :attr:`message` (nothing replaced or redacted), else ``None``: storage can
-            hand PostgreSQL this text instead of encoding the message again.
     """
 
     message: dict[str, Any]
@@ -112,7 +109,6 @@ class Envelope:
     timestamp: datetime | None
     body_sha256: str
     normalised: tuple[str, ...] = ()
-    body_text: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def call(self) -> dict[str, Any]:

@@ -41,9 +41,8 @@ def parse(body: bytes) -> Envelope:
     except UnicodeDecodeError:
         text = body.decode("utf-8", "replace")
         normalised.add("invalid_utf8")
-    text = text.removeprefix("\ufeff")
     try:
-        data = _DECODER.decode(text)
+        data = _DECODER.decode(text.removeprefix("\ufeff"))
     except RecursionError:
         raise InvalidEnvelope("body is nested too deeply") from None
     except ValueError:
@@ -54,8 +53,7 @@ def parse(body: bytes) -> Envelope:
     if not isinstance(message, dict):
         raise InvalidEnvelope("body has no 'message' object")
     found = sanitize.scan(text)
-    scrubbed = found.unstorable_text or found.credentials
-    if scrubbed:
+    if found.unstorable_text or found.credentials:
         normalised |= sanitize.scrub(message, fix_text=found.unstorable_text, redact=found.credentials)
     mtype = message.get("type")
     if mtype is None and isinstance(message.get("toolCallList"), list):
@@ -70,7 +68,6 @@ def parse(body: bytes) -> Envelope:
         timestamp=parse_timestamp(message.get("timestamp")),
         body_sha256=hashlib.sha256(body).hexdigest(),
         normalised=tuple(sorted(normalised)),
-        body_text=None if scrubbed or normalised else text,
     )
     _check_key_parts(envelope)
     return envelope
