@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from db.ids import InvalidId, prefix_range
+from db.tenancy import IN_VISIBLE_ORGS
 from db.types import Conn
 
 #: The overview's window, in minutes (one chart point per minute).
@@ -18,18 +19,26 @@ WINDOW_MINUTES = 60
 
 async def per_minute(conn: Conn) -> list[dict[str, Any]]:
     """Deliveries received and completed in each of the last :data:`WINDOW_MINUTES` minutes, oldest first:
-    ``{minute, received, completed}``. Two index-only range counts per minute (``created_at``,
-    ``completed_at``), so the cost follows the last hour's traffic, not the size of the log; each small,
-    well-estimated range keeps the planner from costing it as a big query."""
+    ``{minute, received, completed}``.
+
+    One index-only range scan per clinic and column (``(org_id, received_at)``, ``(org_id, completed_at)``)
+    from the window's start, counted by minute: the cost follows the window's traffic of the clinics the
+    session sees, not the size of the log. The start is computed once, before the scan: a bound computed
+    per row (``minute + interval``) is not leakproof, so under row-level security it could not bound the
+    index range and a clinic's session would read every row from its minute to now.
+    """
     rows = await conn.fetch(
-        """
-        SELECT m.minute,
-               (SELECT count(*) FROM webhook_delivery_log
-                 WHERE created_at >= m.minute AND created_at < m.minute + interval '1 minute') AS received,
-               (SELECT count(*) FROM webhook_delivery_log
-                 WHERE completed_at >= m.minute AND completed_at < m.minute + interval '1 minute') AS completed
-          FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1),
-                               date_trunc('minute', now()), interval '1 minute') AS m(minute)
+        f"""
+        WITH since AS MATERIALIZED (SELECT date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS t),
+        received AS (
+            SELECT date_bin('1 minute', d.received_at, 'epoch') AS minute, count(*) AS n FROM webhook_delivery_log d
+             WHERE {IN_VISIBLE_ORGS} AND d.received_at >= (SELECT t FROM since) GROUP BY 1),
+        completed AS (
+            SELECT date_bin('1 minute', d.completed_at, 'epoch') AS minute, count(*) AS n FROM webhook_delivery_log d
+             WHERE {IN_VISIBLE_ORGS} AND d.completed_at >= (SELECT t FROM since) GROUP BY 1)
+        SELECT m.minute, coalesce(r.n, 0)::int8 AS received, coalesce(c.n, 0)::int8 AS completed
+          FROM generate_series((SELECT t FROM since), date_trunc('minute', now()), interval '1 minute') AS m(minute)
+          LEFT JOIN received r USING (minute) LEFT JOIN completed c USING (minute)
          ORDER BY m.minute
         """,
         WINDOW_MINUTES,
@@ -42,7 +51,7 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
     missed, failed, open}``. ``refused`` were answered with an error (a taken slot, a bad argument);
     ``missed`` callers were not answered in time; ``failed`` are retrying or dead letters."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT coalesce(result->>'name', payload->'toolCallList'->0->'function'->>'name',
                         payload->'functionCall'->>'name', 'unknown') AS tool,
                count(*) FILTER (WHERE status = 'completed' AND NOT coalesce(result ? 'error', false)) AS answered,
@@ -50,8 +59,9 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
                count(*) FILTER (WHERE status = 'missed') AS missed,
                count(*) FILTER (WHERE status IN ('failed', 'dead_letter')) AS failed,
                count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open
-          FROM webhook_delivery_log
-         WHERE created_at >= now() - make_interval(mins => $1) AND event_type IN ('tool-calls', 'function-call')
+          FROM webhook_delivery_log d
+         WHERE {IN_VISIBLE_ORGS} AND d.received_at >= now() - make_interval(mins => $1)
+           AND d.event_type IN ('tool-calls', 'function-call')
          GROUP BY 1 ORDER BY count(*) DESC, 1
         """,
         WINDOW_MINUTES,
@@ -63,13 +73,13 @@ async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, A
     """Dead letters by ``error_fingerprint``, largest first: ``{group, fingerprint, example, count,
     first_seen, last_seen, types, orgs}``; ``group`` is the fingerprint's md5 (for URLs)."""
     rows = await conn.fetch(
-        """
-        SELECT md5(error_fingerprint) AS "group", error_fingerprint AS fingerprint,
-               (array_agg(error_message ORDER BY received_at DESC))[1] AS example,
-               count(*) AS count, min(received_at) AS first_seen, max(received_at) AS last_seen,
-               array_agg(DISTINCT event_type) AS types, count(DISTINCT org_id) AS orgs
-          FROM webhook_delivery_log WHERE status = 'dead_letter'
-         GROUP BY error_fingerprint ORDER BY count(*) DESC, max(received_at) DESC LIMIT $1
+        f"""
+        SELECT md5(d.error_fingerprint) AS "group", d.error_fingerprint AS fingerprint,
+               (array_agg(d.error_message ORDER BY d.received_at DESC))[1] AS example,
+               count(*) AS count, min(d.received_at) AS first_seen, max(d.received_at) AS last_seen,
+               array_agg(DISTINCT d.event_type) AS types, count(DISTINCT d.org_id) AS orgs
+          FROM webhook_delivery_log d WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter'
+         GROUP BY d.error_fingerprint ORDER BY count(*) DESC, max(d.received_at) DESC LIMIT $1
         """,
         limit,
     )
@@ -78,9 +88,16 @@ async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, A
 
 async def dead_letters_in_group(conn: Conn, group: str, *, limit: int = 50) -> list[dict[str, Any]]:
     """The newest dead letters of one group (``group`` as :func:`dead_letter_groups` gives it)."""
+    # Each clinic's newest, then the newest of those: an ordered probe per clinic, not a sort of the group.
     rows = await conn.fetch(
-        "SELECT id, org_id, event_type, received_at, attempts, error_message FROM webhook_delivery_log"
-        " WHERE status = 'dead_letter' AND md5(error_fingerprint) = $1 ORDER BY received_at DESC LIMIT $2",
+        """
+        SELECT d.* FROM organizations o CROSS JOIN LATERAL (
+            SELECT d.id, d.org_id, d.event_type, d.received_at, d.attempts, d.error_message
+              FROM webhook_delivery_log d
+             WHERE d.org_id = o.id AND d.status = 'dead_letter' AND md5(d.error_fingerprint) = $1
+             ORDER BY d.received_at DESC LIMIT $2) AS d
+         ORDER BY d.received_at DESC LIMIT $2
+        """,
         group,
         limit,
     )
@@ -93,8 +110,8 @@ async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int
     Refused: synchronous tool calls in the group, never replayed (their caller has gone).
     """
     rows = await conn.fetch(
-        "SELECT id, answer_by IS NOT NULL AS sync_tool_call, error_fingerprint FROM webhook_delivery_log"
-        " WHERE status = 'dead_letter' AND md5(error_fingerprint) = $1 ORDER BY received_at",
+        "SELECT d.id, d.answer_by IS NOT NULL AS sync_tool_call, d.error_fingerprint FROM webhook_delivery_log d"
+        f" WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter' AND md5(d.error_fingerprint) = $1 ORDER BY d.received_at",
         group,
     )
     ids = [r["id"] for r in rows if not r["sync_tool_call"]]
@@ -110,8 +127,11 @@ async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:
                coalesce(d.payload->'call'->'customer'->>'number', d.payload->'customer'->>'number') AS number,
                coalesce(d.payload->'toolCallList'->0->'function'->>'name', d.payload->'functionCall'->>'name') AS tool,
                c.called_by, c.called_at
-          FROM webhook_delivery_log d LEFT JOIN call_backs c ON c.delivery_id = d.id
-         WHERE d.status = 'missed' ORDER BY d.received_at DESC LIMIT $1
+          FROM organizations o
+         CROSS JOIN LATERAL (SELECT * FROM webhook_delivery_log d
+                              WHERE d.org_id = o.id AND d.status = 'missed' ORDER BY d.received_at DESC LIMIT $1) AS d
+          LEFT JOIN call_backs c ON c.delivery_id = d.id
+         ORDER BY d.received_at DESC LIMIT $1
         """,
         limit,
     )

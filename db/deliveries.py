@@ -18,6 +18,7 @@ import asyncpg
 
 from db.errors import refusing_bad_rows
 from db.statuses import STATUSES, DeliveryStatus
+from db.tenancy import IN_VISIBLE_ORGS
 from db.types import Conn, DeliveryId, Executor, OrgId
 
 
@@ -296,7 +297,8 @@ async def count_by_status(conn: Executor, *, completed: bool = True) -> dict[str
     """
     wanted = [str(s) for s in STATUSES if completed or s != DeliveryStatus.COMPLETED]
     rows = await conn.fetch(
-        "SELECT status, count(*) AS n FROM webhook_delivery_log WHERE status = ANY($1::text[]) GROUP BY status",
+        f"SELECT d.status, count(*) AS n FROM webhook_delivery_log d WHERE {IN_VISIBLE_ORGS}"
+        " AND d.status = ANY($1::text[]) GROUP BY d.status",
         wanted,
     )
     counts: dict[str, int] = dict.fromkeys(wanted, 0)
@@ -307,7 +309,8 @@ async def count_by_status(conn: Executor, *, completed: bool = True) -> dict[str
 async def oldest_pending_age_s(conn: Executor) -> float:
     """Age in seconds of the oldest ``pending`` delivery; 0 when there is none."""
     value = await conn.fetchval(
-        "SELECT extract(epoch FROM now() - min(received_at))::float8 FROM webhook_delivery_log WHERE status = 'pending'"
+        "SELECT extract(epoch FROM now() - min(d.received_at))::float8 FROM webhook_delivery_log d"
+        f" WHERE {IN_VISIBLE_ORGS} AND d.status = 'pending'"
     )
     return float(value or 0.0)
 

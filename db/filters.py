@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from db.statuses import STATUSES
+from db.tenancy import IN_VISIBLE_ORGS
 
 
 class InvalidFilter(ValueError):
@@ -60,6 +61,7 @@ class DeliveryFilter:
             params.append(value)
             clauses.append(sql.replace("?", f"${first_param + len(params) - 1}"))
 
+        clauses.append(IN_VISIBLE_ORGS)
         if self.statuses:
             add("d.status = ANY(?::text[])", list(self.statuses))
         if self.org_id:
@@ -77,7 +79,7 @@ class DeliveryFilter:
             add("d.id = ANY(?::uuid[])", list(self.ids))
         if self.not_replayed_since:
             add("(d.replayed_at IS NULL OR d.replayed_at < ?)", self.not_replayed_since)
-        return (" AND ".join(clauses) or "TRUE"), params
+        return " AND ".join(clauses), params
 
 
 def parse_time(value: str, name: str) -> datetime:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from db.filters import DeliveryFilter
+from db.tenancy import IN_VISIBLE_ORGS
 from db.types import Conn
 
 _LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempts, d.max_attempts, d.received_at,
@@ -49,8 +50,12 @@ async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, o
     """Matching deliveries, newest first, without payloads."""
     where, params = flt.where()
     n = len(params)
+    # Each clinic's newest (offset + limit), then the newest of those: an ordered index probe per clinic
+    # (org_id, received_at), never a sort of the whole log.
     rows = await conn.fetch(
-        f"SELECT {_LIST_COLUMNS} FROM webhook_delivery_log d WHERE {where}"
+        f"SELECT d.* FROM organizations o CROSS JOIN LATERAL ("
+        f"    SELECT {_LIST_COLUMNS} FROM webhook_delivery_log d WHERE d.org_id = o.id AND {where}"
+        f"     ORDER BY d.received_at DESC, d.id LIMIT ${n + 1}::int8 + ${n + 2}::int8) AS d"
         f" ORDER BY d.received_at DESC, d.id LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
         limit,
@@ -72,7 +77,7 @@ async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | N
 async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
     """Per type since ``since``: received, completed, failed, dead_lettered, success_rate, mean_processing_ms."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT event_type AS type, count(*) AS received,
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'failed') AS failed,
@@ -80,7 +85,7 @@ async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
                round(count(*) FILTER (WHERE status = 'completed')::numeric / count(*), 4)::float8 AS success_rate,
                round((avg(extract(epoch FROM completed_at - last_attempt_at)) * 1000)::numeric, 2)::float8
                    AS mean_processing_ms
-          FROM webhook_delivery_log WHERE received_at >= $1
+          FROM webhook_delivery_log d WHERE {IN_VISIBLE_ORGS} AND d.received_at >= $1
          GROUP BY event_type ORDER BY event_type
         """,
         since,
@@ -91,12 +96,12 @@ async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
 async def processing_time(conn: Conn, since: datetime) -> list[dict[str, Any]]:
     """Per type since ``since``: p50/p95/p99 in milliseconds of the last attempt of completed deliveries."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT event_type AS type, count(*) AS samples,
                percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (
                    ORDER BY extract(epoch FROM completed_at - last_attempt_at) * 1000) AS p
-          FROM webhook_delivery_log
-         WHERE status = 'completed' AND received_at >= $1 AND last_attempt_at IS NOT NULL
+          FROM webhook_delivery_log d
+         WHERE {IN_VISIBLE_ORGS} AND d.status = 'completed' AND d.received_at >= $1 AND d.last_attempt_at IS NOT NULL
          GROUP BY event_type ORDER BY event_type
         """,
         since,

@@ -13,6 +13,14 @@ from db.types import Conn
 #: A role without BYPASSRLS (created by 0001_core.sql).
 TENANT_ROLE = "vapi_tenant"
 
+#: A condition on ``webhook_delivery_log d``: the delivery is of a clinic this session sees. Row-level
+#: security shows a clinic's session its own ``organizations`` row and the admin every row; naming those
+#: clinics lets a read probe the ``org_id``-leading indexes (migration 0019) once per clinic (a bitmap scan
+#: for many, so heap pages are still read in order). Without it, a clinic's read would filter every
+#: clinic's rows through the policy, which no index serves (an OR over settings), and any qual that is not
+#: leakproof would wait until after the policy (issue 17).
+IN_VISIBLE_ORGS = "d.org_id = ANY (ARRAY(SELECT id FROM organizations))"
+
 
 @asynccontextmanager
 async def tenant_scope(conn: Conn, org_id: uuid.UUID, *, source_event_id: str | None = None) -> AsyncIterator[None]:

@@ -193,3 +193,35 @@ async def settle(broker: Any, *, timeout_s: float = 15.0) -> None:
 NOTHING_LEFT_TO_RUN = (
     "SELECT count(*) = 0 FROM webhook_delivery_log WHERE status IN ('pending', 'processing', 'failed')"
 )
+
+
+class Explaining:
+    """A connection stand-in that EXPLAINs each query it is given, then runs it on the real one.
+
+    ``plans`` holds ``(query, plan)``: the plan's text, or with ``analyze`` the root node of
+    ``EXPLAIN (ANALYZE, FORMAT JSON)`` as a dict (actual rows and filters counted).
+    """
+
+    def __init__(self, conn: Any, *, analyze: bool = False) -> None:
+        self.conn, self.analyze, self.plans = conn, analyze, []
+
+    async def _explain(self, query: str, args: tuple) -> None:
+        if self.analyze:
+            found = await self.conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + query, *args)
+            # The service's pool decodes json itself; a bare connection gives text.
+            self.plans.append((query, (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]))
+        else:
+            rows = await self.conn.fetch("EXPLAIN " + query, *args)
+            self.plans.append((query, "\n".join(r[0] for r in rows)))
+
+    async def fetch(self, query: str, *args: Any) -> Any:
+        await self._explain(query, args)
+        return await self.conn.fetch(query, *args)
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        await self._explain(query, args)
+        return await self.conn.fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        await self._explain(query, args)
+        return await self.conn.fetchval(query, *args)

@@ -11,6 +11,7 @@ import pytest
 
 from ingest.app import create_app
 from ingest.console import signin
+from tests.helpers import Explaining
 
 ADMIN = "console-admin-token-0123456789"
 PAGES = ["/console/", "/console/dead-letters", "/console/deliveries/00000000-0000-0000-0000-000000000000"]
@@ -522,25 +523,6 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
     assert f'href="/console/appointments?org={org_id}&week={day}&cancelled=1"' in found
 
 
-class _Explaining:
-    """A connection stand-in that EXPLAINs every query it is given before running it on the real one."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn, self.plans = conn, []
-
-    async def _explain(self, query: str, args: tuple) -> None:
-        rows = await self.conn.fetch("EXPLAIN " + query, *args)
-        self.plans.append("\n".join(r[0] for r in rows))
-
-    async def fetch(self, query: str, *args: Any) -> Any:
-        await self._explain(query, args)
-        return await self.conn.fetch(query, *args)
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        await self._explain(query, args)
-        return await self.conn.fetchval(query, *args)
-
-
 async def test_no_console_read_scans_the_delivery_log(pool, org_id):
     """EXPLAIN of every query the overview, dead letters, missed calls, search and calendar run (seq scans
     priced out): none reads the whole delivery log; each uses an index, so page cost does not grow with it."""
@@ -551,7 +533,7 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny test table would be scanned anyway
-        spy = _Explaining(conn)
+        spy = Explaining(conn)
         await deliveries.count_by_status(spy, completed=False)
         await deliveries.oldest_pending_age_s(spy)
         await console_db.per_minute(spy)
@@ -564,7 +546,7 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
         now = datetime.now(UTC)
         await appointments.in_range(spy, org_id, now, now + timedelta(days=7), cancelled=True)
 
-    scans = [plan for plan in spy.plans if "Seq Scan on webhook_delivery_log" in plan]
+    scans = [plan for _, plan in spy.plans if "Seq Scan on webhook_delivery_log" in plan]
     assert len(spy.plans) >= 20
     assert [] == scans
 
@@ -573,14 +555,14 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
     """Received and completed per minute (60 points, totals over the hour), the backlog without a count of
     completed, and tool calls by outcome: answered, refused (slot taken), missed."""
     await pool.execute(
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, created_at, completed_at)"
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, completed_at)"
         " SELECT $1, 'status-update', 'su:' || i, '{}', CASE WHEN i <= 6 THEN 'completed' ELSE 'pending' END,"
         "        now() - interval '5 minutes', CASE WHEN i <= 6 THEN now() - interval '2 minutes' END"
         "   FROM generate_series(1, 10) i",
         org_id,
     )
     await pool.execute(
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, created_at, result)"
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, result)"
         " VALUES ($1, 'status-update', 'old', '{}', 'completed', now() - interval '2 hours', NULL),"
         " ($1, 'tool-calls', 'tool-call:a', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"result\": \"Booked\"}'),"
         " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}'),"
