@@ -21,25 +21,25 @@ async def per_minute(conn: Conn) -> list[dict[str, Any]]:
     """Deliveries received and completed in each of the last :data:`WINDOW_MINUTES` minutes, oldest first:
     ``{minute, received, completed}``.
 
-    One index-only range scan per clinic and column (``(org_id, received_at)``, ``(org_id, completed_at)``)
-    from the window's start, counted by minute: the cost follows the window's traffic of the clinics the
-    session sees, not the size of the log. The start is computed once, before the scan: a bound computed
-    per row (``minute + interval``) is not leakproof, so under row-level security it could not bound the
-    index range and a clinic's session would read every row from its minute to now.
+    Two index-only range counts per minute and clinic (``(org_id, received_at)``, ``(org_id, completed_at)``),
+    so the cost follows the window's traffic of the clinics the session sees, not the size of the log. Each
+    minute's bounds come from arrays computed before the scan: a bound computed per row (``minute +
+    interval``) is not leakproof, so under row-level security it could not bound an index range and a
+    clinic's session would read every row from its minute to now.
     """
     rows = await conn.fetch(
         f"""
-        WITH since AS MATERIALIZED (SELECT date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS t),
-        received AS (
-            SELECT date_bin('1 minute', d.received_at, 'epoch') AS minute, count(*) AS n FROM webhook_delivery_log d
-             WHERE {IN_VISIBLE_ORGS} AND d.received_at >= (SELECT t FROM since) GROUP BY 1),
-        completed AS (
-            SELECT date_bin('1 minute', d.completed_at, 'epoch') AS minute, count(*) AS n FROM webhook_delivery_log d
-             WHERE {IN_VISIBLE_ORGS} AND d.completed_at >= (SELECT t FROM since) GROUP BY 1)
-        SELECT m.minute, coalesce(r.n, 0)::int8 AS received, coalesce(c.n, 0)::int8 AS completed
-          FROM generate_series((SELECT t FROM since), date_trunc('minute', now()), interval '1 minute') AS m(minute)
-          LEFT JOIN received r USING (minute) LEFT JOIN completed c USING (minute)
-         ORDER BY m.minute
+        WITH since AS MATERIALIZED (SELECT date_trunc('minute', now()) - make_interval(mins => $1 - 1) AS t)
+        SELECT m.lo AS minute,
+               (SELECT count(*) FROM webhook_delivery_log d
+                 WHERE {IN_VISIBLE_ORGS} AND d.received_at >= m.lo AND d.received_at < m.hi) AS received,
+               (SELECT count(*) FROM webhook_delivery_log d
+                 WHERE {IN_VISIBLE_ORGS} AND d.completed_at >= m.lo AND d.completed_at < m.hi) AS completed
+          FROM unnest(ARRAY(SELECT generate_series(t, t + make_interval(mins => $1 - 1), interval '1 minute')
+                              FROM since),
+                      ARRAY(SELECT generate_series(t + interval '1 minute', t + make_interval(mins => $1),
+                                                   interval '1 minute') FROM since)) AS m(lo, hi)
+         ORDER BY m.lo
         """,
         WINDOW_MINUTES,
     )
