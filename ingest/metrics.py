@@ -31,7 +31,8 @@ REQUEST_DURATION = Histogram(
 # web processes the most recent reading wins ("mostrecent").
 DELIVERIES_BY_STATUS = Gauge(
     "vapi_deliveries",
-    "Deliveries in the log by status (read from PostgreSQL at scrape time).",
+    "Deliveries in the log by status, read from PostgreSQL at scrape time: exact but for completed, which is"
+    " the table's live rows (PostgreSQL's statistics, about a second behind) less the other statuses.",
     ["status"],
     multiprocess_mode="mostrecent",
 )

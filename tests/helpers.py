@@ -225,3 +225,16 @@ class Explaining:
     async def fetchval(self, query: str, *args: Any) -> Any:
         await self._explain(query, args)
         return await self.conn.fetchval(query, *args)
+
+
+def log_reads(plan: dict) -> list[tuple[str, int]]:
+    """``(node type, rows read)`` of each plan node that reads ``webhook_delivery_log``: the rows it
+    returned plus those its filters and rechecks threw away, over all its loops."""
+    found = []
+    if plan.get("Relation Name") == "webhook_delivery_log":
+        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        per_loop += plan.get("Rows Removed by Index Recheck", 0)
+        found.append((plan["Node Type"], round(per_loop * plan["Actual Loops"])))
+    for child in plan.get("Plans", []):
+        found += log_reads(child)
+    return found

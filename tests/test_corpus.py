@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,12 @@ async def test_corpus_is_accepted_stored_once_processed_and_counted(client, sett
         assert reports == metric(after, "vapi_webhooks_received_total", **labels) - metric(
             before, "vapi_webhooks_received_total", **labels
         )
-    assert rows_before == metric(after, "vapi_deliveries", status="completed")
+    # vapi_deliveries{status="completed"} follows PostgreSQL's statistics, which catch up within about a second.
+    deadline = time.monotonic() + 15
+    while (completed := metric(after, "vapi_deliveries", status="completed")) != rows_before:
+        assert time.monotonic() < deadline, (completed, rows_before)
+        await asyncio.sleep(0.2)
+        after = await (await client.get("/metrics")).text()
 
 
 async def test_captured_headers_with_empty_x_vapi_secret_are_rejected(aiohttp_client, settings, broker, pool):

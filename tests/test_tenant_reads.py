@@ -20,7 +20,7 @@ from db import console as console_db
 from db import deliveries, orgs, reports
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
-from tests.helpers import Explaining
+from tests.helpers import Explaining, log_reads
 
 #: The clinic's own deliveries; the other clinics, and each one's deliveries.
 OWN_ROWS, OTHER_CLINICS, OTHER_ROWS = 30, 50, 60
@@ -40,19 +40,6 @@ SELECT $1, t.kind, $2 || ':' || i, now() - i * interval '500 ms', s.status, 1, n
  CROSS JOIN LATERAL (SELECT (ARRAY['completed', 'completed', 'dead_letter', 'missed', 'pending', 'failed'])[1 + i % 6]
                             AS status) s
 """
-
-
-def _log_reads(plan: dict) -> list[tuple[str, int]]:
-    """``(node type, rows read)`` of each plan node that reads ``webhook_delivery_log``: the rows it
-    returned plus those its filters and rechecks threw away, over all its loops."""
-    found = []
-    if plan.get("Relation Name") == "webhook_delivery_log":
-        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
-        per_loop += plan.get("Rows Removed by Index Recheck", 0)
-        found.append((plan["Node Type"], round(per_loop * plan["Actual Loops"])))
-    for child in plan.get("Plans", []):
-        found += _log_reads(child)
-    return found
 
 
 @pytest.fixture
@@ -78,6 +65,7 @@ async def clinics(pool, org_id):
 async def _every_tenant_read(conn: Any, group: str, delivery_id: uuid.UUID) -> None:
     since = datetime.now(UTC) - timedelta(hours=1)
     await deliveries.count_by_status(conn, completed=False)
+    await deliveries.count_by_status(conn)
     await deliveries.oldest_pending_age_s(conn)
     await console_db.per_minute(conn)
     await console_db.tool_outcomes(conn)
@@ -108,7 +96,7 @@ async def test_a_clinic_reads_none_of_another_clinics_rows(pool, clinics):
             await _every_tenant_read(spy, group, delivery_id)
 
     assert len(spy.plans) >= 25
-    reads = [(" ".join(query.split()), _log_reads(plan)) for query, plan in spy.plans]
+    reads = [(" ".join(query.split()), log_reads(plan)) for query, plan in spy.plans]
     over = [(query, found) for query, found in reads if any(k == "Seq Scan" or n > 2 * OWN_ROWS for k, n in found)]
     assert [] == over
 

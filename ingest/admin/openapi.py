@@ -143,7 +143,12 @@ OPENAPI: dict[str, Any] = {
                 "required": ["oldest_pending_age_s", "deliveries_by_status"],
                 "properties": {
                     "oldest_pending_age_s": {"type": "number"},
-                    "deliveries_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "deliveries_by_status": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                        "description": "Exact, but for the admin's completed: the log's live rows as PostgreSQL's"
+                        " statistics count them (about a second behind) less the other statuses.",
+                    },
                     "queue": {
                         "type": "object",
                         "nullable": True,

@@ -1,0 +1,49 @@
+"""A metrics scrape costs what the backlog holds, not what the log holds (issue 17).
+
+``/metrics`` reads ``vapi_deliveries{status}``, the oldest pending age and quarantine's count from
+PostgreSQL on every scrape (every 15 s, forever); ``queue-health`` reads the same counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from db import deliveries
+from tests.helpers import Explaining, log_reads
+
+#: Completed deliveries, and each other status's.
+COMPLETED, EACH_OTHER = 5000, 4
+
+_SEED = """
+INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, completed_at)
+SELECT $1, 'status-update', $2 || ':' || i, '{}', $2, CASE WHEN $2 = 'completed' THEN now() END
+  FROM generate_series(1, $3::int) i
+"""
+
+
+async def test_a_scrape_reads_the_backlog_and_none_of_the_completed_deliveries(pool, org_id):
+    """With 5,000 completed deliveries and 4 of each other status, the scrape's reads of the log touch at
+    most the 20 others (seq scans priced out), and the counts are exact once PostgreSQL's statistics
+    have caught up (about a second)."""
+    await pool.execute(_SEED, org_id, "completed", COMPLETED)
+    for status in ("pending", "processing", "failed", "dead_letter", "missed"):
+        await pool.execute(_SEED, org_id, status, EACH_OTHER)
+    await pool.execute("ANALYZE webhook_delivery_log")
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        spy = Explaining(conn, analyze=True)
+        await deliveries.count_by_status(spy)
+        await deliveries.oldest_pending_age_s(spy)
+    deadline = time.monotonic() + 15
+    while (counts := await deliveries.count_by_status(pool))["completed"] != COMPLETED:
+        assert time.monotonic() < deadline, counts
+        await asyncio.sleep(0.2)
+
+    read = [sum(n for _, n in log_reads(plan)) for _, plan in spy.plans]
+    assert len(read) == 3 and max(read) <= 5 * EACH_OTHER
+    assert {
+        "completed": COMPLETED,
+        **dict.fromkeys(("pending", "processing", "failed", "dead_letter", "missed"), 4),
+    } == counts
