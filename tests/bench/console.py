@@ -210,6 +210,17 @@ async def page_latency(
         await session.close()
 
 
+async def scrape_latency(root: str, samples: int) -> dict[str, dict[str, float]]:
+    """p50 / p95 (ms) of Prometheus's scrape (``/metrics``: the gauges read from PostgreSQL) and, as its
+    baseline, of ``/healthz`` (no database), ``samples`` loads each after one warm-up."""
+    async with aiohttp.ClientSession() as session:
+        result = {}
+        for path in ("/metrics", "/healthz"):
+            await _load(session, root + path)
+            result[path] = _summary([await _load(session, root + path) for _ in range(samples)])
+        return result
+
+
 async def browse(base: str, paths: dict[str, str], think_s: float, stop: asyncio.Event) -> list[float]:
     """One operator: every page in turn, one every ``think_s``, until ``stop``; the load times (ms)."""
     session = await signed_in(base)
@@ -311,12 +322,14 @@ async def measure(
     loads = sum(p["n"] + 1 for p in latency.values())  # with each page's warm-up load
     cpu_page_ms = (service_cpu_s(web_pid) - cpu_before) * 1000 / loads
     clinic = await page_latency(base, pages(seeded, admin=False), samples, seeded["token"])
+    scrape = await scrape_latency(f"http://127.0.0.1:{port}", samples)
     ingest = await ingest_while_browsing(port, web_pid, paths, tmp, seconds)
     return {
         "rows": seeded["rows"],
         "seed_s": seeded["seconds"],
         "pages": latency,
         "clinic_pages": clinic,
+        "scrape": scrape,
         "cpu_per_page_ms": round(cpu_page_ms, 2),
         "ingest": ingest,
         # The CPU an operator's pages take from ingest, as a share of what ingest runs on at saturation.
@@ -354,6 +367,12 @@ def markdown(result: dict[str, Any]) -> str:
             + ", ".join(f"{name} {p['p50_ms']} / {p['p95_ms']}" for name, p in clinic.items())
             + f" | worst p95 {worst_clinic} | admin's, above | worst {ratios[worst_name]:.2f}x ({worst_name})"
             + f" | < 100 and <= {CLINIC_RATIO_TARGET}x (or + {CLINIC_ALLOWANCE_MS:g} ms): {'met' if met else 'missed'} |"
+        )
+    if "scrape" in result:
+        scrape, health = result["scrape"]["/metrics"], result["scrape"]["/healthz"]
+        lines.append(
+            f"| a Prometheus scrape of /metrics at {result['rows']:,} deliveries, p50 / p95 (ms) | {scrape['p50_ms']}"
+            f" / {scrape['p95_ms']} | | /healthz: {health['p50_ms']} / {health['p95_ms']} | |"
         )
     lines.append(
         f"| CPU of one console page, web + PostgreSQL (ms) | {result['cpu_per_page_ms']} | one ingested request:"
