@@ -7,6 +7,7 @@ security limits every count to that org.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from db.ids import InvalidId, prefix_range
@@ -69,53 +70,111 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+#: The newest dead letter of a group, among the clinics the session sees (``$1``: the group): each clinic's
+#: newest by one ordered index probe, then the newest of those; never a sort of the group.
+_NEWEST_IN_GROUP = """
+    SELECT n.* FROM organizations o CROSS JOIN LATERAL (
+        SELECT d.id, d.received_at, d.error_fingerprint, d.error_message FROM webhook_delivery_log d
+         WHERE d.org_id = o.id AND d.status = 'dead_letter' AND d.error_group = {group}
+         ORDER BY d.received_at DESC, d.id DESC LIMIT 1) AS n
+     ORDER BY n.received_at DESC, n.id DESC LIMIT 1
+"""
+
+
 async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, Any]]:
     """Dead letters by ``error_fingerprint``, largest first: ``{group, fingerprint, example, count,
-    first_seen, last_seen, types, orgs}``; ``group`` is the fingerprint's md5 (for URLs)."""
+    first_seen, last_seen, types, orgs}``; ``group`` is the fingerprint's md5 (``error_group``, for URLs).
+
+    The counts come from the dead-letter index alone (index-only, migration 0019); only the example,
+    the newest error of each group shown, is read from its row.
+    """
     rows = await conn.fetch(
         f"""
-        SELECT md5(d.error_fingerprint) AS "group", d.error_fingerprint AS fingerprint,
-               (array_agg(d.error_message ORDER BY d.received_at DESC))[1] AS example,
-               count(*) AS count, min(d.received_at) AS first_seen, max(d.received_at) AS last_seen,
-               array_agg(DISTINCT d.event_type) AS types, count(DISTINCT d.org_id) AS orgs
-          FROM webhook_delivery_log d WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter'
-         GROUP BY d.error_fingerprint ORDER BY count(*) DESC, max(d.received_at) DESC LIMIT $1
+        SELECT g."group", e.error_fingerprint AS fingerprint, e.error_message AS example,
+               g.count, g.first_seen, g.last_seen, g.types, g.orgs
+          FROM (SELECT p."group", sum(p.n)::int8 AS count, min(p.first_seen) AS first_seen,
+                       max(p.last_seen) AS last_seen, count(p.org_id) AS orgs,
+                       (SELECT array_agg(DISTINCT t ORDER BY t) FROM jsonb_array_elements(jsonb_agg(p.types)) AS e,
+                                                                     jsonb_array_elements_text(e) AS t) AS types
+                  -- Per clinic and group first, in the index's order (no sort of the dead letters); then
+                  -- across clinics, each (clinic, group) once.
+                  FROM organizations o CROSS JOIN LATERAL (
+                        SELECT d.error_group AS "group", d.org_id, count(*) AS n,
+                               to_jsonb(array_agg(DISTINCT d.event_type)) AS types,
+                               min(d.received_at) AS first_seen, max(d.received_at) AS last_seen
+                          FROM webhook_delivery_log d WHERE d.org_id = o.id AND d.status = 'dead_letter'
+                         GROUP BY 1, 2) AS p
+                 GROUP BY 1 ORDER BY sum(p.n) DESC, max(p.last_seen) DESC LIMIT $1) AS g
+         CROSS JOIN LATERAL ({_NEWEST_IN_GROUP.format(group='g."group"')}) AS e
+         ORDER BY g.count DESC, g.last_seen DESC
         """,
         limit,
     )
     return [dict(r) for r in rows]
 
 
-async def dead_letters_in_group(conn: Conn, group: str, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest dead letters of one group (``group`` as :func:`dead_letter_groups` gives it)."""
+async def dead_letters_in_group(
+    conn: Conn, group: str, *, before: tuple[datetime, uuid.UUID] | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """A page of one group's dead letters, newest first: ``{id, org_id, event_type, received_at, attempts,
+    error_message}`` (``group`` as :func:`dead_letter_groups` gives it).
+
+    Args:
+        before: ``(received_at, id)`` of the last row of the previous page (keyset pagination: each page
+            is one ordered index probe per clinic, however deep).
+    """
     # Each clinic's newest, then the newest of those: an ordered probe per clinic, not a sort of the group.
+    after_time, after_id = before if before is not None else (None, None)
     rows = await conn.fetch(
         """
         SELECT d.* FROM organizations o CROSS JOIN LATERAL (
             SELECT d.id, d.org_id, d.event_type, d.received_at, d.attempts, d.error_message
               FROM webhook_delivery_log d
-             WHERE d.org_id = o.id AND d.status = 'dead_letter' AND md5(d.error_fingerprint) = $1
-             ORDER BY d.received_at DESC LIMIT $2) AS d
-         ORDER BY d.received_at DESC LIMIT $2
+             WHERE d.org_id = o.id AND d.status = 'dead_letter' AND d.error_group = $1
+               AND ($3::timestamptz IS NULL OR (d.received_at, d.id) < ($3, $4::uuid))
+             ORDER BY d.received_at DESC, d.id DESC LIMIT $2) AS d
+         ORDER BY d.received_at DESC, d.id DESC LIMIT $2
         """,
         group,
         limit,
+        after_time,
+        after_id,
     )
     return [dict(r) for r in rows]
 
 
-async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int, str | None]:
-    """``(replayable ids, refused, fingerprint)`` of one dead-letter group as it stands now.
+async def group_summary(conn: Conn, group: str) -> tuple[int, int, str | None]:
+    """``(replayable, refused, fingerprint)`` of one dead-letter group as it stands now, counted from the
+    dead-letter index; ``fingerprint`` is None when the group has no dead letters this session sees.
 
     Refused: synchronous tool calls in the group, never replayed (their caller has gone).
     """
-    rows = await conn.fetch(
-        "SELECT d.id, d.answer_by IS NOT NULL AS sync_tool_call, d.error_fingerprint FROM webhook_delivery_log d"
-        f" WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter' AND md5(d.error_fingerprint) = $1 ORDER BY d.received_at",
+    row = await conn.fetchrow(
+        f"""
+        SELECT count(*) FILTER (WHERE d.answer_by IS NULL) AS replayable,
+               count(*) FILTER (WHERE d.answer_by IS NOT NULL) AS refused,
+               (SELECT n.error_fingerprint FROM ({_NEWEST_IN_GROUP.format(group="$1")}) AS n) AS fingerprint
+          FROM webhook_delivery_log d WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter' AND d.error_group = $1
+        """,
         group,
     )
-    ids = [r["id"] for r in rows if not r["sync_tool_call"]]
-    return ids, len(rows) - len(ids), rows[0]["error_fingerprint"] if rows else None
+    assert row is not None  # an aggregate always returns one row
+    return row["replayable"], row["refused"], row["fingerprint"]
+
+
+async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int, str | None]:
+    """``(replayable ids, refused, fingerprint)`` of one dead-letter group as it stands now, ids oldest first.
+
+    Refused: synchronous tool calls in the group, never replayed (their caller has gone).
+    """
+    _, refused, fingerprint = await group_summary(conn, group)
+    rows = await conn.fetch(
+        "SELECT d.id FROM webhook_delivery_log d"
+        f" WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter' AND d.error_group = $1 AND d.answer_by IS NULL"
+        " ORDER BY d.received_at, d.id",
+        group,
+    )
+    return [r["id"] for r in rows], refused, fingerprint
 
 
 async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:

@@ -600,3 +600,33 @@ async def test_the_quarantine_page_lists_the_largest_senders_only(web, pool, mon
 
     assert "asst-3" in page and "asst-2" in page and "asst-1" not in page
     assert "The 2 largest senders of 6 unrouted messages." in page
+
+
+async def test_a_group_pages_through_every_dead_letter_newest_first(web, pool, org_id):
+    """120 dead letters of one group, ten of them received at the same instant: following "Older" from the
+    first page shows each exactly once, newest first, in pages of 50, 50 and 20; a bad cursor is a 400."""
+    await pool.execute(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, received_at,"
+        "                                  error_message)"
+        " SELECT $1, 'status-update', 'dl:' || i, '{}', 'dead_letter', 5,"
+        "        now() - greatest(i, 10) * interval '1 s', 'relation \"calls_' || i || '\" does not exist'"
+        "   FROM generate_series(1, 120) i",
+        org_id,
+    )
+    expected = [
+        r["id"] for r in await pool.fetch("SELECT id FROM webhook_delivery_log ORDER BY received_at DESC, id DESC")
+    ]
+    await _sign_in(web, ADMIN)
+    url, pages = f"/console/dead-letters?group={await _group(web)}", []
+    while url and len(pages) < 5:  # a cursor that does not advance would loop forever
+        page = await (await web.get(url)).text()
+        pages.append(re.findall(r'href="/console/deliveries/([0-9a-f-]{36})"', page))
+        older = re.search(
+            r'href="(/console/dead-letters\?group=[0-9a-f]{32}&amp;before=[^"]+)" data-testid="older"', page
+        )
+        url = older.group(1).replace("&amp;", "&") if older else None
+    bad = await web.get(f"/console/dead-letters?group={'0' * 32}&before=yesterday_1")
+
+    assert [50, 50, 20] == [len(p) for p in pages]
+    assert [str(i) for i in expected] == [i for p in pages for i in p]
+    assert 400 == bad.status and "before must be" in await bad.text()

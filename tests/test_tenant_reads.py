@@ -51,11 +51,11 @@ async def clinics(pool, org_id):
         await pool.execute(_SEED, other, f"other{n}", "2", OTHER_ROWS)
     await pool.execute("ANALYZE webhook_delivery_log")
     group = await pool.fetchval(
-        "SELECT md5(error_fingerprint) FROM webhook_delivery_log WHERE status = 'dead_letter' AND org_id = $1 LIMIT 1",
+        "SELECT error_group FROM webhook_delivery_log WHERE status = 'dead_letter' AND org_id = $1 LIMIT 1",
         org_id,
     )
     shared = await pool.fetchval(
-        "SELECT count(DISTINCT org_id) FROM webhook_delivery_log WHERE md5(error_fingerprint) = $1", group
+        "SELECT count(DISTINCT org_id) FROM webhook_delivery_log WHERE error_group = $1", group
     )
     assert shared == 1 + OTHER_CLINICS  # the others' dead letters are in the very group the clinic opens
     delivery_id = await pool.fetchval("SELECT id FROM webhook_delivery_log WHERE event_id = 'own:1'")
@@ -70,7 +70,9 @@ async def _every_tenant_read(conn: Any, group: str, delivery_id: uuid.UUID) -> N
     await console_db.per_minute(conn)
     await console_db.tool_outcomes(conn)
     await console_db.dead_letter_groups(conn)
-    await console_db.dead_letters_in_group(conn, group)
+    newest = await console_db.dead_letters_in_group(conn, group, limit=2)
+    await console_db.dead_letters_in_group(conn, group, before=(newest[-1]["received_at"], newest[-1]["id"]))
+    await console_db.group_summary(conn, group)
     await console_db.group_for_replay(conn, group)
     await console_db.missed_calls(conn)
     for q in ("own-call-4", "+15551000004", str(delivery_id)[:8], "own:5"):

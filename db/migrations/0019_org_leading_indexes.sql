@@ -17,11 +17,25 @@ DROP INDEX idx_delivery_log_completed_at;
 CREATE INDEX idx_delivery_log_org_completed ON webhook_delivery_log (org_id, completed_at)
     WHERE completed_at IS NOT NULL;
 
--- Dead letters by group: the console names a group by md5(error_fingerprint) (URL-safe),
--- lists its members newest first and replays them oldest first.
+-- Dead letters by group. A group is named by error_group, md5(error_fingerprint) (URL-safe),
+-- written with the fingerprint by the same trigger (only when error_message changes). The index
+-- holds what the dead-letter pages count and page through, so at hundreds of thousands of dead
+-- letters they read the index alone: the groups with their counts, types and clinics, one group
+-- newest first by (received_at, id), and what a replay would refuse (answer_by: synchronous tool
+-- calls). Partial: rows that never fail never get an entry.
+ALTER TABLE webhook_delivery_log ADD COLUMN error_group text;
+UPDATE webhook_delivery_log SET error_group = md5(error_fingerprint) WHERE error_fingerprint IS NOT NULL;
+CREATE OR REPLACE FUNCTION _set_error_fingerprint() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.error_fingerprint := error_fingerprint(NEW.error_message);
+    NEW.error_group := md5(NEW.error_fingerprint);
+    RETURN NEW;
+END
+$$;
 DROP INDEX idx_delivery_log_dead_letter_groups;
-CREATE INDEX idx_delivery_log_dead_letter_groups ON webhook_delivery_log (org_id, md5(error_fingerprint), received_at)
-    WHERE status = 'dead_letter';
+CREATE INDEX idx_delivery_log_dead_letter_groups ON webhook_delivery_log (org_id, error_group, received_at, id)
+    INCLUDE (event_type, answer_by) WHERE status = 'dead_letter';
 
 -- Missed tool calls, newest first.
 DROP INDEX idx_webhook_delivery_log_missed;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -43,14 +45,41 @@ async def overview(request: web.Request) -> web.Response:
     return await render(request, "overview.html", context)
 
 
+#: Dead letters of one group per page.
+GROUP_PAGE = 50
+
+
 async def dead_letters(request: web.Request) -> web.Response:
-    """Dead letters grouped by error fingerprint; ``?group=`` lists one group's newest members."""
+    """Dead letters grouped by error fingerprint; ``?group=`` lists one group's members, newest first, a page at
+    a time (``&before=`` the last row's ``<received_at>_<id>``, as the page's "Older" link gives it)."""
     group = request.query.get("group")
+    before = _keyset(request.query.get("before"))
     async with session(request) as conn:
         groups = await console_db.dead_letter_groups(conn)
-        members = await console_db.dead_letters_in_group(conn, group) if group else []
+        members = await console_db.dead_letters_in_group(conn, group, before=before, limit=GROUP_PAGE) if group else []
     chosen = next((g for g in groups if g["group"] == group), None)
-    return await render(request, "dead_letters.html", {"groups": groups, "chosen": chosen, "members": members})
+    older = f"{members[-1]['received_at'].isoformat()}_{members[-1]['id']}" if len(members) == GROUP_PAGE else None
+    return await render(
+        request, "dead_letters.html", {"groups": groups, "chosen": chosen, "members": members, "older": older}
+    )
+
+
+def _keyset(value: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """``<received_at>_<id>`` as :func:`dead_letters` writes it.
+
+    Raises:
+        web.HTTPBadRequest: it is not that shape.
+    """
+    if not value:
+        return None
+    when, _, row_id = value.rpartition("_")
+    try:
+        parsed = datetime.fromisoformat(when)
+        if parsed.tzinfo is None:
+            raise ValueError("no time zone")
+        return parsed, uuid.UUID(row_id)
+    except (ValueError, OverflowError):
+        raise web.HTTPBadRequest(text="before must be <received_at>_<id>, as the page's Older link gives it") from None
 
 
 async def delivery(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ async def confirm(request: web.Request) -> web.Response:
     """The dry run: how many of a dead-letter group would be replayed, what would not and why; a confirm form."""
     group = request.query.get("group", "")
     async with session(request) as conn:
-        ids, refused, fingerprint = await console_db.group_for_replay(conn, group)
+        matched, refused, fingerprint = await console_db.group_summary(conn, group)
     if fingerprint is None:
         raise web.HTTPFound(f"{PREFIX}/dead-letters")
     return await render(
@@ -32,7 +32,7 @@ async def confirm(request: web.Request) -> web.Response:
         {
             "group": group,
             "fingerprint": fingerprint,
-            "matched": len(ids),
+            "matched": matched,
             "refused": refused,
             "refused_reason": REFUSED_TOOL_CALLS,
             "rates": RATES,

@@ -120,7 +120,7 @@ async def seed(dsn: str, n: int) -> dict[str, Any]:
         # The seed wrote ~1 GB of WAL: checkpoint now, not during the timed runs.
         await conn.execute("CHECKPOINT")
         group = await conn.fetchval(
-            "SELECT md5(error_fingerprint) FROM webhook_delivery_log WHERE status = 'dead_letter' AND org_id = $1"
+            "SELECT error_group FROM webhook_delivery_log WHERE status = 'dead_letter' AND org_id = $1"
             " GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
             org_id,
         )
