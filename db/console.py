@@ -70,14 +70,17 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-#: The newest dead letter of a group, among the clinics the session sees (``$1``: the group): each clinic's
-#: newest by one ordered index probe, then the newest of those; never a sort of the group.
+#: The newest dead letter of a group, among the clinics the session sees (``{group}``: the group): each
+#: clinic's newest by one ordered probe of the dead-letter index (index-only, so the planner never prefers
+#: reading the whole group and sorting it), then the newest of those, then that one row.
 _NEWEST_IN_GROUP = """
-    SELECT n.* FROM organizations o CROSS JOIN LATERAL (
-        SELECT d.id, d.received_at, d.error_fingerprint, d.error_message FROM webhook_delivery_log d
-         WHERE d.org_id = o.id AND d.status = 'dead_letter' AND d.error_group = {group}
-         ORDER BY d.received_at DESC, d.id DESC LIMIT 1) AS n
-     ORDER BY n.received_at DESC, n.id DESC LIMIT 1
+    SELECT d.id, d.received_at, d.error_fingerprint, d.error_message
+      FROM (SELECT n.id FROM organizations o CROSS JOIN LATERAL (
+                SELECT k.id, k.received_at FROM webhook_delivery_log k
+                 WHERE k.org_id = o.id AND k.status = 'dead_letter' AND k.error_group = {group}
+                 ORDER BY k.received_at DESC, k.id DESC LIMIT 1) AS n
+             ORDER BY n.received_at DESC, n.id DESC LIMIT 1) AS n
+      JOIN webhook_delivery_log d ON d.id = n.id
 """
 
 
@@ -123,17 +126,19 @@ async def dead_letters_in_group(
         before: ``(received_at, id)`` of the last row of the previous page (keyset pagination: each page
             is one ordered index probe per clinic, however deep).
     """
-    # Each clinic's newest, then the newest of those: an ordered probe per clinic, not a sort of the group.
     after_time, after_id = before if before is not None else (None, None)
+    # The page's keys from the index alone (an ordered index-only probe per clinic), then those rows.
     rows = await conn.fetch(
         """
-        SELECT d.* FROM organizations o CROSS JOIN LATERAL (
-            SELECT d.id, d.org_id, d.event_type, d.received_at, d.attempts, d.error_message
-              FROM webhook_delivery_log d
-             WHERE d.org_id = o.id AND d.status = 'dead_letter' AND d.error_group = $1
-               AND ($3::timestamptz IS NULL OR (d.received_at, d.id) < ($3, $4::uuid))
-             ORDER BY d.received_at DESC, d.id DESC LIMIT $2) AS d
-         ORDER BY d.received_at DESC, d.id DESC LIMIT $2
+        SELECT d.id, d.org_id, d.event_type, d.received_at, d.attempts, d.error_message
+          FROM (SELECT k.* FROM organizations o CROSS JOIN LATERAL (
+                    SELECT k.id, k.received_at FROM webhook_delivery_log k
+                     WHERE k.org_id = o.id AND k.status = 'dead_letter' AND k.error_group = $1
+                       AND ($3::timestamptz IS NULL OR (k.received_at, k.id) < ($3, $4::uuid))
+                     ORDER BY k.received_at DESC, k.id DESC LIMIT $2) AS k
+                 ORDER BY k.received_at DESC, k.id DESC LIMIT $2) AS k
+          JOIN webhook_delivery_log d ON d.id = k.id
+         ORDER BY k.received_at DESC, k.id DESC
         """,
         group,
         limit,
