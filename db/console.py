@@ -49,8 +49,9 @@ async def per_minute(conn: Conn) -> list[dict[str, Any]]:
 
 async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
     """Tool calls received in the last :data:`WINDOW_MINUTES` minutes by tool: ``{tool, answered, refused,
-    missed, failed, open}``. ``refused`` were answered with an error (a taken slot, a bad argument);
-    ``missed`` callers were not answered in time; ``failed`` are retrying or dead letters."""
+    missed, failed, open}``, each tool call counted once. ``refused`` were answered with an error (a taken
+    slot, a bad argument); ``missed`` callers were not answered in time; ``failed`` are retrying or dead
+    letters."""
     rows = await conn.fetch(
         f"""
         SELECT coalesce(result->>'name', payload->'toolCallList'->0->'function'->>'name',
@@ -63,6 +64,8 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
           FROM webhook_delivery_log d
          WHERE {IN_VISIBLE_ORGS} AND d.received_at >= now() - make_interval(mins => $1)
            AND d.event_type IN ('tool-calls', 'function-call')
+           -- Each tool call once: not the message's own row, kept beside its calls for the record.
+           AND NOT starts_with(d.event_id, d.event_type || ':message:')
          GROUP BY 1 ORDER BY count(*) DESC, 1
         """,
         WINDOW_MINUTES,

@@ -553,7 +553,8 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
 
 async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org_id):
     """Received and completed per minute (60 points, totals over the hour), the backlog without a count of
-    completed, and tool calls by outcome: answered, refused (slot taken), missed."""
+    completed, and tool calls by outcome, each call once (not the message's own row): answered, refused
+    (slot taken), missed."""
     await pool.execute(
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, completed_at)"
         " SELECT $1, 'status-update', 'su:' || i, '{}', CASE WHEN i <= 6 THEN 'completed' ELSE 'pending' END,"
@@ -567,7 +568,11 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
         " ($1, 'tool-calls', 'tool-call:a', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"result\": \"Booked\"}'),"
         " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}'),"
         ' ($1, \'tool-calls\', \'tool-call:c\', \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\','
-        "  'missed', now(), NULL)",
+        "  'missed', now(), NULL),"
+        # The message's own row beside its calls (ingest/tool_replies.py): not a call of its own.
+        " ($1, 'tool-calls', 'tool-calls:message:abc',"
+        ' \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\', \'completed\', now(),'
+        ' \'{"applied": false, "reason": "tool-call message; each tool call is a delivery of its own"}\')',
         org_id,
     )
     await _sign_in(web, ADMIN)
@@ -575,7 +580,7 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
     page = await (await web.get("/console/")).text()
     points = re.findall(r'<polyline class="line (\w+)" points="([^"]+)"', page)
 
-    assert 'data-testid="received-hour">13<' in page  # the 2-hour-old delivery is outside the window
+    assert 'data-testid="received-hour">14<' in page  # the 2-hour-old delivery is outside the window
     assert 'data-testid="completed-hour">6<' in page
     assert ["received", "completed"] == [name for name, _ in points]
     assert [60, 60] == [len(p.split()) for _, p in points]
