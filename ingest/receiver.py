@@ -12,6 +12,7 @@ sent after the answers, and a failed send leaves the rows for the sweeper.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -72,8 +73,10 @@ async def receive_vapi(request: web.Request) -> web.Response:
         # Send the answer, then close at once: aiohttp would otherwise linger up to 10 s reading a body
         # that is not coming.
         response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
+        # A client that left first (client_closed) is already counted and logged above, at INFO.
+        with contextlib.suppress(ConnectionError):
+            await response.prepare(request)
+            await response.write_eof()
         request.protocol.force_close()
     return response
 

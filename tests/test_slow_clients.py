@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 
 from ingest.app import create_app
@@ -46,7 +47,8 @@ async def test_a_stalled_body_gets_408_and_the_connection_closes(aiohttp_client,
 
 def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org_for_env, tmp_path):
     """Against the real web process: a client that disconnects mid-body is counted as client_closed, and the
-    unavailable count (which pages someone as a database outage) does not move."""
+    unavailable count (which pages someone as a database outage) does not move; each is one INFO line, with
+    no error-level traceback (issue 18)."""
     from ingest.settings import Settings
     from tests.helpers import SECRET
     from tests.procs import get, start, stop, wait_for
@@ -68,8 +70,12 @@ def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org
         metrics = get(f"{base}/metrics")
     finally:
         stop(web)
+    lines = [json.loads(line) for line in (tmp_path / "web.log").read_text().splitlines() if line.startswith("{")]
+    closed = [line for line in lines if line.get("outcome") == "client_closed"]
     assert 3 == metric(metrics, "vapi_webhooks_received_total", outcome="client_closed", type="none")
     assert 0 == metric(metrics, "vapi_webhooks_received_total", outcome="unavailable", type="none")
+    assert (3, {"info"}) == (len(closed), {line["level"] for line in closed})
+    assert [] == [line for line in lines if line["level"] in ("error", "critical") or "exception" in line]
 
 
 def test_stalled_headers_and_idle_connections_are_closed(env, tmp_path):
