@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import os
@@ -122,7 +123,8 @@ def _local_services(tmp_path: Path, *args: str, env: dict[str, str] | None = Non
 
 
 def test_local_env_records_the_servers_used_and_keeps_what_is_there(tmp_path):
-    """`services.sh env` writes a secret, DATABASE_URL and REDIS_URL once; a value already in .env is kept."""
+    """`services.sh env` writes a secret, an admin token, a console session key, DATABASE_URL and REDIS_URL once;
+    a value already in .env is kept."""
     (tmp_path / ".env").write_text("REDIS_URL=redis://cache:6379/3\n")
 
     first = _local_services(tmp_path, "env", env={"DATABASE_URL": "postgresql://app@db:5432/clinic"})
@@ -136,6 +138,8 @@ def test_local_env_records_the_servers_used_and_keeps_what_is_there(tmp_path):
     assert ["postgresql://app@db:5432/clinic"] == [v.split("=", 1)[1] for v in written if v.startswith("DATABASE_URL=")]
     assert 1 == sum(v.startswith("VAPI_WEBHOOK_SECRETS=") for v in written)
     assert 1 == sum(v.startswith("ADMIN_TOKEN=") and len(v) >= len("ADMIN_TOKEN=") + 16 for v in written)
+    keys = [v.split("=", 1)[1] for v in written if v.startswith("CONSOLE_SESSION_KEY=")]
+    assert 1 == len(keys) and 32 == len(base64.urlsafe_b64decode(keys[0]))  # what serve accepts (settings.py)
 
 
 def test_local_stop_says_when_nothing_ran_and_clean_removes_data_and_env(tmp_path):

@@ -95,6 +95,8 @@ write_env() {
   touch .env
   add_to_env VAPI_WEBHOOK_SECRETS "$(random_hex)" "a local webhook secret (VAPI_WEBHOOK_SECRETS)"
   add_to_env ADMIN_TOKEN "$(random_hex)" "an admin token (ADMIN_TOKEN: the admin API and the console at /console/)"
+  # 32 random bytes in url-safe base64: console sessions then outlive a restart of the web process.
+  add_to_env CONSOLE_SESSION_KEY "$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')" "a console session key (CONSOLE_SESSION_KEY)"
   # Record the servers this run uses, so every later `vapi-ingest` command in any terminal talks to them.
   add_to_env DATABASE_URL "${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/vapi_ingest}" DATABASE_URL
   add_to_env REDIS_URL "${REDIS_URL:-redis://127.0.0.1:6379/0}" REDIS_URL
