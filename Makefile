@@ -24,9 +24,12 @@ run: install
 	  echo "created organization $$org as VAPI_DEFAULT_ORG_ID in .env"; }
 	@echo "web on http://127.0.0.1:$${PORT:-8000}; try: $(BIN)/vapi-ingest send ../shared/vapi/payloads"
 	@echo "console on http://127.0.0.1:$${PORT:-8000}/console/ (sign in with ADMIN_TOKEN from .env)"
-	@# A person is watching: console log lines unless LOG_FORMAT (environment or .env) says otherwise.
+	@# A person is watching: console log lines unless LOG_FORMAT (environment or .env) says otherwise,
+	@# coloured only when this output is a terminal (honcho gives each process a pipe).
 	@fmt=$${LOG_FORMAT:-$$(sed -n 's/^LOG_FORMAT=//p' .env | tail -n 1)}; \
-	PATH="$(CURDIR)/$(BIN):$$PATH" LOG_FORMAT=$${fmt:-console} $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
+	colour=$$([ -t 1 ] && echo 1); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" LOG_FORMAT=$${fmt:-console} FORCE_COLOR=$${FORCE_COLOR:-$$colour} \
+	  $(BIN)/honcho start -f Procfile -p $${PORT:-8000} web worker scheduler
 
 ## check: lint (ruff), formatting, types (mypy) and the import contracts (import-linter); under a minute
 check: install

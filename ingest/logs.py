@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -33,6 +34,17 @@ def _malformed_http_is_a_client_error(record: logging.LogRecord) -> bool:
     return True
 
 
+def _colors(out: TextIO) -> bool:
+    """Colour console lines only on a terminal, as the NO_COLOR and FORCE_COLOR conventions say: NO_COLOR
+    (any value) turns colour off, FORCE_COLOR (any value) on; ``make run`` sets FORCE_COLOR when its own
+    output is a terminal, since honcho hands each process a pipe."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return out.isatty()
+
+
 def configure(*, level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Route structlog (and stdlib logging, e.g. Dramatiq's) to one stream in one format.
 
@@ -40,7 +52,9 @@ def configure(*, level: str = "INFO", fmt: str = "json", stream: TextIO | None =
         stream: Where lines go; stderr if omitted.
     """
     out = stream or sys.stderr
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=_colors(out))
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
