@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import LONDON, book_args, business_day, metric, post, tool_call
-from workers.handlers.booking import BOOKING_TOOLS
+from workers.handlers.booking import BOOKING_TOOLS, REQUIRED_ARGUMENTS
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "vapi" / "tools"
 
@@ -118,6 +118,29 @@ async def test_invalid_inputs_become_error_strings_not_http_errors(client, setti
         assert entry["error"].startswith(expected), entry
 
     assert 0 == await pool.fetchval("SELECT count(*) FROM appointments")
+
+
+async def test_a_booking_without_a_required_argument_books_nothing_and_names_what_is_missing(client, settings, pool):
+    """The published definition requires name, serviceType and scheduledAt: a call without name and
+    serviceType (blank counts as missing) is answered with both, so the assistant asks for them; nothing booked."""
+    args = book_args(business_day(), "10:00", name="  ")
+    del args["serviceType"]
+
+    entry = await ask(client, settings, tool_call("t-req", "bookClinicAppointment", args))
+
+    assert "INVALID_ARGUMENTS: name and serviceType are required" == entry["error"]
+    assert 0 == await pool.fetchval("SELECT count(*) FROM appointments")
+
+
+def test_each_tool_requires_what_its_published_definition_requires():
+    """deploy/vapi/tools/<name>.json (what a clinic gives Vapi) and the tools' own checks agree, tool by tool."""
+    published = {
+        path.stem: tuple(json.loads(path.read_text())["function"]["parameters"].get("required", ()))
+        for path in TOOLS_DIR.glob("*.json")
+    }
+
+    assert published == REQUIRED_ARGUMENTS
+    assert set(published) == set(BOOKING_TOOLS)
 
 
 async def test_stale_year_is_corrected_and_the_reply_says_so(client, settings, pool):

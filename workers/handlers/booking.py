@@ -37,7 +37,7 @@ def _now() -> datetime:
 
 def _arg(invocation: ToolInvocation, name: str, *, required: bool = False) -> str | None:
     value = invocation.arguments.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         if required:
             raise ToolError("INVALID_ARGUMENTS", f"INVALID_ARGUMENTS: {name} is required")
         return None
@@ -264,13 +264,45 @@ _OUTCOME_OF_SUCCESS = {
 _OUTCOME_OF_CODE = {"SLOT_UNAVAILABLE": "slot_unavailable", "NOT_FOUND": "not_found"}
 
 
+#: Arguments each tool cannot run without: what ``required`` says in its published definition
+#: (``deploy/vapi/tools/<name>.json``, which a clinic gives Vapi; a test keeps the two equal). Vapi's model
+#: may still call without them, so the tool checks before it acts.
+REQUIRED_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "bookClinicAppointment": ("name", "serviceType", "scheduledAt"),
+    "cancelAppointment": ("appointmentId",),
+    "checkAvailability": (),
+    "rescheduleAppointment": ("appointmentId", "newScheduledAt"),
+}
+
+
+def check_required(name: str, invocation: ToolInvocation) -> None:
+    """Refuse a call that lacks any argument its definition requires, naming every missing one, so the
+    assistant can ask the caller for all of them at once.
+
+    Raises:
+        ToolError: INVALID_ARGUMENTS, e.g. "INVALID_ARGUMENTS: name and serviceType are required".
+    """
+    missing = [arg for arg in REQUIRED_ARGUMENTS[name] if _blank(invocation.arguments.get(arg))]
+    if missing:
+        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        raise ToolError(
+            "INVALID_ARGUMENTS", f"INVALID_ARGUMENTS: {names} {'is' if len(missing) == 1 else 'are'} required"
+        )
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _measured(name: str, tool: Tool) -> Tool:
-    """Count outcomes in ``vapi_booking_attempts_total`` and time calls in ``vapi_booking_duration_seconds``."""
+    """Check the required arguments (:func:`check_required`), then run; count outcomes in
+    ``vapi_booking_attempts_total`` and time calls in ``vapi_booking_duration_seconds``."""
 
     async def run(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
         started = time.perf_counter()
         outcome = "error"
         try:
+            check_required(name, invocation)
             reply = await tool(conn, org_id, invocation, message)
             outcome = _OUTCOME_OF_SUCCESS[name]
             return reply
