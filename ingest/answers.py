@@ -17,6 +17,11 @@ class Answer:
     close: bool = False
 
 
+#: Response header with the receiver's outcome for the request (``accepted``, ``duplicate``, ``invalid`` ...),
+#: as ``vapi_webhooks_received_total{outcome}`` counts it.
+OUTCOME_HEADER = "X-Vapi-Ingest-Outcome"
+
+
 class Reject(Exception):
     """Stop handling a request and answer it with ``status`` and ``{"error": reason}``."""
 

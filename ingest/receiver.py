@@ -26,7 +26,7 @@ from db.deliveries import NewDelivery
 from db.errors import UNAVAILABLE_ERRORS, RowRefused
 from db.statuses import DeliveryStatus
 from ingest import auth, metrics
-from ingest.answers import Answer, Reject
+from ingest.answers import OUTCOME_HEADER, Answer, Reject
 from ingest.appkeys import DB_POOL, ROUTER, SETTINGS, WRITER
 from ingest.tool_replies import answer_tool_calls
 from workers import parsing
@@ -68,7 +68,9 @@ async def receive_vapi(request: web.Request) -> web.Response:
         duration_ms=round(duration_s * 1000, 2),
         **context,
     )
-    response = web.json_response(answer.body, status=answer.status)
+    # The outcome in a header too: a tool-call reply's body is Vapi's shape alone, and `send` still says
+    # which were duplicates.
+    response = web.json_response(answer.body, status=answer.status, headers={OUTCOME_HEADER: answer.outcome})
     if answer.close:
         # Send the answer, then close at once: aiohttp would otherwise linger up to 10 s reading a body
         # that is not coming.

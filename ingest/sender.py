@@ -17,10 +17,15 @@ from typing import Any
 import aiohttp
 
 from ingest import auth
+from ingest.answers import OUTCOME_HEADER
 from ingest.settings import Settings
+from workers import parsing
+from workers.messages import InvalidEnvelope
 
 #: What a 2xx answer's ``status`` field says happened (the receiver's outcomes).
 OUTCOMES = ("accepted", "duplicate", "quarantined")
+#: How ``send`` names each outcome; an answer with none was answered inline.
+_LABELS = {"accepted": "new", "duplicate": "duplicate", "quarantined": "quarantined"}
 
 
 @dataclass
@@ -49,17 +54,20 @@ class SendReport:
         """Requests that got a non-2xx answer or none."""
         return len(self.failures) + len(self.errors)
 
-    def record(self, name: str, status: int, text: str) -> None:
-        """Count one answer to the request for file ``name``."""
+    def record(self, name: str, status: int, text: str, *, message_type: str | None, outcome: str | None) -> None:
+        """Count one answer to the request for file ``name``, whose message is of ``message_type``;
+        ``outcome`` is the receiver's :data:`ingest.answers.OUTCOME_HEADER`, if it sent one."""
         self.statuses[status] += 1
         body = _json_or_text(text)
         if 200 <= status < 300:
             said = body.get("status") if isinstance(body, dict) else None
-            outcome = "answered"
-            if isinstance(said, str) and said in OUTCOMES:
-                outcome = "new" if said == "accepted" else said
+            if said not in OUTCOMES:
+                # Answered inline (tool calls, assistant requests): the body is Vapi's reply alone, and
+                # only the header says that a repeated tool call was a duplicate.
+                said = "duplicate" if outcome == "duplicate" else None
+            outcome = _LABELS.get(str(said), "answered")
             self.outcomes[outcome] += 1
-            if name.startswith(("tool-calls", "function-call")):
+            if message_type in ("tool-calls", "function-call"):
                 self.tool_replies.append((name, body))
         else:
             outcome = "failed"
@@ -101,6 +109,7 @@ async def send(
     """
     report = SendReport()
     bodies = [(f.name, f.read_bytes()) for f in files]
+    types = {name: _message_type(body) for name, body in bodies}
     queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     for _ in range(repeat):
         for item in bodies:
@@ -112,7 +121,13 @@ async def send(
             headers = {"Content-Type": "application/json", **auth.sign(settings, body)}
             try:
                 async with session.post(url, data=body, headers=headers) as resp:
-                    report.record(name, resp.status, await resp.text())
+                    report.record(
+                        name,
+                        resp.status,
+                        await resp.text(),
+                        message_type=types[name],
+                        outcome=resp.headers.get(OUTCOME_HEADER),
+                    )
             except (TimeoutError, aiohttp.ClientError) as exc:
                 report.errors.append((name, f"{type(exc).__name__}: {exc}"))
                 report.per_file.setdefault(name, Counter())["no answer"] += 1
@@ -130,3 +145,11 @@ def _json_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _message_type(body: bytes) -> str | None:
+    """The message type a file sends, as the receiver reads it; None when the file is no Vapi message."""
+    try:
+        return parsing.parse(body).type
+    except InvalidEnvelope:
+        return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections import Counter
 
 import asyncpg
 import pytest
@@ -284,3 +285,22 @@ def test_redact_hides_secret_named_keys_at_any_depth():
         "tools": [{"server": {"secret": "[redacted]"}}],
         "Token": "[redacted]",
     } == redact(event)
+
+
+async def test_send_goes_by_the_message_type_and_says_duplicate_for_a_repeated_tool_call(client, settings, tmp_path):
+    """`send` on a tool-call message in a file of any name shows its reply; sent again, the call is a duplicate
+    (the receiver says so in X-Vapi-Ingest-Outcome, since the reply's body is Vapi's shape alone)."""
+    from ingest.sender import send
+    from tests.helpers import book_args, business_day, tool_call
+
+    path = tmp_path / "booking.json"
+    path.write_text(json.dumps(tool_call("t-send", "checkAvailability", book_args(business_day(), "10:00"))))
+    url = str(client.make_url("/webhooks/vapi"))
+
+    first = await send(settings, [path], url)
+    again = await send(settings, [path], url)
+
+    assert {"booking.json": Counter({"200 answered": 1})} == first.per_file
+    assert {"booking.json": Counter({"200 duplicate": 1})} == again.per_file
+    assert ["booking.json"] == [name for name, _ in first.tool_replies]
+    assert "t-send" == first.tool_replies[0][1]["results"][0]["toolCallId"]
