@@ -28,6 +28,9 @@ class DeliveryFilter:
         ids: Exactly these deliveries (other filters still apply).
         not_replayed_since: Only deliveries not replayed at or after this time (a resumed replay
             never replays twice what it already replayed, even if it failed again).
+        vapi_call_id: Only deliveries of this Vapi call (``call.id``).
+        older_than: Only deliveries after this ``(received_at, id)`` in newest-first order: the last row
+            of the previous page (keyset pagination).
     """
 
     statuses: tuple[str, ...] = ()
@@ -38,6 +41,8 @@ class DeliveryFilter:
     error: str | None = None
     ids: tuple[uuid.UUID, ...] = field(default=())
     not_replayed_since: datetime | None = None
+    vapi_call_id: str | None = None
+    older_than: tuple[datetime, uuid.UUID] | None = None
 
     def __post_init__(self) -> None:
         bad = [s for s in self.statuses if s not in STATUSES]
@@ -45,7 +50,7 @@ class DeliveryFilter:
             raise InvalidFilter(f"status must be one of {', '.join(STATUSES)}, got {bad[0]!r}")
         if self.since and self.until and self.since > self.until:
             raise InvalidFilter("since must not be after until")
-        for name in ("event_type", "error"):
+        for name in ("event_type", "error", "vapi_call_id"):
             value = getattr(self, name)
             if value is not None and "\x00" in value:
                 raise InvalidFilter(f"{name} must not contain NUL characters")
@@ -57,9 +62,11 @@ class DeliveryFilter:
         clauses: list[str] = []
         params: list[Any] = []
 
-        def add(sql: str, value: Any) -> None:
-            params.append(value)
-            clauses.append(sql.replace("?", f"${first_param + len(params) - 1}"))
+        def add(sql: str, *values: Any) -> None:
+            for value in values:
+                params.append(value)
+                sql = sql.replace("?", f"${first_param + len(params) - 1}", 1)
+            clauses.append(sql)
 
         clauses.append(IN_VISIBLE_ORGS)
         if self.statuses:
@@ -79,6 +86,11 @@ class DeliveryFilter:
             add("d.id = ANY(?::uuid[])", list(self.ids))
         if self.not_replayed_since:
             add("(d.replayed_at IS NULL OR d.replayed_at < ?)", self.not_replayed_since)
+        if self.vapi_call_id:
+            add("d.vapi_call_id = ?", self.vapi_call_id)
+        if self.older_than:
+            # The plain bound lets an index on received_at serve the range; the pair breaks ties.
+            add("d.received_at <= ? AND (d.received_at, d.id) < (?, ?)", self.older_than[0], *self.older_than)
         return " AND ".join(clauses), params
 
 

@@ -47,7 +47,8 @@ async def replay_counts(conn: Conn, flt: DeliveryFilter) -> tuple[int, int]:
 
 
 async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-    """Matching deliveries, newest first, without payloads."""
+    """Matching deliveries, newest first (``received_at``, then ``id``, both descending), without payloads;
+    page with ``offset``, or by keyset with :attr:`DeliveryFilter.older_than` (any depth at the same cost)."""
     where, params = flt.where()
     n = len(params)
     # Each clinic's newest (offset + limit), then the newest of those: an ordered index probe per clinic
@@ -55,8 +56,8 @@ async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, o
     rows = await conn.fetch(
         f"SELECT d.* FROM organizations o CROSS JOIN LATERAL ("
         f"    SELECT {_LIST_COLUMNS} FROM webhook_delivery_log d WHERE d.org_id = o.id AND {where}"
-        f"     ORDER BY d.received_at DESC, d.id LIMIT ${n + 1}::int8 + ${n + 2}::int8) AS d"
-        f" ORDER BY d.received_at DESC, d.id LIMIT ${n + 1} OFFSET ${n + 2}",
+        f"     ORDER BY d.received_at DESC, d.id DESC LIMIT ${n + 1}::int8 + ${n + 2}::int8) AS d"
+        f" ORDER BY d.received_at DESC, d.id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
         *params,
         limit,
         offset,

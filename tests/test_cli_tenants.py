@@ -100,3 +100,30 @@ def test_a_piped_list_has_whole_ids_and_says_how_many_were_left_out(env, org_for
     shown = cli(env, "deliveries", "show", sorted(ids)[0][:8])
     assert sorted(ids)[0] == json.loads(shown.stdout)["id"]
     assert uuid.UUID(sorted(ids)[0])
+
+
+def test_json_lists_every_match_for_a_pipe_and_a_call_filter_finds_one_call(env, org_for_env):
+    """`deliveries list --json | wc -l` counts all 2,150 matches (pages of 1,000, received at the same instant
+    in part, none twice), the table stays at 50, --limit still cuts JSON; --call lists that call's own."""
+    sql(
+        env,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, vapi_call_id)"
+        f" SELECT '{org_for_env}', 'status-update', 'status-update:c-' || i || ':ringing', '{{}}', 'dead_letter',"
+        "        now() - (i / 7) * interval '1 s', 'c-' || (i % 100)"
+        "   FROM generate_series(1, 2150) i",
+    )
+
+    piped = cli(env, "deliveries", "list", "--status", "dead_letter", "--json")
+    table = cli(env, "deliveries", "list", "--status", "dead_letter")
+    cut = cli(env, "deliveries", "list", "--json", "--limit", "3")
+    one_call = cli(env, "deliveries", "list", "--call", "c-7", "--json")
+
+    listed = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert (2150, 2150) == (len(listed), len({row["id"] for row in listed}))
+    assert [(r["received_at"], r["id"]) for r in listed] == sorted(
+        ((r["received_at"], r["id"]) for r in listed), reverse=True
+    )
+    assert "2150 deliveries" == piped.stderr.strip()
+    assert "showing 50 of 2150 deliveries (use --limit)" == table.stderr.strip()
+    assert 3 == len(cut.stdout.splitlines())
+    assert 22 == len(one_call.stdout.splitlines())  # i % 100 == 7: 7, 107, ..., 2107

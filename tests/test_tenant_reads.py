@@ -77,7 +77,14 @@ async def _every_tenant_read(conn: Any, group: str, delivery_id: uuid.UUID) -> N
     await console_db.missed_calls(conn)
     for q in ("own-call-4", "+15551000004", str(delivery_id)[:8], "own:5"):
         await console_db.search(conn, q)
-    for flt in (DeliveryFilter(), DeliveryFilter(statuses=("dead_letter", "failed")), DeliveryFilter(since=since)):
+    older = (datetime.now(UTC) - timedelta(seconds=5), uuid.UUID(int=0))
+    for flt in (
+        DeliveryFilter(),
+        DeliveryFilter(statuses=("dead_letter", "failed")),
+        DeliveryFilter(since=since),
+        DeliveryFilter(vapi_call_id="own-call-4"),
+        DeliveryFilter(older_than=older),
+    ):
         await reports.count(conn, flt)
         await reports.replay_counts(conn, flt)
         await reports.list_deliveries(conn, flt)

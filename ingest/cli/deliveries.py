@@ -4,6 +4,7 @@ counted first, with progress, stoppable with Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
@@ -17,7 +18,7 @@ from db import reports
 from db.filters import DeliveryFilter, InvalidFilter, parse_time
 from db.statuses import REPLAYABLE, STATUSES
 from db.types import Conn
-from ingest.cli.output import print_table, progress_bar, short_id
+from ingest.cli.output import json_lines, print_table, progress_bar, short_id
 from ingest.cli.support import open_pool, resolve, with_conn
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
@@ -52,6 +53,7 @@ def filter_options(fn: Any) -> Any:
             click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
             click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
             click.option("--error", help="Substring of the last error (case-insensitive)."),
+            click.option("--call", "vapi_call_id", help="Vapi call id (call.id): that call's deliveries."),
         ]
     ):
         fn = option(fn)
@@ -70,12 +72,31 @@ async def _filter(conn: Conn, filters: dict[str, Any], ids: tuple[uuid.UUID, ...
     return DeliveryFilter(**{**filters, "org_id": org_id, "statuses": tuple(filters["statuses"]), "ids": ids})
 
 
+#: Rows a table shows unless --limit says otherwise.
+TABLE_LIMIT = 50
+#: Rows per query while --json streams every match.
+JSON_PAGE = 1000
+
+
 @deliveries.command("list")
 @filter_options
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
-def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
-    """List deliveries, newest first: a table for people, JSON lines with --json."""
+@click.option(
+    "--limit",
+    default=None,
+    type=click.IntRange(1, 100_000),
+    help=f"At most this many, newest first [default: {TABLE_LIMIT} for the table; with --json, every match].",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts (every match).")
+def list_cmd(as_json: bool, limit: int | None, **filters: Any) -> None:
+    """List deliveries, newest first: a table for people, JSON lines with --json.
+
+    --json writes every match unless --limit is given (``| wc -l`` counts them all), a page of
+    :data:`JSON_PAGE` at a time, so memory stays flat however many match.
+    """
+    if as_json and limit is None:
+        _run(with_conn(lambda conn: _stream_json(conn, filters)))
+        return
+    limit = limit or TABLE_LIMIT
 
     async def fetch(conn: Conn) -> tuple[list[dict[str, Any]], int]:
         flt = await _filter(conn, filters)
@@ -99,6 +120,17 @@ def list_cmd(as_json: bool, limit: int, **filters: Any) -> None:
         total=total,
         as_json=as_json,
     )
+
+
+async def _stream_json(conn: Conn, filters: dict[str, Any]) -> None:
+    """Every matching delivery as JSON lines, newest first, by keyset pages; then the count on stderr."""
+    flt = await _filter(conn, filters)
+    shown = 0
+    while rows := await reports.list_deliveries(conn, flt, limit=JSON_PAGE):
+        json_lines(rows)
+        shown += len(rows)
+        flt = dataclasses.replace(flt, older_than=(rows[-1]["received_at"], rows[-1]["id"]))
+    click.echo(f"{shown} {'delivery' if shown == 1 else 'deliveries'}", err=True)
 
 
 @deliveries.command("show")
