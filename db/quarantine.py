@@ -7,7 +7,7 @@ assistant or phone number is mapped (``vapi-ingest quarantine route``).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from db.deliveries import NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound, refusing_bad_rows
@@ -127,6 +127,15 @@ async def map_sender(conn: Conn, org_id: uuid.UUID, *, assistant_id: str | None,
             raise AlreadyMapped(f"{label} {value} already routes to organization {owner}")
 
 
+class Routed(NamedTuple):
+    """What :func:`route` moved: ``moved`` messages in all, of which ``queued`` are new pending deliveries
+    (their ids, to enqueue after commit); the rest were tool calls or types stored completed, or keys the
+    org already had."""
+
+    moved: int
+    queued: list[uuid.UUID]
+
+
 async def route(
     conn: Conn,
     org_id: OrgId,
@@ -136,7 +145,7 @@ async def route(
     assistant_id: str | None = None,
     phone_number_id: str | None = None,
     event_type: str | None = None,
-) -> list[uuid.UUID]:
+) -> Routed:
     """Move matching unrouted messages into ``webhook_delivery_log`` for ``org_id``. Run in a transaction.
 
     Types in ``processable`` become ``pending`` deliveries; others (tool calls,
@@ -147,7 +156,7 @@ async def route(
     matches: callers must make that an explicit choice (``--all``).
 
     Returns:
-        The new pending deliveries' ids, to enqueue after commit.
+        How many moved, and the new pending deliveries' ids, to enqueue after commit.
     """
     where, params = _where(assistant_id, phone_number_id, event_type)
     picked = await conn.fetch(
@@ -181,4 +190,7 @@ async def route(
         [row["id"] for row in picked],
         delivery_ids,
     )
-    return [new for r, new in zip(rows, new_ids, strict=True) if new is not None and r.status == DeliveryStatus.PENDING]
+    queued = [
+        new for r, new in zip(rows, new_ids, strict=True) if new is not None and r.status == DeliveryStatus.PENDING
+    ]
+    return Routed(len(picked), queued)

@@ -174,11 +174,11 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
 
     async with pool.acquire() as conn, conn.transaction():
         routed = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES, assistant_id="asst-new")
-    await send_and_record(pool, broker, routed)
+    await send_and_record(pool, broker, routed.queued)
     async with pool.acquire() as conn, conn.transaction():
         again = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES)
 
-    assert (3, []) == (len(routed), again)
+    assert (4, 3, (0, [])) == (routed.moved, len(routed.queued), again)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 3 FROM calls"))
     assert 0 == await quarantine.count_unrouted(pool)
     tool_row = await pool.fetchrow("SELECT status, result FROM webhook_delivery_log WHERE event_type = 'tool-calls'")
@@ -215,6 +215,27 @@ def test_quarantine_route_needs_a_sender_and_maps_it(env, org_for_env):
     assert 3 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
     assert 2 == sql(env, "SELECT count(*) FROM webhook_quarantine WHERE routed_at IS NULL")
     assert org_for_env == str(sql(env, "SELECT org_id FROM agents WHERE vapi_assistant_id = 'asst-alpha'"))
+    assert f"mapped assistant asst-alpha to {org_for_env}; moved 3 messages" in one.stdout
+
+
+def test_quarantine_route_by_type_maps_nothing_and_says_why_nothing_moved(env, org_for_env):
+    """--type routes only that type's messages and creates no mapping the operator did not ask for; when
+    nothing matches it says what it looked for (issue 18: it mapped the sender and said '0 queued')."""
+    from tests.procs import cli, sql
+
+    _quarantine_two_senders(env)
+
+    none = cli(
+        env, "quarantine", "route", "--org", org_for_env, "--assistant-id", "asst-beta", "--type", "status-update"
+    )
+    some = cli(env, "quarantine", "route", "--org", org_for_env, "--assistant-id", "asst-beta", "--type", "hang")
+
+    assert 0 == none.returncode, none.stderr
+    assert "nothing unrouted matches assistant asst-beta, type status-update, so nothing moved" in none.stdout
+    assert "moved 2 messages" in some.stdout and "asst-beta not mapped: --type routes only" in some.stdout
+    assert "mapped" not in some.stdout.replace("not mapped", "")
+    assert 0 == sql(env, "SELECT count(*) FROM agents WHERE vapi_assistant_id = 'asst-beta'")
+    assert 2 == sql(env, "SELECT count(*) FROM webhook_delivery_log")
 
 
 def test_quarantine_route_refuses_a_sender_mapped_to_another_org(env, org_for_env):

@@ -8,6 +8,7 @@ import asyncpg
 import dramatiq
 
 from db import quarantine as quarantine_db
+from db.quarantine import Routed
 from db.types import OrgId
 from workers.handlers import QUEUED_TYPES
 from workers.sending import send_and_record
@@ -23,15 +24,16 @@ async def route_sender(
     phone_number_id: str | None = None,
     event_type: str | None = None,
     map_sender: bool = True,
-) -> int:
+) -> Routed:
     """Map the sender to ``org_id`` and move its unrouted messages into the delivery log, in one transaction;
     then enqueue those that workers process.
 
     Args:
-        map_sender: False to move every matching message without mapping anything (the CLI's ``--all``).
+        map_sender: False to move the matching messages without mapping anything (the CLI's ``--all``,
+            and ``--type``, which routes only part of a sender's messages).
 
     Returns:
-        How many messages were moved.
+        How many messages moved, and the ids queued for processing.
 
     Raises:
         OrgNotFound, AlreadyMapped: from :func:`db.quarantine.map_sender`; nothing moved.
@@ -40,7 +42,7 @@ async def route_sender(
     async with pool.acquire() as conn, conn.transaction():
         if map_sender:
             await quarantine_db.map_sender(conn, org_id, assistant_id=assistant_id, phone_number_id=phone_number_id)
-        delivery_ids = await quarantine_db.route(
+        routed = await quarantine_db.route(
             conn,
             OrgId(org_id),
             max_attempts=max_attempts,
@@ -49,5 +51,5 @@ async def route_sender(
             phone_number_id=phone_number_id,
             event_type=event_type,
         )
-    await send_and_record(pool, broker, delivery_ids)
-    return len(delivery_ids)
+    await send_and_record(pool, broker, routed.queued)
+    return routed

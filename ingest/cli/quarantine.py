@@ -14,6 +14,7 @@ from rich.table import Table
 
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
+from db.quarantine import Routed
 from db.types import Conn
 from ingest.cli.output import print_table, short_id
 from ingest.cli.support import open_pool, resolve, with_conn
@@ -70,8 +71,10 @@ def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> No
     """Map an assistant or phone number to --org, and move its unrouted messages into the delivery log.
 
     The mapping is created in the same transaction as the move, so later
-    messages route by themselves. --all moves everything unrouted without
-    mapping anything: it lists the senders first and asks.
+    messages route by themselves. With --type only that type's messages move
+    and nothing is mapped (the sender's other messages stay unrouted). --all
+    moves everything unrouted without mapping anything: it lists the senders
+    first and asks.
     """
     from workers.broker import build_broker
     from workers.quarantine import route_sender
@@ -84,28 +87,53 @@ def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> No
     if route_all and (assistant_id or phone_number_id):
         raise click.UsageError("--all routes every sender; do not combine it with --assistant-id/--phone-number-id")
     settings = _settings()
+    mapping = not route_all and not filters["event_type"]
 
-    async def route() -> int:
+    async def route() -> Routed | None:
         pool = await open_pool(settings)
         broker = build_broker(settings.redis_url)
         try:
             async with pool.acquire() as conn:
                 org_id = await resolve(conn, "organizations", org)
             if route_all and not await _confirm_all(pool, org_id, yes):
-                return -1
+                return None
             return await route_sender(
-                pool, broker, org_id, max_attempts=settings.retry_max_attempts, map_sender=not route_all, **filters
+                pool, broker, org_id, max_attempts=settings.retry_max_attempts, map_sender=mapping, **filters
             )
         finally:
             await pool.close()
             broker.close()
 
     try:
-        sent = _run(route())
+        routed = _run(route())
     except (AlreadyMapped, OrgNotFound) as exc:
         raise click.ClickException(str(exc)) from None
-    if sent >= 0:
-        click.echo(f"routed; {sent} deliver{'y' if sent == 1 else 'ies'} queued for processing")
+    if routed is not None:
+        click.echo(_route_report(routed, org, mapping, filters))
+
+
+def _route_report(routed: Routed, org: str, mapped: bool, filters: dict[str, Any]) -> str:
+    """What ``route`` did, in one line: what it mapped, what it moved and queued, or why nothing moved."""
+    sender = " and ".join(
+        f"{what} {value}"
+        for what, value in (("assistant", filters["assistant_id"]), ("phone number", filters["phone_number_id"]))
+        if value
+    )
+    mapped_part = f"mapped {sender} to {org}; " if mapped else ""
+    if routed.moved == 0:
+        matched = ", ".join(
+            part for part in (sender, f"type {filters['event_type']}" if filters["event_type"] else "") if part
+        )
+        return f"{mapped_part}nothing unrouted matches {matched or 'anything'}, so nothing moved"
+    queued = len(routed.queued)
+    report = (
+        f"{mapped_part}moved {routed.moved} message{'' if routed.moved == 1 else 's'}, {queued} queued for processing"
+    )
+    if queued < routed.moved:
+        report += " (the rest: tool calls answered while unroutable, or keys the clinic already had)"
+    if filters["event_type"] and not mapped:
+        report += f"; {sender or 'no sender'} not mapped: --type routes only those messages"
+    return report
 
 
 async def _confirm_all(pool: asyncpg.Pool, org_id: uuid.UUID, yes: bool) -> bool:

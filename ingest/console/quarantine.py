@@ -51,7 +51,7 @@ async def route(request: web.Request) -> web.Response:
     if not (assistant_id or phone_number_id):
         return await _page(request, error="this group has no assistant or phone number id to map", status=400)
     try:
-        moved = await route_sender(
+        routed = await route_sender(
             request.config_dict[DB_POOL],
             request.config_dict[BROKER],
             org_id,
@@ -61,4 +61,4 @@ async def route(request: web.Request) -> web.Response:
         )
     except (AlreadyMapped, OrgNotFound) as exc:
         return await _page(request, error=str(exc), status=409)
-    raise web.HTTPFound(f"{PREFIX}/quarantine?routed={moved}")
+    raise web.HTTPFound(f"{PREFIX}/quarantine?routed={routed.moved}")
