@@ -80,8 +80,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     """The pool, and what writes and routes through it: group commit, the routing cache, the enqueuer."""
     settings = app[SETTINGS]
     # min_size=0: the web process starts (and answers 503) even while PostgreSQL is down.
+    # command_timeout bounds every statement on an open connection, which a frozen server would otherwise
+    # hold for as long as it is frozen (a new connection is bounded by timeout already).
     pool = await create_pool(
-        settings.database_url, min_size=0, max_size=settings.db_pool_max_size, timeout=PROBE_TIMEOUT_S
+        settings.database_url,
+        min_size=0,
+        max_size=settings.db_pool_max_size,
+        timeout=PROBE_TIMEOUT_S,
+        command_timeout=settings.db_command_timeout_s,
     )
     app[DB_POOL] = pool
     app[ROUTER] = Router(pool, settings.default_org_id)

@@ -88,6 +88,9 @@ class Settings:
     #: Replayed deliveries processed at once per worker process; live ones are never limited.
     replay_concurrency: int = 1
     db_pool_max_size: int = 20
+    #: Seconds any one statement of the web process may take before it gives up (and the request gets a
+    #: 503): a frozen or overloaded PostgreSQL must not hold Vapi's requests past its 20 s timeout.
+    db_command_timeout_s: float = 5.0
     #: Bearer token of the admin API that sees every org; none means org tokens only.
     admin_token: str | None = field(default=None, repr=False)
     #: Serve the operator console under /console/.
@@ -169,6 +172,7 @@ class Settings:
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
             replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
+            db_command_timeout_s=r.number("DB_COMMAND_TIMEOUT_S", 5.0, minimum=0.1),
             admin_token=r.admin_token("ADMIN_TOKEN"),
             console_enabled=r.flag("CONSOLE_ENABLED", True),
             console_session_key=r.session_key("CONSOLE_SESSION_KEY"),

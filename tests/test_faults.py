@@ -346,3 +346,43 @@ def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(en
     assert set(during) == {503}
     assert [200] * 20 == after
     assert acknowledged == sql(env, "SELECT sum(hang_count) FROM calls")
+
+
+def _postgres_pids(url: str) -> list[int]:
+    """The postmaster listening on ``url``'s port and every process it started (backends, writers)."""
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    found = subprocess.run(["pgrep", "-f", f"postgres .*-p {port} "], capture_output=True, text=True)
+    postmaster = int(found.stdout.split()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+    return [postmaster, *(int(pid) for pid in children)]
+
+
+def test_a_frozen_postgresql_gets_a_503_within_the_command_timeout(env, private_postgres, tmp_path):
+    """PostgreSQL stopped by SIGSTOP (a hung disk, a paused VM): a request on an already open pooled
+    connection is answered 503 within DB_COMMAND_TIMEOUT_S, not held while the server is frozen (it was
+    held 25 s of a 25 s freeze, past Vapi's 20 s timeout); once the server runs again the service answers
+    200 by itself, and nothing acknowledged is lost."""
+    env = {**env, "DATABASE_URL": str(private_postgres["url"]), "DB_COMMAND_TIMEOUT_S": "1"}
+    assert 0 == cli(env, "migrate").returncode
+    env["VAPI_DEFAULT_ORG_ID"] = cli(env, "orgs", "create", "--name", "Frozen clinic").stdout.strip()
+    with running(env, tmp_path) as url:
+        before = asyncio.run(_stream(url, [_hang(f"c-z-{i}", 7_000 + i) for i in range(4)], concurrency=2))
+        frozen = _postgres_pids(env["DATABASE_URL"])
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            during = asyncio.run(_stream(url, [_hang("c-z-frozen", 7_100)], concurrency=1))
+            took_s = time.monotonic() - started
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 20
+        while asyncio.run(_stream(url, [_hang("c-z-after", 7_200)])) != [200]:
+            assert time.monotonic() < deadline, "the receiver did not recover within 20 s of the thaw"
+            time.sleep(0.2)
+    assert [200] * 4 == before
+    assert [503] == during and took_s < 4, (during, took_s)
+    acknowledged = ["c-z-0", "c-z-1", "c-z-2", "c-z-3", "c-z-after"]
+    stored = sql(env, f"SELECT count(*) FROM webhook_delivery_log WHERE vapi_call_id IN ({str(acknowledged)[1:-1]})")
+    assert len(acknowledged) == stored  # the frozen request's row may exist too: it was answered 503, not 2xx
