@@ -95,6 +95,8 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     #: Serve the operator console under /console/.
     console_enabled: bool = True
+    #: The console is served over TLS (directly or behind a proxy): its cookie is always ``Secure``.
+    console_tls: bool = False
     #: 32 bytes that encrypt console session cookies; one is made at start when unset (sessions then end
     #: with the process).
     console_session_key: bytes | None = field(default=None, repr=False)
@@ -175,6 +177,7 @@ class Settings:
             db_command_timeout_s=r.number("DB_COMMAND_TIMEOUT_S", 5.0, minimum=0.1),
             admin_token=r.admin_token("ADMIN_TOKEN"),
             console_enabled=r.flag("CONSOLE_ENABLED", True),
+            console_tls=r.flag("CONSOLE_TLS", False),
             console_session_key=r.session_key("CONSOLE_SESSION_KEY"),
             retention_days=r.integer("RETENTION_DAYS", 30, minimum=1),
             scheduler_metrics_port=r.integer("SCHEDULER_METRICS_PORT", 9192, minimum=1, maximum=65535),

@@ -635,3 +635,36 @@ async def test_a_group_pages_through_every_dead_letter_newest_first(web, pool, o
     assert [50, 50, 20] == [len(p) for p in pages]
     assert [str(i) for i in expected] == [i for p in pages for i in p]
     assert 400 == bad.status and "before must be" in await bad.text()
+
+
+@pytest.mark.parametrize(
+    ("headers", "console_tls", "secure"),
+    [
+        ({}, False, False),
+        ({}, True, True),
+        ({"X-Forwarded-Proto": "https"}, False, True),
+        ({"X-Forwarded-Proto": "HTTPS"}, False, True),
+        ({"X-Forwarded-Proto": "https, http"}, False, True),
+        ({"X-Forwarded-Proto": "http"}, False, False),
+        ({"Forwarded": "proto=https"}, False, True),
+        ({"Forwarded": 'for=192.0.2.1;proto="https", for=10.0.0.1;proto=http'}, False, True),
+        ({"Forwarded": "for=192.0.2.1;proto=http"}, False, False),
+    ],
+)
+async def test_the_cookie_is_secure_whenever_the_browser_came_over_tls(
+    aiohttp_client, settings, broker, headers, console_tls, secure
+):
+    """Behind a proxy that says https in any of the usual ways, or with CONSOLE_TLS=1, the session cookie is
+    Secure; over plain HTTP it is not (issue 18: only the exact 'X-Forwarded-Proto: https' counted)."""
+    signin.FAILURES.seen.clear()
+    configured = dataclasses.replace(
+        settings, admin_token=ADMIN, console_session_key=b"k" * 32, console_tls=console_tls
+    )
+    client = await aiohttp_client(create_app(configured, broker=broker))
+
+    # The sign-in page sets the session cookie (it carries the CSRF token), so it shows the flags; a
+    # Secure one is then, rightly, never sent back over this plain-HTTP test client.
+    resp = await client.get("/console/login", headers=headers)
+
+    assert 200 == resp.status
+    assert secure == ("Secure" in resp.headers["Set-Cookie"])

@@ -43,9 +43,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SIGNED_IN_AS = web.RequestKey("signed_in_as", str)
 
 
+def over_tls(request: web.Request) -> bool:
+    """Whether the browser reached us over TLS: ``CONSOLE_TLS`` says so, or the request is, or a proxy says
+    so in ``X-Forwarded-Proto`` (its first value, any case) or RFC 7239 ``Forwarded`` (its first hop's
+    ``proto``). A forged header can only make the forger's own cookie ``Secure``, which its browser then
+    keeps off plain HTTP: trusting it costs nothing, missing it leaks a cookie."""
+    if request.config_dict[SETTINGS].console_tls or request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+    if not proto and request.forwarded:
+        proto = request.forwarded[0].get("proto", "")
+    return proto.lower() == "https"
+
+
 class ConsoleCookieStorage(EncryptedCookieStorage):
     """aiohttp-session's encrypted cookie: ``HttpOnly``, ``SameSite=Strict``, path ``/console``, and
-    ``Secure`` whenever the request came over TLS (directly or as ``X-Forwarded-Proto: https``)."""
+    ``Secure`` whenever the browser came over TLS (:func:`over_tls`)."""
 
     def __init__(self, key: bytes, path: str) -> None:
         super().__init__(
@@ -54,7 +67,7 @@ class ConsoleCookieStorage(EncryptedCookieStorage):
 
     async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
         # No await between this and the cookie being written, so concurrent requests cannot interleave.
-        self.cookie_params["secure"] = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        self.cookie_params["secure"] = over_tls(request)
         await super().save_session(request, response, session)
 
 
