@@ -59,6 +59,9 @@ async def caller_of(request: web.Request) -> Caller:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "missing bearer token")
+    if not token.isascii():
+        # Tokens are ASCII; other bytes (even ones that are not UTF-8) cannot be one.
+        raise ApiError(401, "invalid token")
     admin = request.config_dict[SETTINGS].admin_token
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         return Caller(None)

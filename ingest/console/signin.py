@@ -17,8 +17,10 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.web_request import FileField
 from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from multidict import MultiDictProxy
 
 from db import tokens
 from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
@@ -64,6 +66,12 @@ class ConsoleCookieStorage(EncryptedCookieStorage):
         super().__init__(
             key, cookie_name="vapi_console", path=path, httponly=True, samesite="Strict", max_age=SESSION_MAX_AGE_S
         )
+
+    def load_cookie(self, request: web.Request) -> str | None:
+        """The cookie's value; None (a new, signed-out session) for one that is not ASCII, which no cookie
+        we wrote is: it would otherwise fail every console page for that browser, the sign-in page too."""
+        cookie = super().load_cookie(request)
+        return cookie if cookie is None or cookie.isascii() else None
 
     async def save_session(self, request: web.Request, response: web.StreamResponse, session: Session) -> None:
         # No await between this and the cookie being written, so concurrent requests cannot interleave.
@@ -126,14 +134,31 @@ def csrf_token(session: Session) -> str:
     return token
 
 
+async def form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | FileField]:
+    """The POST's form (parsed once; aiohttp keeps it for the handler).
+
+    Raises:
+        web.HTTPBadRequest: a body that is not text in its charset (UTF-8 unless it says otherwise), an
+            unknown charset, or multipart without a boundary: the sender's fault, with its reason.
+    """
+    try:
+        return await request.post()
+    except UnicodeDecodeError:
+        raise web.HTTPBadRequest(text="the form is not valid text in its charset (UTF-8 unless it says)") from None
+    except LookupError:
+        raise web.HTTPBadRequest(text=f"unknown charset: {request.charset!r}") from None
+    except ValueError as exc:  # aiohttp's multipart reader: no boundary, a broken part
+        raise web.HTTPBadRequest(text=f"the form cannot be read: {exc}") from None
+
+
 async def _csrf_ok(request: web.Request, session: Session) -> bool:
     expected = session.get("csrf")
+    fields = await form(request)  # every POST's body is read here, so no handler meets one it cannot read
     if not isinstance(expected, str):
         return False
-    given: object = request.headers.get("X-CSRF-Token")
-    if given is None:
-        given = (await request.post()).get("csrf")
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+    given: object = request.headers.get("X-CSRF-Token") or fields.get("csrf")
+    # Our tokens are ASCII; anything else (bytes that were not UTF-8 included) cannot match one.
+    return isinstance(given, str) and given.isascii() and hmac.compare_digest(given.encode(), expected.encode())
 
 
 @web.middleware
