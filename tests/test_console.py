@@ -460,7 +460,7 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
         " VALUES ($1, 'end-of-call-report', 'eocr:call-r1', $2, 'completed') RETURNING id",
         org_id,
-        {"type": "end-of-call-report", "artifact": {"transcript": "my knee hurts since Tuesday"}},
+        {"type": "end-of-call-report", "artifact": {"transcript": "my knee hurts since Tuesday, it's <b>sore</b>"}},
     )
     path = f"/console/deliveries/{delivery_id}"
     await _sign_in(web, ADMIN)
@@ -482,6 +482,8 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
 
     assert "knee" not in closed and "Never opened." in closed
     assert 200 == opened.status and "my knee hurts since Tuesday" in opened_text
+    # As written (no JSON escapes such as \u0027), and escaped for HTML: the text, never markup.
+    assert "it&#39;s &lt;b&gt;sore&lt;/b&gt;" in opened_text and "\\u0027" not in opened_text
     assert "knee" not in after and "Opened by admin at" in after
     assert 404 == foreign.status and "knee" not in await foreign.text()
     assert 200 == own.status and "my knee hurts since Tuesday" in await own.text()
