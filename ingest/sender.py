@@ -22,9 +22,8 @@ from ingest.settings import Settings
 from workers import parsing
 from workers.messages import InvalidEnvelope
 
-#: What a 2xx answer's ``status`` field says happened (the receiver's outcomes).
-OUTCOMES = ("accepted", "duplicate", "quarantined")
-#: How ``send`` names each outcome; an answer with none was answered inline.
+#: What a 2xx answer's ``status`` field says happened (the receiver's outcomes), and how ``send`` names
+#: each; an answer with none was answered inline.
 _LABELS = {"accepted": "new", "duplicate": "duplicate", "quarantined": "quarantined"}
 
 
@@ -61,7 +60,7 @@ class SendReport:
         body = _json_or_text(text)
         if 200 <= status < 300:
             said = body.get("status") if isinstance(body, dict) else None
-            if said not in OUTCOMES:
+            if said not in _LABELS:
                 # Answered inline (tool calls, assistant requests): the body is Vapi's reply alone, and
                 # only the header says that a repeated tool call was a duplicate.
                 said = "duplicate" if outcome == "duplicate" else None

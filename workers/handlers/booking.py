@@ -284,7 +284,7 @@ def check_required(name: str, invocation: ToolInvocation) -> None:
     """
     missing = [arg for arg in REQUIRED_ARGUMENTS[name] if _blank(invocation.arguments.get(arg))]
     if missing:
-        names = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
+        names = f"{', '.join(missing[:-1])} and {missing[-1]}" if len(missing) > 1 else missing[0]
         raise ToolError(
             "INVALID_ARGUMENTS", f"INVALID_ARGUMENTS: {names} {'is' if len(missing) == 1 else 'are'} required"
         )
