@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +34,9 @@ HMAC_ALGORITHMS = ("sha256", "sha512", "sha1")
 HMAC_ENCODINGS = ("hex", "base64")
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Headers a trusted proxy may name the client in (RFC 7239, and the older de facto one).
+PROXY_HEADERS = ("x-forwarded-for", "forwarded")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 T = TypeVar("T")
 
@@ -97,6 +101,11 @@ class Settings:
     console_enabled: bool = True
     #: The console is served over TLS (directly or behind a proxy): its cookie is always ``Secure``.
     console_tls: bool = False
+    #: Proxies (addresses or networks) whose ``console_proxy_header`` names the console's client; the
+    #: sign-in limiter counts per client, so behind a proxy it must know the proxy, or counts the proxy.
+    console_trusted_proxies: tuple[Network, ...] = ()
+    #: The one header the trusted proxies write the client into: ``x-forwarded-for`` or ``forwarded``.
+    console_proxy_header: str = "x-forwarded-for"
     #: 32 bytes that encrypt console session cookies; one is made at start when unset (sessions then end
     #: with the process).
     console_session_key: bytes | None = field(default=None, repr=False)
@@ -178,6 +187,8 @@ class Settings:
             admin_token=r.admin_token("ADMIN_TOKEN"),
             console_enabled=r.flag("CONSOLE_ENABLED", True),
             console_tls=r.flag("CONSOLE_TLS", False),
+            console_trusted_proxies=r.networks("CONSOLE_TRUSTED_PROXIES"),
+            console_proxy_header=r.choice("CONSOLE_PROXY_HEADER", PROXY_HEADERS, "x-forwarded-for"),
             console_session_key=r.session_key("CONSOLE_SESSION_KEY"),
             retention_days=r.integer("RETENTION_DAYS", 30, minimum=1),
             scheduler_metrics_port=r.integer("SCHEDULER_METRICS_PORT", 9192, minimum=1, maximum=65535),
@@ -284,6 +295,17 @@ class _Reader:
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
         return value
+
+    def networks(self, name: str) -> tuple[Network, ...]:
+        found: list[Network] = []
+        for part in self.env.get(name, "").replace(",", " ").split():
+            try:
+                found.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must list IP addresses or networks (e.g. 10.0.0.5, 10.1.0.0/16), got {part!r}"
+                ) from None
+        return tuple(found)
 
     def admin_token(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()

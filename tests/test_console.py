@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from db import signins
 from ingest.app import create_app
-from ingest.console import signin
 from tests.helpers import Explaining
 
 ADMIN = "console-admin-token-0123456789"
@@ -20,7 +20,6 @@ PAGES = ["/console/", "/console/dead-letters", "/console/deliveries/00000000-000
 @pytest.fixture
 async def web(aiohttp_client, settings, broker) -> Any:
     """The app with ADMIN_TOKEN and a fixed console session key."""
-    signin.FAILURES.seen.clear()
     configured = dataclasses.replace(settings, admin_token=ADMIN, console_session_key=b"k" * 32)
     return await aiohttp_client(create_app(configured, broker=broker))
 
@@ -92,12 +91,12 @@ async def test_failed_sign_ins_are_limited_and_counted(web):
         return REGISTRY.get_sample_value("vapi_console_signins_total", {"outcome": outcome}) or 0.0
 
     failed_before, limited_before = counted("failed"), counted("limited")
-    wrong = [(await _sign_in(web, f"wrong-{i}")).status for i in range(signin.MAX_FAILURES)]
+    wrong = [(await _sign_in(web, f"wrong-{i}")).status for i in range(signins.MAX_FAILED_ATTEMPTS)]
     limited = await _sign_in(web, ADMIN)
 
-    assert [401] * signin.MAX_FAILURES == wrong
+    assert [401] * signins.MAX_FAILED_ATTEMPTS == wrong
     assert 429 == limited.status
-    assert signin.MAX_FAILURES == counted("failed") - failed_before
+    assert signins.MAX_FAILED_ATTEMPTS == counted("failed") - failed_before
     assert 1 == counted("limited") - limited_before
 
 
@@ -329,8 +328,9 @@ async def test_search_by_call_id_uses_the_index(pool):
     assert "idx_delivery_log_vapi_call_id" in plan, plan
 
 
-async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, settings, broker):
-    """The admin signs in (no database needed) and the overview answers 503 with the reason, still not cached."""
+async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, web, settings, broker):
+    """With PostgreSQL gone, sign-in and a signed-in page answer 503 with the reason, still not cached;
+    static files are still served."""
     from tests.procs import free_port
 
     down = dataclasses.replace(
@@ -339,13 +339,14 @@ async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, sett
         console_session_key=b"k" * 32,
         database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
     )
-    web = await aiohttp_client(create_app(down, broker=broker))
-    signin.FAILURES.seen.clear()
-    signed = await _sign_in(web, ADMIN)
-    page = await web.get("/console/", allow_redirects=False)
-    static = await web.get("/console/static/console.css")
+    await _sign_in(web, ADMIN)  # a session made while the database was up, same cookie key
+    cookie = "; ".join(f"{c.key}={c.value}" for c in web.session.cookie_jar)
+    gone = await aiohttp_client(create_app(down, broker=broker))
+    page = await gone.get("/console/", headers={"Cookie": cookie}, allow_redirects=False)
+    signed = await _sign_in(gone, ADMIN)
+    static = await gone.get("/console/static/console.css")
 
-    assert 302 == signed.status
+    assert 503 == signed.status and "database is unavailable" in await signed.text()
     assert 503 == page.status and "database is unavailable" in await page.text()
     assert "no-store" == page.headers["Cache-Control"]
     assert "Cache-Control" not in static.headers and 200 == static.status
@@ -658,7 +659,6 @@ async def test_the_cookie_is_secure_whenever_the_browser_came_over_tls(
 ):
     """Behind a proxy that says https in any of the usual ways, or with CONSOLE_TLS=1, the session cookie is
     Secure; over plain HTTP it is not (issue 18: only the exact 'X-Forwarded-Proto: https' counted)."""
-    signin.FAILURES.seen.clear()
     configured = dataclasses.replace(
         settings, admin_token=ADMIN, console_session_key=b"k" * 32, console_tls=console_tls
     )

@@ -105,8 +105,12 @@ def _sql(console: dict[str, Any], query: str) -> object:
         return pool.submit(sql, console["env"], query).result()
 
 
-def _page(browser: Any) -> tuple[Any, list[str]]:
-    page = browser.new_page()
+#: The widths the console is checked at: a laptop and a narrow window (issue 18).
+WIDTHS = [1280, 800]
+
+
+def _page(browser: Any, width: int = 1280) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": width, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     page.on("console", lambda msg: errors.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
@@ -195,6 +199,29 @@ def test_a_post_without_the_csrf_token_is_refused_and_bad_tokens_are_401(console
     assert "not valid" in wrong
     assert 403 == forged.status
     assert still_in.endswith("/console/")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_signing_out_ends_the_session_for_a_copied_cookie(console, browser, width):
+    """Sign out from the page's button; a second browser given the cookie copied before that lands on the
+    sign-in page, not the overview (issue 18: the copy kept full rights for 12 hours)."""
+    url = console["url"]
+    page, errors = _page(browser, width)
+    _sign_in(page, url, ADMIN)
+    copied = page.context.cookies()
+    thief = browser.new_context(viewport={"width": width, "height": 900})
+    thief.add_cookies(copied)
+    before = thief.new_page().goto(f"{url}/").url
+
+    page.click("button:has-text('Sign out')")
+    signed_out_at = page.url
+    after = thief.new_page().goto(f"{url}/").url
+    thief.close()
+
+    assert before.endswith("/console/")
+    assert signed_out_at.endswith("/console/login")
+    assert after.endswith("/console/login")
+    assert [] == errors
 
 
 def test_a_missed_tool_call_is_shown_with_the_number_and_marked_called_back(console, browser):

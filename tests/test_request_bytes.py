@@ -16,7 +16,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ingest.app import create_app
-from ingest.console import signin
 
 ADMIN = "console-admin-token-0123456789"
 #: Bytes that are not UTF-8: a lone continuation byte, an overlong lead, truncated sequences, a surrogate.
@@ -26,7 +25,6 @@ NOT_UTF8 = st.sampled_from([b"\xff", b"\x80", b"\xc0\xaf", b"\xe2\x82", b"\xed\x
 @pytest.fixture
 async def server(aiohttp_client, settings, broker) -> Any:
     """The app, and a signed-out console session: ``(client, cookie header, csrf token)``."""
-    signin.FAILURES.seen.clear()
     configured = dataclasses.replace(settings, admin_token=ADMIN, console_session_key=b"k" * 32)
     client = await aiohttp_client(create_app(configured, broker=broker))
     page = await client.get("/console/login")

@@ -59,6 +59,8 @@ def test_defaults_match_the_readme():
         ({"REDIS_URL": "garbage"}, "REDIS_URL: not a redis://"),
         ({"CONSOLE_SESSION_KEY": "short"}, "CONSOLE_SESSION_KEY must be 32 random bytes"),
         ({"CONSOLE_ENABLED": "sometimes"}, "CONSOLE_ENABLED"),
+        ({"CONSOLE_TRUSTED_PROXIES": "10.0.0.1, proxy.local"}, "CONSOLE_TRUSTED_PROXIES must list IP"),
+        ({"CONSOLE_PROXY_HEADER": "x-real-ip"}, "CONSOLE_PROXY_HEADER must be one of"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: not a redis://"),
     ],
 )
@@ -66,6 +68,19 @@ def test_bad_value_names_the_variable(env, variable):
     """Each malformed value stops start-up with a message that names its variable."""
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({**BASE, **env})
+
+
+def test_trusted_proxies_take_addresses_and_networks():
+    """Commas or spaces between entries; a bare address is its own /32 or /128."""
+    import ipaddress
+
+    s = Settings.from_env({**BASE, "CONSOLE_TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16 2001:db8::/32"})
+
+    assert (
+        ipaddress.ip_network("10.0.0.5/32"),
+        ipaddress.ip_network("10.1.0.0/16"),
+        ipaddress.ip_network("2001:db8::/32"),
+    ) == s.console_trusted_proxies
 
 
 def test_secret_required_unless_scheme_is_none():

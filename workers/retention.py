@@ -1,11 +1,12 @@
-"""Retention: delete finished deliveries older than ``RETENTION_DAYS``, one short transaction per batch."""
+"""Retention: delete finished deliveries older than ``RETENTION_DAYS``, one short transaction per batch;
+and ended console sessions and sign-in attempt windows."""
 
 from __future__ import annotations
 
 import asyncpg
 import structlog
 
-from db import health
+from db import health, signins
 from workers import metrics
 
 log = structlog.get_logger("workers.retention")
@@ -26,5 +27,7 @@ async def cleanup(pool: asyncpg.Pool, *, retention_days: int, batch_size: int = 
         metrics.RETENTION_DELETED.inc(deleted)
         if deleted < batch_size:
             break
-    log.info("retention_done", deleted=total, retention_days=retention_days)
+    # Sessions and attempt windows are refused once past their time anyway; this only reclaims space.
+    pruned = await signins.prune(pool)
+    log.info("retention_done", deleted=total, retention_days=retention_days, console_rows_pruned=pruned)
     return total

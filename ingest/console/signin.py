@@ -1,17 +1,19 @@
 """Console sign-in: the session cookie, who is signed in, CSRF on every POST, and the security headers.
 
-A session holds who signed in as the SHA-256 of their token, never the token,
-and is checked again on every request, so a revoked org token or a rotated
-``ADMIN_TOKEN`` ends its sessions at once.
+The cookie holds a random session id and the CSRF token; the server holds the
+session (``console_sessions``: who signed in, as the SHA-256 of their token, never
+the token) and checks it on every request, so signing out, a revoked org token or
+a rotated ``ADMIN_TOKEN`` ends a session at once, copies of its cookie included.
+Failed sign-ins are limited per client address (:mod:`ingest.console.clients`),
+counted in PostgreSQL so that every web process shares one count.
 """
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
-import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,19 +24,17 @@ from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from multidict import MultiDictProxy
 
-from db import tokens
+from db import signins, tokens
 from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from ingest import metrics
 from ingest.admin.auth import CALLER, Caller, caller
 from ingest.appkeys import DB_POOL, SETTINGS
+from ingest.console.clients import client_address
 
 #: Where the console is mounted (ingest.app).
 PREFIX = "/console"
 #: Seconds a console session lasts without signing in again.
 SESSION_MAX_AGE_S = 12 * 3600
-#: Failed sign-ins allowed per client address within the window, then 429 until it slides.
-MAX_FAILURES = 10
-FAILURE_WINDOW_S = 300.0
 #: No inline scripts or styles, no framing, forms post only here.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -113,16 +113,19 @@ def _secure(response: web.StreamResponse, cacheable: bool) -> None:
 
 
 async def caller_of_session(request: web.Request, session: Session) -> tuple[Caller, str] | None:
-    """Who this session is signed in as and how to record them (``admin`` or ``token:<id>``), if its token
-    is still valid; None otherwise."""
-    held = session.get("token_sha256")
-    if not isinstance(held, str):
+    """Who this session is signed in as and how to record them (``admin`` or ``token:<id>``), if the
+    server still holds it (not signed out, not expired) and its token is still valid; None otherwise."""
+    session_id = session.get("id")
+    if not isinstance(session_id, str):
         return None
-    admin = request.config_dict[SETTINGS].admin_token
-    if session.get("admin"):
-        return (Caller(None), "admin") if admin and hmac.compare_digest(held, tokens.token_sha256(admin)) else None
-    found = await tokens.live_token(request.config_dict[DB_POOL], held)
-    return (Caller(found[0]), f"token:{found[1]}") if found else None
+    held = await signins.holder(request.config_dict[DB_POOL], session_id)
+    if held is None:
+        return None
+    if held.admin:
+        admin = request.config_dict[SETTINGS].admin_token
+        valid = admin is not None and hmac.compare_digest(held.token_sha256, tokens.token_sha256(admin))
+        return (Caller(None), "admin") if valid else None
+    return (Caller(held.org_id), f"token:{held.token_id}") if held.org_id else None
 
 
 def csrf_token(session: Session) -> str:
@@ -178,30 +181,6 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
-class _Failures:
-    """Failed sign-ins per client address in a sliding window (per web process)."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, deque[float]] = {}
-
-    def blocked(self, client: str) -> bool:
-        times = self.seen.get(client)
-        if not times:
-            return False
-        horizon = time.monotonic() - FAILURE_WINDOW_S
-        while times and times[0] < horizon:
-            times.popleft()
-        return len(times) >= MAX_FAILURES
-
-    def add(self, client: str) -> None:
-        if len(self.seen) > 10_000:  # a spray of addresses must not grow memory without bound
-            self.seen.clear()
-        self.seen.setdefault(client, deque()).append(time.monotonic())
-
-
-FAILURES = _Failures()
-
-
 async def login_form(request: web.Request) -> web.Response:
     """The sign-in page: one password field named ``token``."""
     session = await get_session(request)
@@ -209,24 +188,38 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    """Sign in with ``ADMIN_TOKEN`` or an org token; rate limited per client address."""
-    client = request.remote or "unknown"
-    if FAILURES.blocked(client):
+    """Sign in with ``ADMIN_TOKEN`` or an org token: a new server-side session and a new cookie.
+
+    Each client address (:func:`~ingest.console.clients.client_address`) gets
+    :data:`~db.signins.MAX_FAILED_ATTEMPTS` failures per window; the attempt is counted before the token
+    is checked, in one statement, so concurrent tries cannot exceed it; then 429 with ``Retry-After``.
+    """
+    pool = request.config_dict[DB_POOL]
+    client = client_address(request)
+    wait_s = await signins.take_attempt(
+        pool, client, limit=signins.MAX_FAILED_ATTEMPTS, window_s=signins.ATTEMPT_WINDOW_S
+    )
+    if wait_s is not None:
         metrics.CONSOLE_SIGNINS.labels("limited").inc()
-        return await _refused(request, 429, f"too many failed sign-ins: wait {FAILURE_WINDOW_S / 60:.0f} minutes")
-    token = (await request.post()).get("token")
+        minutes = max(1, math.ceil(wait_s / 60))
+        refused = await _refused(request, 429, f"too many failed sign-ins: try again in {minutes} minute(s)")
+        refused.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+        return refused
+    token = (await form(request)).get("token")
     token = token.strip() if isinstance(token, str) else ""
     settings = request.config_dict[SETTINGS]
     admin = bool(settings.admin_token) and hmac.compare_digest(token.encode(), (settings.admin_token or "").encode())
-    org_id = None if admin or not token else await tokens.org_of(request.config_dict[DB_POOL], token)
+    org_id = None if admin or not token else await tokens.org_of(pool, token)
     if not admin and org_id is None:
-        FAILURES.add(client)
         metrics.CONSOLE_SIGNINS.labels("failed").inc()
         return await _refused(request, 401, "that token is not valid")
+    await signins.give_back_attempt(pool, client)
     metrics.CONSOLE_SIGNINS.labels("ok").inc()
+    session_id = await signins.start_session(
+        pool, token_sha256=tokens.token_sha256(token), admin=admin, max_age_s=SESSION_MAX_AGE_S
+    )
     session = await new_session(request)  # a fresh session (and CSRF token) on sign-in: no fixation
-    session["token_sha256"] = tokens.token_sha256(token)
-    session["admin"] = admin
+    session["id"] = session_id
     csrf_token(session)
     raise web.HTTPFound(f"{PREFIX}/")
 
@@ -239,8 +232,12 @@ async def _refused(request: web.Request, status: int, error: str) -> web.Respons
 
 
 async def logout(request: web.Request) -> web.Response:
-    """Sign out: the session is emptied and the cookie expires."""
+    """Sign out: the server ends the session (any copy of the cookie is refused from now on), and the
+    browser's cookie expires."""
     session = await get_session(request)
+    session_id = session.get("id")
+    if isinstance(session_id, str):
+        await signins.end_session(request.config_dict[DB_POOL], session_id)
     session.invalidate()
     raise web.HTTPFound(f"{PREFIX}/login")
 
