@@ -8,6 +8,9 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from db import signins
 from ingest.app import create_app
@@ -142,6 +145,58 @@ async def test_error_fingerprints_group_errors_that_differ_only_in_values(pool, 
         "timeout after <n> ms on <id>": 2,
         "handler broke": 1,
     } == groups
+
+
+async def test_one_renamed_function_is_one_group_however_it_was_planned(pool, org_id):
+    """A real function renamed under a cached and a fresh statement: PostgreSQL names it f(uuid, text) for
+    the one and f(unknown, unknown) for the other; both fold into one group, and another function's error
+    stays its own (issue 18: one incident was split 510 + 90)."""
+    import asyncpg
+
+    from db.console import dead_letter_groups
+
+    await pool.execute("CREATE FUNCTION probe_book(a uuid, b text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    await pool.execute("CREATE FUNCTION probe_other(a uuid) RETURNS int LANGUAGE sql AS 'SELECT 1'")
+    errors = []
+    async with pool.acquire() as cached, pool.acquire() as fresh:
+        await cached.fetchval("SELECT probe_book($1, $2)", uuid.uuid4(), "x")  # asyncpg caches the statement
+        await pool.execute("ALTER FUNCTION probe_book(uuid, text) RENAME TO probe_book_v2")
+        await pool.execute("DROP FUNCTION probe_other(uuid)")
+        for conn, query, args in [
+            (cached, "SELECT probe_book($1, $2)", (uuid.uuid4(), "x")),
+            (fresh, "SELECT probe_book($1, $2)", (uuid.uuid4(), "x")),
+            (cached, "SELECT probe_other($1)", (uuid.uuid4(),)),
+        ]:
+            with pytest.raises(asyncpg.UndefinedFunctionError) as raised:
+                await conn.fetchval(query, *args)
+            errors.append(f"{type(raised.value).__name__}: {raised.value}")  # as processing records it
+    for i, error in enumerate(errors):
+        await pool.execute(
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, error_message)"
+            " VALUES ($1, 'status-update', $2, '{}', 'dead_letter', $3)",
+            org_id,
+            f"fn-{i}",
+            error,
+        )
+    async with pool.acquire() as conn:
+        groups = sorted(g["count"] for g in await dead_letter_groups(conn))
+
+    assert "probe_book(uuid, text)" in errors[0] and "probe_book(unknown, unknown)" in errors[1]
+    assert [1, 2] == groups
+
+
+@given(
+    name=st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True),
+    first=st.lists(st.sampled_from(["uuid", "text", "unknown", "integer", "timestamp with time zone"]), max_size=6),
+    second=st.lists(st.sampled_from(["uuid", "text", "unknown", "numeric", "character varying"]), max_size=6),
+)
+@hsettings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+async def test_argument_lists_never_split_a_function_error(pool, name, first, second):
+    """Any function, any two argument lists: one fingerprint (the migration's SQL function itself)."""
+    message = "UndefinedFunctionError: function {}({}) does not exist\nHINT:  No function matches."
+    one, two = (message.format(name, ", ".join(args)) for args in (first, second))
+
+    assert await pool.fetchval("SELECT error_fingerprint($1) = error_fingerprint($2)", one, two)
 
 
 async def _dead_letters(pool, org_id, n: int, error: str = "boom: handler broke on call 7") -> None:
