@@ -185,6 +185,13 @@ async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int
     return [r["id"] for r in rows], refused, fingerprint
 
 
+async def clinics_by_id(conn: Conn, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """``{org_id: {name, timezone}}`` of the clinics among ``org_ids`` this session sees, for pages that
+    show deliveries (whom to call back, and in which time zone its times are)."""
+    rows = await conn.fetch("SELECT id, name, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(org_ids))
+    return {r["id"]: {"name": r["name"], "timezone": r["timezone"]} for r in rows}
+
+
 async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:
     """Missed tool calls, newest first, with the caller's number, the tool asked for, and the call-back if any:
     ``{id, org_id, received_at, number, tool, called_by, called_at}``."""

@@ -306,3 +306,84 @@ def test_overview_chart_payload_reveal_calendar_and_clinic_hours(console, browse
         str(_sql(console, f"SELECT business_hours->'sat' FROM organizations WHERE id = '{org_a}'"))
     )
     assert [] == errors
+
+
+def _overflow(page: Any) -> list[str]:
+    """Elements wider than the window (each as tag.class and its width), or [] if the page fits."""
+    found: list[str] = page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const wide = [];
+          for (const el of document.querySelectorAll('body *')) {
+            const box = el.getBoundingClientRect();
+            if (box.right > width + 1 && getComputedStyle(el).position !== 'fixed') {
+              wide.push(`${el.tagName.toLowerCase()}.${el.className || ''} ${Math.round(box.right)}px`);
+            }
+          }
+          if (document.documentElement.scrollWidth > width + 1) wide.push(`page ${document.documentElement.scrollWidth}px`);
+          return wide;
+        }"""
+    )
+    return found
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_delivery_says_its_clinic_and_times_say_their_zone(console, browser, width):
+    """Missed calls, a dead-letter group and a delivery name the clinic and its time zone, and give times in
+    that zone with its abbreviation (the delivery's also in UTC); every page fits the window (issue 18)."""
+    url, shots = console["url"], console["shots"]
+    org_a = _sql(console, "UPDATE organizations SET timezone = 'America/New_York' WHERE name = 'Clinic A' RETURNING id")
+    # What made pages wide at 800 px: a replay's long description, a phone number in the calendar.
+    _sql(
+        console,
+        "INSERT INTO replays (org_id, requested_by, description, delivery_ids, matched, status, finished_at)"
+        f" VALUES ('{org_a}', 'token:0b5e2a44-8d1c-4f0e-9a51-1c2d3e4f5a6b',"
+        " 'dead letters: relation <value> does not exist (delivery <id>), end-of-call-report, 30 deliveries',"
+        " '{}', 30, 'done', now())",
+    )
+    _sql(
+        console,
+        "WITH l AS (INSERT INTO leads (org_id, name, phone) VALUES"
+        f" ('{org_a}', NULL, '+442079460958') RETURNING id)"
+        " INSERT INTO appointments (org_id, contact_id, service_type, scheduled_at, duration_minutes, ends_at)"
+        " SELECT org_id, l.id, 'orthodontic consultation', s, 30, s + interval '30 minutes'"
+        f" FROM l, (SELECT '{org_a}'::uuid AS org_id, date_trunc('week', now()) + interval '15 hours' AS s) x",
+    )
+    page, errors = _page(browser, width)
+    wide: dict[str, list[str]] = {}
+
+    _sign_in(page, url, ADMIN)
+    wide["overview"] = _overflow(page)
+    page.goto(f"{url}/missed")
+    missed_clinic = page.get_by_test_id("clinic").first.inner_text()
+    missed_when = page.locator("td.when").first.inner_text()
+    wide["missed"] = _overflow(page)
+    page.locator("td.when a").first.click()
+    clinic = page.get_by_test_id("clinic").inner_text()
+    received = page.get_by_test_id("received").inner_text()
+    wide["delivery"] = _overflow(page)
+    page.screenshot(path=str(shots / f"delivery-{width}.png"), full_page=True)
+    page.goto(f"{url}/dead-letters")
+    wide["dead-letters"] = _overflow(page)
+    page.click("text=relation <value> does not exist (delivery <id>)")
+    member_clinics = set(page.get_by_test_id("clinic").all_inner_texts())
+    wide["group"] = _overflow(page)
+    page.screenshot(path=str(shots / f"group-{width}.png"), full_page=True)
+    for name in ("replays", "clinics", "quarantine", f"appointments?org={org_a}", "search?q=%2B14155550199"):
+        page.goto(f"{url}/{name}")
+        wide[name] = _overflow(page)
+        page.screenshot(path=str(shots / f"{name.split('?')[0]}-{width}.png"), full_page=True)
+    page.goto(f"{url}/appointments?org={org_a}")
+    appointment = page.get_by_test_id("appointment").first.inner_text()
+    spills = page.evaluate(
+        "[...document.querySelectorAll('.appointment')].filter(e => e.scrollWidth > e.clientWidth).length"
+    )
+
+    assert missed_clinic.startswith("Clinic A") and "America/New_York" in missed_clinic
+    assert missed_when.endswith("EST")
+    assert "Clinic A" in clinic and "America/New_York" in clinic
+    assert "EST" in received and "UTC" in received
+    assert {"Clinic A"} == member_clinics
+    assert "+442079460958" in appointment and 0 == spills
+    assert {name: [] for name in wide} == wide
+    assert [] == errors

@@ -9,9 +9,7 @@ every answer carries a Content-Security-Policy without inline scripts.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -19,18 +17,13 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from ingest.console import calendar, clinics, pages, quarantine, replays, signin
+from ingest.console.formats import at, pretty_json
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
 from workers.handlers.schedule import WEEKDAYS
 
 HERE = Path(__file__).resolve().parent
 #: The vendored htmx (npm htmx.org 2.0.11, dist/htmx.min.js, sha256 d6fdc75f...f717); no CDN.
 HTMX = "htmx-2.0.11.min.js"
-
-
-def pretty_json(value: Any, indent: int | None = None) -> str:
-    """JSON as a person reads it: ``What's`` and ``café`` as written, not ``What\\u0027s`` (Jinja's
-    ``tojson`` escapes for a script block). The page's autoescaping still escapes it for HTML."""
-    return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
 
 def create_console_app(session_key: bytes) -> web.Application:
@@ -49,6 +42,7 @@ def create_console_app(session_key: bytes) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["pretty_json"] = pretty_json
+    env.filters["at"] = at
     env.globals["htmx"] = HTMX
     env.globals["prefix"] = PREFIX
     env.globals["weekdays"] = WEEKDAYS

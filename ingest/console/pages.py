@@ -57,10 +57,13 @@ async def dead_letters(request: web.Request) -> web.Response:
     async with session(request) as conn:
         groups = await console_db.dead_letter_groups(conn)
         members = await console_db.dead_letters_in_group(conn, group, before=before, limit=GROUP_PAGE) if group else []
+        clinics = await console_db.clinics_by_id(conn, {m["org_id"] for m in members})
     chosen = next((g for g in groups if g["group"] == group), None)
     older = f"{members[-1]['received_at'].isoformat()}_{members[-1]['id']}" if len(members) == GROUP_PAGE else None
     return await render(
-        request, "dead_letters.html", {"groups": groups, "chosen": chosen, "members": members, "older": older}
+        request,
+        "dead_letters.html",
+        {"groups": groups, "chosen": chosen, "members": members, "older": older, "clinics": clinics},
     )
 
 
@@ -104,7 +107,8 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
             await console_db.reveal(conn, delivery_id, revealed_by=request[SIGNED_IN_AS])
         called_back = await console_db.call_back_of(conn, delivery_id)
         reveals = await console_db.reveals_of(conn, delivery_id)
-    context = {"d": row, "called_back": called_back, "reveals": reveals, "revealed": reveal}
+        clinic = (await console_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
+    context = {"d": row, "clinic": clinic, "called_back": called_back, "reveals": reveals, "revealed": reveal}
     return await render(request, "delivery.html", {**context, **_caller(row["payload"])})
 
 
@@ -127,7 +131,8 @@ async def missed(request: web.Request) -> web.Response:
     """Missed tool calls: callers the assistant could not serve, to be called back."""
     async with session(request) as conn:
         rows = await console_db.missed_calls(conn)
-    return await render(request, "missed.html", {"rows": rows})
+        clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in rows})
+    return await render(request, "missed.html", {"rows": rows, "clinics": clinics})
 
 
 async def call_back(request: web.Request) -> web.Response:
@@ -144,6 +149,8 @@ async def search(request: web.Request) -> web.Response:
     q = request.query.get("q", "")[:200]
     async with session(request) as conn:
         found = await console_db.search(conn, q) if q.strip() else None
+        shown = [*found["deliveries"], *found["calls"], *found["appointments"]] if found else []
+        clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in shown if r.get("org_id")})
     if found and len(found["deliveries"]) == 1 and not any(found[k] for k in ("calls", "appointments", "routes")):
         raise web.HTTPFound(f"{PREFIX}/deliveries/{found['deliveries'][0]['id']}")
-    return await render(request, "search.html", {"q": q, "found": found})
+    return await render(request, "search.html", {"q": q, "found": found, "clinics": clinics})
