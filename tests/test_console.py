@@ -446,8 +446,10 @@ async def test_an_org_token_cannot_open_the_quarantine(web, pool, org_id):
 
     await _sign_in(web, await tokens.create(pool, org_id, name=None))
     resp = await web.get("/console/quarantine", allow_redirects=False)
+    confirm = await web.get(f"/console/quarantine/confirm?assistant_id=asst-q&org_id={org_id}", allow_redirects=False)
 
     assert 403 == resp.status
+    assert 403 == confirm.status
 
 
 async def test_clinics_create_edit_and_revoke_a_token(web, pool):

@@ -387,3 +387,52 @@ def test_every_delivery_says_its_clinic_and_times_say_their_zone(console, browse
     assert "+442079460958" in appointment and 0 == spills
     assert {name: [] for name in wide} == wide
     assert [] == errors
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_forms_keep_what_was_typed_and_quarantine_maps_only_after_confirming(console, browser, width):
+    """A bad time zone on "New clinic" brings the form back as typed; the quarantine preselects no clinic,
+    refuses to go on without one, and maps only from a confirmation that says what will move."""
+    url, shots = console["url"], console["shots"]
+    for i in range(2):
+        payload = json.dumps({"type": "status-update", "status": "ringing", "call": {"id": f"q-{i}"}})
+        _sql(
+            console,
+            "INSERT INTO webhook_quarantine (event_type, event_id, assistant_id, phone_number_id, payload)"
+            f" VALUES ('status-update', 'status-update:q-{i}:ringing', 'asst-lost', NULL, '{payload}')",
+        )
+    page, errors = _page(browser, width)
+    _sign_in(page, url, ADMIN)
+
+    page.goto(f"{url}/clinics")
+    page.fill("input[name=name]", "Clinic C")
+    page.fill("input[name=timezone]", "Mars/Olympus")
+    page.fill("input[name=region]", "FR")
+    page.click("button:has-text('Create')")
+    refused = page.locator(".error").inner_text()
+    kept = [page.input_value(f"input[name={field}]") for field in ("name", "timezone", "region")]
+    page.screenshot(path=str(shots / f"clinic-refused-{width}.png"), full_page=True)
+
+    page.goto(f"{url}/quarantine")
+    preselected = page.input_value("select[name=org_id]")
+    page.click("button:has-text('Map and route')")  # no clinic chosen: the browser refuses to submit
+    stayed = page.url
+    page.select_option("select[name=org_id]", label="Clinic B")
+    page.click("button:has-text('Map and route')")
+    moving = page.get_by_test_id("moving").inner_text()
+    mapping = page.get_by_test_id("mapping").inner_text()
+    mapped_before_confirming = _sql(console, "SELECT count(*) FROM agents WHERE vapi_assistant_id = 'asst-lost'")
+    wide = _overflow(page)
+    page.screenshot(path=str(shots / f"quarantine-confirm-{width}.png"), full_page=True)
+    page.click("button:has-text('Map and route 2 messages')")
+    routed = page.get_by_test_id("routed").inner_text()
+
+    assert "Mars/Olympus" in refused
+    assert ["Clinic C", "Mars/Olympus", "FR"] == kept
+    assert "" == preselected and stayed.endswith("/console/quarantine")
+    assert "2" == moving and "asst-lost" in mapping and "Clinic B" in mapping
+    assert 0 == mapped_before_confirming
+    assert "2 messages routed." == routed
+    assert 1 == _sql(console, "SELECT count(*) FROM agents WHERE vapi_assistant_id = 'asst-lost'")
+    assert [] == wide
+    assert [] == [e for e in errors if "status of 400" not in e]  # chromium logs the refused form's 400

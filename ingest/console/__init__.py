@@ -59,6 +59,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/appointments", calendar.week)
     app.router.add_get("/search", pages.search)
     app.router.add_get("/quarantine", quarantine.page)
+    app.router.add_get("/quarantine/confirm", quarantine.confirm)
     app.router.add_post("/quarantine/route", quarantine.route)
     app.router.add_get("/clinics", clinics.list_page)
     app.router.add_post("/clinics", clinics.create)

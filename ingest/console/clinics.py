@@ -18,23 +18,33 @@ from workers.handlers.schedule import WEEKDAYS
 WHAT = "managing clinics"
 
 
-async def list_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
-    """Every clinic with its time zone, region, hours and counts; a form to create one."""
+#: What the "new clinic" form shows before anything is typed.
+NEW_CLINIC = {"name": "", "timezone": "UTC", "region": "US"}
+
+
+async def list_page(
+    request: web.Request, *, error: str | None = None, status: int = 200, entered: dict[str, str] | None = None
+) -> web.Response:
+    """Every clinic with its time zone, region, hours and counts; a form to create one (holding ``entered``,
+    what the operator typed, when it was refused)."""
     admin_only(request, WHAT)
     rows = await orgs.list_orgs(request.config_dict[DB_POOL])
-    return await render(request, "clinics.html", {"clinics": rows, "error": error}, status)
+    context = {"clinics": rows, "error": error, "entered": entered or NEW_CLINIC}
+    return await render(request, "clinics.html", context, status)
 
 
 async def create(request: web.Request) -> web.Response:
     """Create a clinic from the form (name, time zone, region); then open it."""
     admin_only(request, WHAT)
     form = await request.post()
+    entered = {key: str(form.get(key, default)) for key, default in NEW_CLINIC.items()}
     try:
-        name = org_fields.name(str(form.get("name", "")))
-        tz = org_fields.timezone(str(form.get("timezone", "UTC")) or "UTC")
-        region = org_fields.region(str(form.get("region", "US")) or "US")
+        name = org_fields.name(entered["name"])
+        tz = org_fields.timezone(entered["timezone"] or "UTC")
+        region = org_fields.region(entered["region"] or "US")
     except ValueError as exc:
-        return await list_page(request, error=str(exc), status=400)
+        # The form comes back as typed, so fixing one field does not mean typing the others again.
+        return await list_page(request, error=str(exc), status=400, entered=entered)
     org_id = await orgs.create_org(request.config_dict[DB_POOL], name=name, timezone=tz, region=region)
     raise web.HTTPFound(f"{PREFIX}/clinics/{org_id}")
 

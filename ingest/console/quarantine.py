@@ -38,6 +38,27 @@ async def page(request: web.Request) -> web.Response:
     return await _page(request)
 
 
+async def confirm(request: web.Request) -> web.Response:
+    """GET: what mapping this sender to the chosen clinic would do (the mapping, the messages it moves), with
+    the button that does it; nothing changes until that POST."""
+    admin_only(request, WHAT)
+    assistant_id = request.query.get("assistant_id") or None
+    phone_number_id = request.query.get("phone_number_id") or None
+    try:
+        org_id = uuid.UUID(request.query.get("org_id", ""))
+    except ValueError:
+        return await _page(request, error="choose a clinic to map this sender to", status=400)
+    if not (assistant_id or phone_number_id):
+        return await _page(request, error="this group has no assistant or phone number id to map", status=400)
+    pool = request.config_dict[DB_POOL]
+    org = await orgs.get_org(pool, org_id)
+    if org is None:
+        return await _page(request, error=f"no organization with id {org_id}", status=404)
+    moving = await quarantine_db.count_unrouted(pool, assistant_id=assistant_id, phone_number_id=phone_number_id)
+    context = {"org": org, "assistant_id": assistant_id, "phone_number_id": phone_number_id, "moving": moving}
+    return await render(request, "quarantine_confirm.html", context)
+
+
 async def route(request: web.Request) -> web.Response:
     """Map one sender to an org and move exactly its messages into that org's delivery log."""
     admin_only(request, WHAT)
