@@ -22,9 +22,9 @@ async def cleanup_old_deliveries(conn: Executor, *, retention_days: int, batch_s
 
 
 async def count_old_deliveries(conn: Executor, *, retention_days: int) -> int:
-    """How many deliveries ``cleanup_old_webhook_logs`` would delete now (completed or dead-lettered, older)."""
+    """How many deliveries ``cleanup_old_webhook_logs`` would delete now (completed, dead-lettered or discarded, older)."""
     count: int = await conn.fetchval(
-        "SELECT count(*) FROM webhook_delivery_log WHERE status IN ('completed', 'dead_letter')"
+        "SELECT count(*) FROM webhook_delivery_log WHERE status IN ('completed', 'dead_letter', 'discarded')"
         " AND received_at < now() - make_interval(days => $1)",
         retention_days,
     )

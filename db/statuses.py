@@ -20,6 +20,8 @@ class DeliveryStatus(StrEnum):
     DEAD_LETTER = "dead_letter"
     #: A synchronous tool call whose caller was not served; terminal, never run or replayed: call back.
     MISSED = "missed"
+    #: A dead letter an operator decided must not run, with a reason (``discards``); terminal.
+    DISCARDED = "discarded"
 
 
 #: What an operator may replay (synchronous tool calls among them are refused all the same).

@@ -727,3 +727,57 @@ async def test_the_cookie_is_secure_whenever_the_browser_came_over_tls(
 
     assert 200 == resp.status
     assert secure == ("Secure" in resp.headers["Set-Cookie"])
+
+
+async def test_discarding_needs_a_reason_a_dead_letter_and_the_clinics_own_session(web, pool, org_id):
+    """Discard refuses an empty reason (400), acts only on a dead letter (a second discard changes nothing),
+    and another clinic's session cannot discard ours (it sees no such delivery)."""
+    from db import orgs, tokens
+
+    await _dead_letters(pool, org_id, 1)
+    delivery_id = await pool.fetchval("SELECT id FROM webhook_delivery_log")
+    other = await orgs.create_org(pool, name="Other clinic", timezone="UTC", region="US")
+    await _sign_in(web, await tokens.create(pool, other, name=None))
+    csrf = await _page_csrf(web)
+    foreign = await web.post(
+        f"/console/deliveries/{delivery_id}/discard", data={"csrf": csrf, "reason": "not ours"}, allow_redirects=False
+    )
+    await _sign_in(web, ADMIN)
+    csrf = await _page_csrf(web)
+    empty = await web.post(
+        f"/console/deliveries/{delivery_id}/discard", data={"csrf": csrf, "reason": "  "}, allow_redirects=False
+    )
+    first = await web.post(
+        f"/console/deliveries/{delivery_id}/discard", data={"csrf": csrf, "reason": "duplicate"}, allow_redirects=False
+    )
+    second = await web.post(
+        f"/console/deliveries/{delivery_id}/discard", data={"csrf": csrf, "reason": "again"}, allow_redirects=False
+    )
+    replay = await web.post(f"/console/deliveries/{delivery_id}/replay", data={"csrf": csrf}, allow_redirects=False)
+
+    assert foreign.headers["Location"].endswith("?done=not-discarded")
+    assert 400 == empty.status and "say why" in await empty.text()
+    assert first.headers["Location"].endswith("?done=discarded")
+    assert second.headers["Location"].endswith("?done=not-discarded")
+    assert replay.headers["Location"].endswith("?done=not-replayed")
+    assert ("discarded", 0) == tuple(
+        await pool.fetchrow("SELECT status, replay_count FROM webhook_delivery_log WHERE id = $1", delivery_id)
+    )
+    assert [("admin", "duplicate")] == [tuple(r) for r in await pool.fetch("SELECT discarded_by, reason FROM discards")]
+
+
+async def test_a_missed_tool_call_is_never_replayed_from_its_page(web, pool, org_id):
+    """The replay button's POST for a synchronous tool call is 409 with the reason; the row is untouched."""
+    await pool.execute(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by)"
+        " VALUES ($1, 'tool-calls', 'tool-call:tc-x', '{}', 'dead_letter', now())",
+        org_id,
+    )
+    delivery_id = await pool.fetchval("SELECT id FROM webhook_delivery_log")
+    await _sign_in(web, ADMIN)
+    csrf = await _page_csrf(web)
+
+    refused = await web.post(f"/console/deliveries/{delivery_id}/replay", data={"csrf": csrf}, allow_redirects=False)
+
+    assert 409 == refused.status and "never replayed" in await refused.text()
+    assert 0 == await pool.fetchval("SELECT replay_count FROM webhook_delivery_log")

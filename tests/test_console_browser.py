@@ -436,3 +436,48 @@ def test_forms_keep_what_was_typed_and_quarantine_maps_only_after_confirming(con
     assert 1 == _sql(console, "SELECT count(*) FROM agents WHERE vapi_assistant_id = 'asst-lost'")
     assert [] == wide
     assert [] == [e for e in errors if "status of 400" not in e]  # chromium logs the refused form's 400
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_one_dead_letter_is_replayed_and_another_discarded_from_its_page(console, browser, width):
+    """From a delivery's own page: "Replay this delivery" runs it again (a worker completes it); "Discard"
+    needs a reason and then says who discarded it and why; a missed tool call offers neither."""
+    url, shots = console["url"], console["shots"]
+    t0, t1 = (
+        _sql(console, f"SELECT id FROM webhook_delivery_log WHERE event_id = 'status-update:t-{i}'") for i in (0, 1)
+    )
+    missed = _sql(console, "SELECT id FROM webhook_delivery_log WHERE status = 'missed'")
+    page, errors = _page(browser, width)
+    _sign_in(page, url, ADMIN)
+
+    page.goto(f"{url}/deliveries/{t0}")
+    page.click("button:has-text('Replay this delivery')")
+    replayed = page.get_by_test_id("notice").inner_text()
+    for _ in range(100):  # the worker runs it; the page shows where it stands on reload
+        if page.get_by_test_id("status").inner_text() == "completed":
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    status_after_replay = page.get_by_test_id("status").inner_text()
+    page.goto(f"{url}/deliveries/{t1}")
+    page.click("button:has-text('Discard')")  # no reason: the browser refuses to submit
+    still_dead = page.get_by_test_id("status").inner_text()
+    page.fill("input[name=reason]", "test call from the installer")
+    page.click("button:has-text('Discard')")
+    discarded = page.get_by_test_id("discarded").inner_text()
+    status_after_discard = page.get_by_test_id("status").inner_text()
+    offers_after_discard = page.locator("button:has-text('Replay this delivery')").count()
+    wide = _overflow(page)
+    page.screenshot(path=str(shots / f"discarded-{width}.png"), full_page=True)
+    page.goto(f"{url}/deliveries/{missed}")
+    offers_on_missed = page.locator(".resolve button").count()
+
+    assert replayed.startswith("Replayed")
+    assert "completed" == status_after_replay
+    assert "dead_letter" == still_dead
+    assert discarded.startswith("Discarded by admin") and discarded.endswith("test call from the installer")
+    assert "discarded" == status_after_discard and 0 == offers_after_discard
+    assert 0 == offers_on_missed
+    assert 1 == _sql(console, f"SELECT replay_count FROM webhook_delivery_log WHERE id = '{t0}'")
+    assert [] == wide
+    assert [] == errors

@@ -55,6 +55,8 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_get("/deliveries/{id}", pages.delivery)
     app.router.add_post("/deliveries/{id}/called-back", pages.call_back)
     app.router.add_post("/deliveries/{id}/payload", pages.reveal_payload)
+    app.router.add_post("/deliveries/{id}/replay", pages.replay_one)
+    app.router.add_post("/deliveries/{id}/discard", pages.discard)
     app.router.add_get("/missed", pages.missed)
     app.router.add_get("/appointments", calendar.week)
     app.router.add_get("/search", pages.search)

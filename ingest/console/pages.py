@@ -10,11 +10,14 @@ from aiohttp import web
 
 from db import console as console_db
 from db import deliveries, job_runs, reports
+from db.filters import DeliveryFilter
+from db.statuses import REPLAYABLE
 from ingest.admin.auth import caller, session
-from ingest.appkeys import BROKER
+from ingest.appkeys import BROKER, DB_POOL, SETTINGS
 from ingest.console.chart import line_chart
 from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
 from workers.broker import queue_stats
+from workers.replay import REFUSED_TOOL_CALLS, replay
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -106,9 +109,20 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         if reveal:
             await console_db.reveal(conn, delivery_id, revealed_by=request[SIGNED_IN_AS])
         called_back = await console_db.call_back_of(conn, delivery_id)
+        discarded = await console_db.discard_of(conn, delivery_id)
         reveals = await console_db.reveals_of(conn, delivery_id)
         clinic = (await console_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
-    context = {"d": row, "clinic": clinic, "called_back": called_back, "reveals": reveals, "revealed": reveal}
+    context = {
+        "d": row,
+        "clinic": clinic,
+        "called_back": called_back,
+        "discarded": discarded,
+        "reveals": reveals,
+        "revealed": reveal,
+        "replayable": row["status"] in REPLAYABLE and row["answer_by"] is None,
+        "refused_reason": REFUSED_TOOL_CALLS if row["answer_by"] is not None else None,
+        "notice": request.query.get("done"),
+    }
     return await render(request, "delivery.html", {**context, **_caller(row["payload"])})
 
 
@@ -142,6 +156,39 @@ async def call_back(request: web.Request) -> web.Response:
     async with session(request) as conn:
         await console_db.call_back(conn, delivery_id, called_by=request[SIGNED_IN_AS], note=note)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}")
+
+
+async def replay_one(request: web.Request) -> web.Response:
+    """POST: replay this failed or dead-lettered delivery now (a fresh attempt budget), as ``retry`` does in
+    the admin API; then back to its page. A synchronous tool call is refused (409): its caller has gone."""
+    delivery_id = path_id(request, "delivery")
+    async with session(request) as conn:
+        row = await reports.get_delivery(conn, delivery_id)
+    if row is None:
+        return await render(request, "not_found.html", {"what": "delivery"}, status=404)
+    if row["answer_by"] is not None:
+        raise web.HTTPConflict(text=REFUSED_TOOL_CALLS)
+    replayed = await replay(
+        request.config_dict[DB_POOL],
+        request.config_dict[BROKER],
+        DeliveryFilter(ids=(delivery_id,), statuses=tuple(REPLAYABLE)),
+        budget=request.config_dict[SETTINGS].retry_max_attempts,
+        org_scope=caller(request).org_id,
+    )
+    # Not replayable (completed meanwhile, replayed by someone else): the page says where it stands.
+    raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}?done={'replayed' if replayed else 'not-replayed'}")
+
+
+async def discard(request: web.Request) -> web.Response:
+    """POST ``reason`` (required, at most 500 characters): discard this dead letter so that it never runs,
+    recording who and why; then back to its page. 400 without a reason."""
+    delivery_id = path_id(request, "delivery")
+    reason = str((await request.post()).get("reason", "")).strip()
+    if not reason or len(reason) > 500:
+        raise web.HTTPBadRequest(text="say why this dead letter must not run (1 to 500 characters)")
+    async with session(request) as conn:
+        done = await console_db.discard(conn, delivery_id, discarded_by=request[SIGNED_IN_AS], reason=reason)
+    raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}?done={'discarded' if done else 'not-discarded'}")
 
 
 async def search(request: web.Request) -> web.Response:
