@@ -44,11 +44,17 @@ def _ignore_repeated_sigterm() -> None:
     as "kill now", which exits the main thread while worker threads still hold
     messages, and the process hangs. The first SIGTERM already stops the
     worker gracefully; a forced stop remains SIGKILL.
+
+    This runs while Dramatiq boots the process (it imports the broker), so the
+    first SIGTERM may already have reached Dramatiq's own handler: then every
+    later one is the repeat (a worker stopped right after it started hung until
+    SIGKILL). Whether it has is read from that handler's ``running`` flag
+    (dramatiq.cli.worker_process, dramatiq 1.x).
     """
     if threading.current_thread() is not threading.main_thread():
         return
     graceful = signal.getsignal(signal.SIGTERM)
-    seen = False
+    seen = _stopping(graceful)
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal seen
@@ -57,6 +63,14 @@ def _ignore_repeated_sigterm() -> None:
             graceful(signum, frame)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _stopping(handler: object) -> bool:
+    """Whether Dramatiq's worker-process SIGTERM handler has already begun a graceful stop."""
+    code, cells = getattr(handler, "__code__", None), getattr(handler, "__closure__", None)
+    if code is None or not cells or "running" not in code.co_freevars:
+        return False
+    return cells[code.co_freevars.index("running")].cell_contents is False
 
 
 def serve_metrics() -> None:

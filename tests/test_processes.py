@@ -8,6 +8,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.helpers import NOTHING_LEFT_TO_RUN, SECRET, corpus_files, metric, system_tool
 from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
 
@@ -264,3 +266,24 @@ def test_migrate_twice_is_a_no_op(env):
 
     assert 0 == result.returncode
     assert "applied 0 migration(s)" in result.stdout
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.5, 1.0, 2.0])
+def test_a_worker_stopped_while_it_boots_exits_promptly(env, tmp_path, after_s):
+    """SIGTERM to the worker's process group while it is still starting: it exits within 15 s, every process
+    of the group with it (it hung until SIGKILL when Dramatiq had seen the first SIGTERM before our repeat
+    guard was installed, then took the second as "kill now" mid-stop)."""
+    import os
+
+    from tests.procs import start, stop
+
+    worker = start("worker", env, tmp_path / "worker.log")
+    time.sleep(after_s)
+    clean = stop(worker)
+    try:
+        os.killpg(worker.pid, 0)
+        left = True
+    except ProcessLookupError:
+        left = False
+
+    assert clean and not left, (tmp_path / "worker.log").read_text()[-2000:]
