@@ -170,21 +170,6 @@ async def group_summary(conn: Conn, group: str) -> tuple[int, int, str | None]:
     return row["replayable"], row["refused"], row["fingerprint"]
 
 
-async def group_for_replay(conn: Conn, group: str) -> tuple[list[uuid.UUID], int, str | None]:
-    """``(replayable ids, refused, fingerprint)`` of one dead-letter group as it stands now, ids oldest first.
-
-    Refused: synchronous tool calls in the group, never replayed (their caller has gone).
-    """
-    _, refused, fingerprint = await group_summary(conn, group)
-    rows = await conn.fetch(
-        "SELECT d.id FROM webhook_delivery_log d"
-        f" WHERE {IN_VISIBLE_ORGS} AND d.status = 'dead_letter' AND d.error_group = $1 AND d.answer_by IS NULL"
-        " ORDER BY d.received_at, d.id",
-        group,
-    )
-    return [r["id"] for r in rows], refused, fingerprint
-
-
 async def clinics_by_id(conn: Conn, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     """``{org_id: {name, timezone}}`` of the clinics among ``org_ids`` this session sees, for pages that
     show deliveries (whom to call back, and in which time zone its times are)."""

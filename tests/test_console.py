@@ -284,15 +284,19 @@ async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id):
 
 async def test_a_replay_left_by_a_dead_process_is_taken_up(web, pool, org_id):
     """A running replay whose lease ran out (its process died) is finished by this web process."""
+    from db import replays
     from tests.helpers import wait_until
 
     await _dead_letters(pool, org_id, 20)
-    ids = [r["id"] for r in await pool.fetch("SELECT id FROM webhook_delivery_log")]
-    await pool.execute(
-        "INSERT INTO replays (requested_by, description, delivery_ids, matched, lease_until)"
-        " VALUES ('admin', 'left behind', $1, 20, now() - interval '1 minute')",
-        ids,
-    )
+    group = await pool.fetchval("SELECT DISTINCT error_group FROM webhook_delivery_log")
+    async with pool.acquire() as conn, conn.transaction():
+        await replays.create_for_group(
+            conn, org_id=None, requested_by="admin", description="left behind", group=group, refused=0, rate_per_s=None
+        )
+        # Its runner claimed it and died: the lease ran out a minute ago.
+        await conn.execute(
+            "UPDATE replays SET lease_owner = gen_random_uuid(), lease_until = now() - interval '1 minute'"
+        )
 
     await wait_until(lambda: pool.fetchval("SELECT status = 'done' FROM replays"), timeout_s=30)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 20 FROM calls"), timeout_s=30)
@@ -781,3 +785,25 @@ async def test_a_missed_tool_call_is_never_replayed_from_its_page(web, pool, org
 
     assert 409 == refused.status and "never replayed" in await refused.text()
     assert 0 == await pool.fetchval("SELECT replay_count FROM webhook_delivery_log")
+
+
+async def test_a_replay_page_says_when_everything_failed_again(web, pool, org_id):
+    """A replay whose deliveries all fail again is shown as such, not as "done" with an empty bar."""
+    from tests.helpers import wait_until
+
+    await _dead_letters(pool, org_id, 5)
+    await pool.execute('UPDATE webhook_delivery_log SET payload = \'{"type": "status-update"}\'')  # fails again
+    await _sign_in(web, ADMIN)
+    group = await _group(web)
+    started = await web.post(
+        "/console/replays", data={"group": group, "rate": "", "csrf": await _page_csrf(web)}, allow_redirects=False
+    )
+
+    async def settled() -> bool:
+        page = await (await web.get(started.headers["Location"])).text()
+        return "Every delivery replayed failed again" in page
+
+    await wait_until(settled, timeout_s=60)
+    page = await (await web.get(started.headers["Location"])).text()
+
+    assert 'data-testid="replay-failed">5<' in page and 'data-testid="replay-completed">0<' in page

@@ -1,84 +1,116 @@
-"""Running console replays: each under a lease, resumed by any web process after a crash or restart.
+"""Running console replays: each under a lease with an owner, resumed by any web process after a crash.
 
-The deliveries were frozen when the operator confirmed; the run replays
-those still ``failed``/``dead_letter`` and not already replayed by it, on
-the replay queue (:func:`workers.replay.replay`), so live traffic goes first.
+A replay's members were copied when the operator confirmed (:func:`db.replays.create_for_group`); a run
+walks them once in id order, a batch at a time (:func:`db.replays.step`: the deliveries still
+``failed``/``dead_letter`` go back to ``pending`` and are counted, in one transaction), then sends them
+on the replay queue, so live traffic goes first. While the replay queue is full (workers slow or down)
+it waits, renewing its lease, so no other process takes the replay over; a runner that finds its lease
+gone (it stalled past it, or the replay was cancelled) stops before sending anything more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import dramatiq
 import structlog
 
 from db import replays
-from db.filters import DeliveryFilter
-from db.statuses import REPLAYABLE
-from workers.replay import replay
+from db.tenancy import tenant_scope
+from db.types import Conn
+from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, replay_backlog
+from workers.replay import BACKLOG_POLL_S
+from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay_runs")
+T = TypeVar("T")
 
 #: Seconds a runner holds a replay between renewals; another process takes it up after this.
 LEASE_S = 30.0
 #: Seconds between looks for replays to resume.
 POLL_S = 5.0
-#: Deliveries per batch (one transaction, one round of sends, one progress update).
+#: Deliveries per batch (one transaction, one round of sends); also the most a replay lets wait in Redis.
 BATCH = 200
+#: Seconds between the runner's own looks at the outcomes of what it sent (:func:`db.replays.settle`), so
+#: the members in flight stay few and a page's look at the progress stays cheap even if nobody watches.
+SETTLE_EVERY_S = 5.0
 
 
 async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, Any], *, budget: int) -> int:
-    """Replay what a claimed replay still has to do; renew its lease per batch; stop if it is cancelled.
+    """Replay what a claimed replay still has to do, until its members are done, it is cancelled, or its
+    lease is lost.
+
+    Args:
+        claimed: As :func:`db.replays.claim` returns it.
+        budget: Attempts each replayed delivery gets (``RETRY_MAX_ATTEMPTS``).
 
     Returns:
         How many deliveries this run replayed.
     """
     replay_id: uuid.UUID = claimed["id"]
-    frozen: list[uuid.UUID] = claimed["delivery_ids"]
-    running = True
+    owner: uuid.UUID = claimed["lease_owner"]
+    rate: float | None = claimed["rate_per_s"]
+    size = max(1, min(BATCH, int(rate) if rate else BATCH))
+    cursor: uuid.UUID | None = None
     total = 0
-    # A slice of the frozen ids at a time, so a batch's query carries its own ids, never the whole set
-    # (at 200,000 that alone cost 126 ms a batch). A resumed run walks the slices again; those already
-    # replayed are skipped by not_replayed_since.
-    for start in range(0, len(frozen), BATCH):
-        flt = DeliveryFilter(
-            statuses=tuple(REPLAYABLE),
-            ids=tuple(frozen[start : start + BATCH]),
-            not_replayed_since=claimed["created_at"],
-        )
-        done = -1
-        while running and done != 0:
-            took: list[int] = []
-            # One batch per call, so each batch renews the lease and a cancellation is seen after it.
-            done = await replay(
-                pool,
-                broker,
-                flt,
-                budget=budget,
-                batch_size=BATCH,
-                rate_per_s=claimed["rate_per_s"],
-                org_scope=claimed["org_id"],
-                on_progress=took.append,
-                should_stop=_after_one_batch(took),
-                max_backlog=BATCH,
-            )
-            total += done
-            running = await replays.advance(pool, replay_id, done, lease_s=LEASE_S)
-        if not running:
+    renewed = settled = time.monotonic()
+    outcome = "done"
+    while True:
+        if await replay_backlog(broker) * REPLAY_DELIVERIES_PER_MESSAGE >= BATCH:
+            # Waiting for the workers: hold the lease (renewed a third of the way through), or stop.
+            if time.monotonic() - renewed >= LEASE_S / 3:
+                if not await replays.renew(pool, replay_id, owner, lease_s=LEASE_S):
+                    outcome = "stopped"
+                    break
+                renewed = time.monotonic()
+            await asyncio.sleep(BACKLOG_POLL_S)
+            continue
+        started = time.monotonic()
+        step = await _step(pool, claimed, after=cursor, budget=budget, limit=size)
+        renewed = time.monotonic()
+        if step is None:
+            outcome = "stopped"  # cancelled, or the lease went to another runner
             break
-    if running:
-        await replays.finish(pool, replay_id)
-    log.info("console_replay_finished", replay_id=str(replay_id), replayed=total, cancelled=not running)
+        if step.cursor is None:
+            await replays.finish(pool, replay_id, owner)
+            break
+        cursor = step.cursor
+        await send_and_record(pool, broker, step.replayed, replay=True)
+        total += len(step.replayed)
+        if time.monotonic() - settled >= SETTLE_EVERY_S:
+            await _as_its_clinic(pool, claimed, lambda conn: replays.settle(conn, replay_id))
+            settled = time.monotonic()
+        if rate:
+            await asyncio.sleep(max(0.0, len(step.replayed) / rate - (time.monotonic() - started)))
+    log.info("console_replay_finished", replay_id=str(replay_id), replayed=total, outcome=outcome)
     return total
 
 
-def _after_one_batch(took: list[int]) -> Callable[[], bool]:
-    return lambda: bool(took)
+async def _step(
+    pool: asyncpg.Pool, claimed: dict[str, Any], *, after: uuid.UUID | None, budget: int, limit: int
+) -> replays.Step | None:
+    return await _as_its_clinic(
+        pool,
+        claimed,
+        lambda conn: replays.step(
+            conn, claimed["id"], claimed["lease_owner"], after=after, budget=budget, limit=limit, lease_s=LEASE_S
+        ),
+    )
+
+
+async def _as_its_clinic(pool: asyncpg.Pool, claimed: dict[str, Any], act: Callable[[Conn], Awaitable[T]]) -> T:
+    """``act`` in one transaction, as the replay's clinic (row-level security) for a replay a clinic
+    started, as its confirmation was; as the service for the admin's."""
+    async with pool.acquire() as conn, conn.transaction():
+        scope = tenant_scope(conn, claimed["org_id"]) if claimed["org_id"] else contextlib.nullcontext()
+        async with scope:
+            return await act(conn)
 
 
 async def resume_forever(pool: asyncpg.Pool, broker: dramatiq.Broker, *, budget: int, wake: asyncio.Event) -> None:

@@ -1,4 +1,4 @@
-"""Console replays: a dry run with the count, a confirm that freezes the matching ids, live progress, cancel.
+"""Console replays: a dry run with the count, a confirm that records the group's members, live progress, cancel.
 
 The run itself is :mod:`workers.replay_runs`, in the background of whichever
 web process holds the replay's lease, on the replay queue behind live traffic.
@@ -41,7 +41,7 @@ async def confirm(request: web.Request) -> web.Response:
 
 
 async def start(request: web.Request) -> web.Response:
-    """Freeze the group's ids as they are now, record who asked, start the run; then show its progress."""
+    """Record the group's members as they are now and who asked, start the run; then show its progress."""
     form = await request.post()
     group = str(form.get("group", ""))
     rate_text = str(form.get("rate", ""))
@@ -52,15 +52,15 @@ async def start(request: web.Request) -> web.Response:
     if rate is not None and rate not in RATES:
         raise web.HTTPBadRequest(text=f"rate must be one of {', '.join(str(r) for r in RATES if r)}")
     async with session(request) as conn:
-        ids, refused, fingerprint = await console_db.group_for_replay(conn, group)
-        if fingerprint is None or not ids:
+        matched, refused, fingerprint = await console_db.group_summary(conn, group)
+        if fingerprint is None or not matched:
             raise web.HTTPFound(f"{PREFIX}/dead-letters")
-        replay_id = await replays.create(
+        replay_id, _ = await replays.create_for_group(
             conn,
             org_id=caller(request).org_id,
             requested_by=request[SIGNED_IN_AS],
             description=f"dead letters: {fingerprint}",
-            delivery_ids=ids,
+            group=group,
             refused=refused,
             rate_per_s=rate,
         )
