@@ -226,6 +226,12 @@ class Explaining:
         await self._explain(query, args)
         return await self.conn.fetchval(query, *args)
 
+    async def execute(self, query: str, *args: Any) -> Any:
+        """As the others; with ``analyze`` a write runs twice (EXPLAIN ANALYZE executes it): use it inside a
+        transaction the test rolls back, or where running twice is harmless."""
+        await self._explain(query, args)
+        return await self.conn.execute(query, *args)
+
 
 def log_reads(plan: dict) -> list[tuple[str, int]]:
     """``(node type, rows read)`` of each plan node that reads ``webhook_delivery_log``: the rows it
