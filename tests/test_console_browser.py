@@ -123,10 +123,12 @@ def _sign_in(page: Any, url: str, token: str) -> None:
     page.click("button[type=submit]")
 
 
-def test_the_3am_story_in_the_browser(console, browser):
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_3am_story_in_the_browser(console, browser, width):
     """Redirect to sign-in, sign in as admin, see the dead letters grouped by error, open one delivery."""
-    url, shots = console["url"], console["shots"]
-    page, errors = _page(browser)
+    url, shots = console["url"], console["shots"] / str(width)
+    shots.mkdir(exist_ok=True)
+    page, errors = _page(browser, width)
 
     page.goto(f"{url}/dead-letters")
     redirected_to = page.url
@@ -479,5 +481,49 @@ def test_one_dead_letter_is_replayed_and_another_discarded_from_its_page(console
     assert "discarded" == status_after_discard and 0 == offers_after_discard
     assert 0 == offers_on_missed
     assert 1 == _sql(console, f"SELECT replay_count FROM webhook_delivery_log WHERE id = '{t0}'")
+    assert [] == wide
+    assert [] == errors
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_group_pages_payload_text_and_tool_counts_as_an_operator_sees_them(console, browser, width):
+    """A group of 120 pages 50, 50, 20 through "Older"; a payload reads as written (What's, café, not JSON
+    escapes); the overview counts the one missed tool call once (issue 18 points 9, 11, 12)."""
+    url = console["url"]
+    org_b = _sql(console, "SELECT id FROM organizations WHERE name = 'Clinic B'")
+    error = "lock timeout on appointments (slot 9)"
+    _sql(
+        console,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message)"
+        f" SELECT '{org_b}', 'status-update', 'status-update:p-' || i, '{{}}', 'dead_letter', 5, '{error}'"
+        " FROM generate_series(1, 120) AS i",
+    )
+    said = json.dumps({"type": "status-update", "call": {"id": "c-text"}, "note": "What's on at the café?"})
+    quoted = said.replace("'", "''")
+    text_id = _sql(
+        console,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+        f" VALUES ('{org_b}', 'status-update', 'status-update:c-text', '{quoted}', 'completed') RETURNING id",
+    )
+    page, errors = _page(browser, width)
+    _sign_in(page, url, ADMIN)
+
+    missed_in_tools = page.get_by_test_id("tool-outcomes").locator("td.bad").all_inner_texts()
+    page.goto(f"{url}/dead-letters")
+    page.click("text=lock timeout on appointments (slot <n>)")
+    sizes = []
+    while True:
+        sizes.append(page.locator("table >> nth=1").locator("tr").count() - 1)
+        if page.get_by_test_id("older").count() == 0:
+            break
+        page.get_by_test_id("older").click()
+    wide = _overflow(page)
+    page.goto(f"{url}/deliveries/{text_id}")
+    page.click("button:has-text('Show payload')")
+    payload = page.get_by_test_id("payload").inner_text()
+
+    assert ["1"] == missed_in_tools
+    assert [50, 50, 20] == sizes
+    assert "What's on at the café?" in payload and "\\u" not in payload
     assert [] == wide
     assert [] == errors
