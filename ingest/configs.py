@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ingest.settings import Settings
+from workers.encryption import Keyring
 from workers.processing import ProcessingConfig
 from workers.retry import RetryPolicy
 from workers.sweeper import SweepConfig
@@ -17,6 +18,7 @@ def processing_config(settings: Settings) -> ProcessingConfig:
             min_backoff_ms=settings.retry_min_backoff_ms,
             max_backoff_ms=settings.retry_max_backoff_ms,
         ),
+        keyring=Keyring.from_files(settings.vapi_encryption_private_keys),
     )
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from workers.encryption import Keyring
+
 #: Vapi's chatty streaming types; acknowledged with 200 and never stored.
 DEFAULT_IGNORED_TYPES = (
     "speech-update",
@@ -62,6 +64,9 @@ class Settings:
     allow_unauthenticated: bool = False
     #: Any one of these verifies a request, so secrets can be rotated.
     webhook_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    #: PEM files of the RSA private keys that open Vapi's encrypted tool arguments: the current key first,
+    #: older ones kept during a rotation (checked at start: each must load).
+    vapi_encryption_private_keys: tuple[str, ...] = ()
     hmac_algorithm: str = "sha256"
     hmac_signature_header: str = "x-signature"
     hmac_timestamp_header: str = "x-timestamp"
@@ -167,6 +172,7 @@ class Settings:
             hmac_tolerance_s=r.integer("VAPI_HMAC_TOLERANCE_S", 300, minimum=1),
             bearer_header=r.text("VAPI_BEARER_HEADER", "Authorization", required=True),
             default_org_id=r.parse("VAPI_DEFAULT_ORG_ID", None, uuid.UUID, "a UUID"),
+            vapi_encryption_private_keys=r.private_keys("VAPI_ENCRYPTION_PRIVATE_KEYS"),
             ignored_types=frozenset(t.strip() for t in ignored.split(",") if t.strip()),
             max_body_bytes=r.integer("VAPI_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024),
             body_timeout_s=r.number("VAPI_BODY_TIMEOUT_S", 10.0, minimum=0.1),
@@ -295,6 +301,14 @@ class _Reader:
         if value not in options:
             raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
         return value
+
+    def private_keys(self, name: str) -> tuple[str, ...]:
+        paths = tuple(p.strip() for p in self.env.get(name, "").split(",") if p.strip())
+        try:
+            Keyring.from_files(paths)  # read now, so a bad key stops start-up instead of a caller's booking
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        return paths
 
     def networks(self, name: str) -> tuple[Network, ...]:
         found: list[Network] = []

@@ -17,8 +17,9 @@ from db.deliveries import NewDelivery
 from db.statuses import DeliveryStatus
 from db.types import OrgId
 from ingest.answers import Answer
-from ingest.appkeys import DB_POOL, SETTINGS
+from ingest.appkeys import DB_POOL, PROCESSING, SETTINGS
 from ingest.background import enqueue_in_background
+from workers.encryption import Keyring
 from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call
 from workers.messages import Envelope, ToolInvocation, reply_entry, tool_event_id
 from workers.outcomes import ProcessingOutcome
@@ -38,6 +39,7 @@ async def answer_tool_calls(
     """
     settings = request.app[SETTINGS]
     pool = request.app[DB_POOL]
+    keyring = request.app[PROCESSING].keyring
     deadline_s = time.monotonic() + settings.tool_call_timeout_s
     answer_by = datetime.now(UTC) + timedelta(seconds=settings.tool_call_timeout_s)
     normalised = ",".join(env.normalised) or None
@@ -85,7 +87,7 @@ async def answer_tool_calls(
             duplicates += 1
             stored = await deliveries.find(pool, org_id, row.event_id)
             delivery_id = stored.id if stored else None
-        entry = await _run_or_await(pool, delivery_id, invocation, deadline_s) if delivery_id else None
+        entry = await _run_or_await(pool, keyring, delivery_id, invocation, deadline_s) if delivery_id else None
         if entry is None:
             missed += 1
             entry = reply_entry(invocation, error=MISSED_REPLY)
@@ -103,7 +105,7 @@ async def answer_tool_calls(
 
 
 async def _run_or_await(
-    pool: asyncpg.Pool, delivery_id: uuid.UUID, invocation: ToolInvocation, deadline_s: float
+    pool: asyncpg.Pool, keyring: Keyring, delivery_id: uuid.UUID, invocation: ToolInvocation, deadline_s: float
 ) -> dict[str, Any] | None:
     """Run the tool call here if nobody else is, else wait for the request that is; ``None`` if missed.
 
@@ -112,7 +114,7 @@ async def _run_or_await(
     """
     delay_s = 0.01
     while True:
-        outcome = await run_sync_tool_call(pool, delivery_id, deadline_s=deadline_s)
+        outcome = await run_sync_tool_call(pool, delivery_id, deadline_s=deadline_s, keyring=keyring)
         if outcome.status == ProcessingOutcome.COMPLETED:
             return outcome.entry
         if outcome.status == ProcessingOutcome.MISSED:

@@ -33,6 +33,7 @@ from db.errors import is_statement_timeout, is_transient, is_unavailable
 from db.pool import set_local_statement_timeout
 from db.types import Conn
 from workers import metrics
+from workers.encryption import Keyring
 from workers.errors import PermanentError, ToolError
 from workers.handlers import tools
 from workers.outcomes import ProcessingOutcome
@@ -61,8 +62,12 @@ class InlineOutcome:
     entry: dict[str, Any] | None = None
 
 
-async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, deadline_s: float) -> InlineOutcome:
-    """Claim and run one synchronous tool call before ``deadline_s`` (``time.monotonic()`` seconds).
+async def run_sync_tool_call(
+    pool: asyncpg.Pool, delivery_id: uuid.UUID, *, deadline_s: float, keyring: Keyring
+) -> InlineOutcome:
+    """Claim and run one synchronous tool call before ``deadline_s`` (``time.monotonic()`` seconds), its
+    encrypted arguments opened with ``keyring``; the outcome's entry is the caller's reply (the row stores it
+    with decrypted values redacted).
 
     Never raises for the tool's sake: a tool error is a completed reply, and
     any other failure (a bug, the deadline, PostgreSQL gone) ends the row
@@ -84,7 +89,7 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
             return InlineOutcome(ProcessingOutcome.SKIPPED)
         try:
             async with asyncio.timeout(max(0.0, deadline_s - time.monotonic()) + GRACE_S):
-                entry = await _apply_with_tries(conn, claim, deadline_s)
+                entry = await _apply_with_tries(conn, claim, deadline_s, keyring)
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the caller was not served
             if isinstance(exc, TimeoutError):
                 # A statement was cut off mid-flight: close the connection (PostgreSQL rolls back) rather
@@ -99,28 +104,30 @@ async def run_sync_tool_call(pool: asyncpg.Pool, delivery_id: uuid.UUID, *, dead
     return outcome
 
 
-async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
+async def _apply_with_tries(conn: Conn, claim: deliveries.Claim, deadline_s: float, keyring: Keyring) -> dict[str, Any]:
     """The tool and the completion in one transaction; serialization failures are tried again while time remains."""
     while True:
         try:
-            return await _apply_once(conn, claim, deadline_s)
+            return await _apply_once(conn, claim, deadline_s, keyring)
         except Exception as exc:
             if not is_transient(exc) or deadline_s - time.monotonic() < 0.1:
                 raise
             await asyncio.sleep(0.02)
 
 
-async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float) -> dict[str, Any]:
+async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float, keyring: Keyring) -> dict[str, Any]:
     remaining_ms = int((deadline_s - time.monotonic()) * 1000)
     if remaining_ms <= 0:
         raise DeadlinePassed("the deadline passed before the tool call committed")
     async with conn.transaction():
         # Ends a statement blocked past the deadline (a lock wait, say) inside PostgreSQL itself.
         await set_local_statement_timeout(conn, remaining_ms)
-        entry = await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
-        if not await tool_calls.complete_sync(conn, claim, entry):
+        answered = await tools.handle_tool_call(
+            conn, claim.org_id, claim.payload, claim.event_type, claim.event_id, keyring
+        )
+        if not await tool_calls.complete_sync(conn, claim, answered.stored):
             raise DeadlinePassed("the deadline passed before the tool call committed")
-        return entry
+        return answered.reply
 
 
 async def _missed(pool: asyncpg.Pool, claim: deliveries.Claim, exc: BaseException) -> InlineOutcome:

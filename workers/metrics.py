@@ -34,6 +34,12 @@ BOOKING_DURATION = Histogram(
     ["tool"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5),
 )
+TOOL_ARGUMENTS_UNREADABLE = Counter(
+    "vapi_tool_arguments_unreadable_total",
+    "Tool calls refused because an encrypted argument could not be decrypted (no key opens it, or not valid"
+    " ciphertext), by tool.",
+    ["tool"],
+)
 REPLAYS = Counter(
     "vapi_replays_total",
     "Replayed deliveries by how their processing ended (completed, dead_lettered).",

@@ -22,6 +22,7 @@ from db import deliveries
 from db.errors import is_transient
 from db.types import Conn
 from workers import metrics
+from workers.encryption import Keyring
 from workers.errors import LeaseLost, PermanentError
 from workers.handlers import HANDLERS
 from workers.messages import TOOL_TYPES
@@ -43,11 +44,13 @@ class ProcessingConfig:
         lease_s: How long a claim holds a delivery before the sweeper may reclaim it, in seconds.
         in_transaction_tries: Quick tries of the transaction on transient errors
             (tenacity) before the attempt counts as failed.
+        keyring: The keys that open Vapi's encrypted tool arguments (``VAPI_ENCRYPTION_PRIVATE_KEYS``).
     """
 
     lease_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     in_transaction_tries: int = 3
+    keyring: Keyring = field(default_factory=Keyring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ class Outcome:
     error: str | None = None
 
 
-async def apply(conn: Conn, claims: list[deliveries.Claim]) -> list[dict[str, Any]]:
+async def apply(conn: Conn, claims: list[deliveries.Claim], keyring: Keyring) -> list[dict[str, Any]]:
     """Run claimed deliveries' handlers from :data:`workers.handlers.HANDLERS`, one call per message type
     (types in the order of their first claim); returns each claim's result, in order.
 
@@ -86,7 +89,7 @@ async def apply(conn: Conn, claims: list[deliveries.Claim]) -> list[dict[str, An
             for i in indexes:
                 results[i] = {"applied": False, "reason": f"nothing to apply for {event_type}"}
             continue
-        for i, result in zip(indexes, await handler(conn, [claims[i] for i in indexes]), strict=True):
+        for i, result in zip(indexes, await handler(conn, [claims[i] for i in indexes], keyring), strict=True):
             results[i] = result
     return results
 
@@ -196,7 +199,7 @@ async def _apply_isolated(conn: Conn, claims: list[deliveries.Claim], config: Pr
     if not claims:
         return []
     try:
-        return await _apply_with_tries(conn, claims, config.in_transaction_tries)
+        return await _apply_with_tries(conn, claims, config)
     except LeaseLost as lost:
         rest = [c for c in claims if c.id not in lost.delivery_ids]
         again = iter(await _apply_isolated(conn, rest, config))
@@ -213,22 +216,22 @@ async def _apply_isolated(conn: Conn, claims: list[deliveries.Claim], config: Pr
         ]
 
 
-async def _apply_with_tries(conn: Conn, claims: list[deliveries.Claim], tries: int) -> list[Applied]:
+async def _apply_with_tries(conn: Conn, claims: list[deliveries.Claim], config: ProcessingConfig) -> list[Applied]:
     """The handlers and the completion in one transaction, tried again on serialization failures and deadlocks."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(tries),
+        stop=stop_after_attempt(config.in_transaction_tries),
         wait=wait_random_exponential(multiplier=0.05, max=1.0),
         reraise=True,
     ):
         with attempt:
-            return await _apply_once(conn, claims)
+            return await _apply_once(conn, claims, config.keyring)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-async def _apply_once(conn: Conn, claims: list[deliveries.Claim]) -> list[Applied]:
+async def _apply_once(conn: Conn, claims: list[deliveries.Claim], keyring: Keyring) -> list[Applied]:
     async with conn.transaction():
-        done = list(zip(claims, await apply(conn, claims), strict=True))
+        done = list(zip(claims, await apply(conn, claims, keyring), strict=True))
         completed = await deliveries.complete_many(conn, done)
         if len(completed) < len(done):
             raise LeaseLost(frozenset(c.id for c in claims if c.id not in completed))

@@ -13,28 +13,41 @@ from typing import Any
 
 from db.deliveries import Claim
 from db.types import Conn
+from workers.encryption import Keyring
 from workers.handlers import calls, tools
 from workers.messages import TOOL_TYPES
 
 #: A handler applies claims of one message type inside their batch's transaction and returns, per claim and
 #: in order, the result stored on its row. It raises if any claim fails (the batch is then applied in parts).
-Handler = Callable[[Conn, Sequence[Claim]], Awaitable[list[dict[str, Any]]]]
+#: The keyring opens encrypted tool arguments (:mod:`workers.encryption`).
+Handler = Callable[[Conn, Sequence[Claim], Keyring], Awaitable[list[dict[str, Any]]]]
+Applier = Callable[[Conn, Sequence[Claim]], Awaitable[list[dict[str, Any]]]]
 
 
-async def _tool_calls(conn: Conn, claims: Sequence[Claim]) -> list[dict[str, Any]]:
+async def _tool_calls(conn: Conn, claims: Sequence[Claim], keyring: Keyring) -> list[dict[str, Any]]:
     # Only tools defined async: true reach a worker; synchronous ones run in their request (workers.inline).
+    # Nobody waits for an async tool's reply: only the row's copy, decrypted values redacted, is kept.
     return [
-        await tools.handle_tool_call(conn, claim.org_id, claim.payload, claim.event_type, claim.event_id)
-        for claim in claims
+        (await tools.handle_tool_call(conn, c.org_id, c.payload, c.event_type, c.event_id, keyring)).stored
+        for c in claims
     ]
+
+
+def _keyless(handler: Applier) -> Handler:
+    """A handler of messages that carry no encrypted arguments."""
+
+    async def run(conn: Conn, claims: Sequence[Claim], keyring: Keyring) -> list[dict[str, Any]]:
+        return await handler(conn, claims)
+
+    return run
 
 
 #: Message type -> handler.
 HANDLERS: Mapping[str, Handler] = MappingProxyType(
     {
-        "status-update": calls.handle_status_updates,
-        "end-of-call-report": calls.handle_end_of_call_reports,
-        "hang": calls.handle_hangs,
+        "status-update": _keyless(calls.handle_status_updates),
+        "end-of-call-report": _keyless(calls.handle_end_of_call_reports),
+        "hang": _keyless(calls.handle_hangs),
         "tool-calls": _tool_calls,
         "function-call": _tool_calls,
     }

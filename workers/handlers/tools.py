@@ -10,11 +10,15 @@ tool this service does not know gets an ``error`` result.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from db.tenancy import tenant_scope
 from db.types import Conn
+from workers import metrics
+from workers.encryption import Keyring, UnreadableArgument, decrypt_arguments, redact
 from workers.errors import PermanentError, ToolError
 from workers.handlers.booking import BOOKING_TOOLS, Tool
 from workers.messages import Envelope, ToolInvocation, reply_entry
@@ -39,17 +43,39 @@ def find_invocation(message: dict[str, Any], event_type: str, event_id: str) -> 
     raise PermanentError("the message holds no tool call for this delivery")
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A tool call's ``results[]`` entry: ``reply`` for the caller waiting on it, ``stored`` for the
+    delivery's row, the same but for any decrypted argument value, replaced by ``<encrypted>``."""
+
+    reply: dict[str, Any]
+    stored: dict[str, Any]
+
+
 async def handle_tool_call(
-    conn: Conn, org_id: uuid.UUID, message: dict[str, Any], event_type: str, event_id: str
-) -> dict[str, Any]:
-    """Run one tool call and return its ``results[]`` entry (stored as the delivery's result)."""
+    conn: Conn, org_id: uuid.UUID, message: dict[str, Any], event_type: str, event_id: str, keyring: Keyring
+) -> Answered:
+    """Run one tool call, its encrypted arguments decrypted in memory (:mod:`workers.encryption`).
+
+    An argument that cannot be decrypted is answered as a tool error naming it and why (never its value),
+    counted in ``vapi_tool_arguments_unreadable_total``; the tool does not run.
+    """
     invocation = find_invocation(message, event_type, event_id)
     tool = TOOLS.get(invocation.name)
     if tool is None:
-        return reply_entry(invocation, error=f"unknown tool: {invocation.name}")
+        entry = reply_entry(invocation, error=f"unknown tool: {invocation.name}")
+        return Answered(entry, entry)
+    try:
+        opened = decrypt_arguments(invocation.arguments, keyring)
+    except UnreadableArgument as exc:
+        metrics.TOOL_ARGUMENTS_UNREADABLE.labels(invocation.name).inc()
+        entry = reply_entry(invocation, error=str(exc))
+        return Answered(entry, entry)
+    if opened.paths:
+        invocation = dataclasses.replace(invocation, arguments=opened.arguments)
     try:
         async with tenant_scope(conn, org_id, source_event_id=event_id):
-            reply = await tool(conn, org_id, invocation, message)
+            reply = reply_entry(invocation, result=await tool(conn, org_id, invocation, message))
     except ToolError as exc:
-        return reply_entry(invocation, error=str(exc))
-    return reply_entry(invocation, result=reply)
+        reply = reply_entry(invocation, error=str(exc))
+    return Answered(reply, redact(reply, opened.plaintexts))
