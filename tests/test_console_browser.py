@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.helpers import unavailable
 from tests.procs import cli, sql, start, stop, wait_for
@@ -66,7 +68,13 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message)"
         f" VALUES ('{org_a}', 'tool-calls', 'tool-call:tc-m', '{missed}', 'missed', now(), 'caller stopped waiting')",
     )
-    run_env = {**env, "ADMIN_TOKEN": ADMIN}
+    # The key Vapi would encrypt tool arguments with (issue 19): the console opens them on a reveal.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "vapi-args.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    run_env = {**env, "ADMIN_TOKEN": ADMIN, "VAPI_ENCRYPTION_PRIVATE_KEYS": str(pem)}
     web = start("serve", run_env, tmp_path / "web.log")
     worker = start("worker", run_env, tmp_path / "worker.log")
     try:
@@ -79,6 +87,7 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
             "token_b": token_b,
             "shots": shots,
             "env": env,
+            "public_key": key.public_key(),
         }
     finally:
         stop(web)
@@ -525,5 +534,49 @@ def test_group_pages_payload_text_and_tool_counts_as_an_operator_sees_them(conso
     assert ["1"] == missed_in_tools
     assert [50, 50, 20] == sizes
     assert "What's on at the café?" in payload and "\\u" not in payload
+    assert [] == wide
+    assert [] == errors
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_encrypted_arguments_are_named_and_shown_only_on_the_recorded_reveal(console, browser, width):
+    """A tool call whose name and date of birth Vapi encrypted: the page says which arguments are encrypted
+    without showing them; "Show payload" records the reveal and shows them decrypted (issue 19)."""
+    import base64
+
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+    def encrypted(text: str) -> str:
+        return base64.b64encode(console["public_key"].encrypt(text.encode(), oaep)).decode()
+
+    org_a = _sql(console, "SELECT id FROM organizations WHERE name = 'Clinic A'")
+    arguments = {"name": encrypted("Ada Lovelace"), "patient": {"dateOfBirth": encrypted("1815-12-10")}, "day": "mon"}
+    payload = json.dumps(
+        {
+            "type": "tool-calls",
+            "call": {"id": "call-enc"},
+            "toolCallList": [{"id": "tc-enc", "function": {"name": "bookClinicAppointment", "arguments": arguments}}],
+        }
+    )
+    delivery = _sql(
+        console,
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+        f" VALUES ('{org_a}', 'tool-calls', 'tool-call:tc-enc', '{payload}', 'completed') RETURNING id",
+    )
+    page, errors = _page(browser, width)
+    _sign_in(page, url := console["url"], ADMIN)
+
+    page.goto(f"{url}/deliveries/{delivery}")
+    named = page.get_by_test_id("encrypted").inner_text()
+    before = page.content()
+    page.click("button:has-text('Show payload')")
+    shown = page.get_by_test_id("decrypted").inner_text()
+    opened_by = page.get_by_test_id("reveals").inner_text()
+    wide = _overflow(page)
+
+    assert "name, patient.dateOfBirth" in named
+    assert "Ada Lovelace" not in before and "1815-12-10" not in before
+    assert "Ada Lovelace" in shown and "1815-12-10" in shown and "patient.dateOfBirth" in shown
+    assert opened_by.startswith("Opened by admin")
     assert [] == wide
     assert [] == errors

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ingest.settings import ConfigError, Settings
 from tests.helpers import book_args, business_day, make_settings, post, tool_call, wait_until
-from workers.encryption import Keyring, UnreadableArgument, decrypt_arguments, redact
+from workers.encryption import Keyring, UnreadableArgument, decrypt_arguments, encrypted_paths, open_each, redact
 
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 CURRENT = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -193,3 +193,11 @@ async def test_an_async_tool_decrypts_in_the_worker(client, settings, pool):
     assert "Grace Hopper" == await pool.fetchval("SELECT name FROM leads")
     assert "Grace Hopper" not in row["payload"] and "Grace Hopper" not in row["result"]
     assert json.loads(row["result"])["result"].startswith("Booked cleaning for <encrypted>")
+
+
+def test_the_console_names_encrypted_paths_and_opens_each_without_failing_on_one():
+    """Paths by shape alone; opening reports a value no key opens beside the ones that open."""
+    arguments = {"name": vapi_encrypts("Ada"), "list": [{"dob": vapi_encrypts("1815", STRANGER)}], "day": "mon"}
+
+    assert ("name", "list[0].dob") == encrypted_paths(arguments)
+    assert [("name", "Ada", None), ("list[0].dob", None, "no configured key opens it")] == open_each(arguments, KEYRING)

@@ -149,6 +149,33 @@ def _decrypt(text: str, keyring: Keyring, path: str) -> str:
     raise UnreadableArgument(path, "no configured key opens it")
 
 
+def encrypted_paths(arguments: dict[str, Any]) -> tuple[str, ...]:
+    """Dotted paths of the ciphertext-shaped values in ``arguments`` (nothing is decrypted)."""
+    return tuple(path for path, _ in _ciphertexts(arguments, ""))
+
+
+def open_each(arguments: dict[str, Any], keyring: Keyring) -> list[tuple[str, str | None, str | None]]:
+    """For a person allowed to read them (the console's recorded reveal): each encrypted value as
+    ``(path, plaintext, None)``, or ``(path, None, why)`` for one that does not open; never raises."""
+    opened: list[tuple[str, str | None, str | None]] = []
+    for path, value in _ciphertexts(arguments, ""):
+        try:
+            opened.append((path, _decrypt(value, keyring, path), None))
+        except UnreadableArgument as exc:
+            opened.append((path, None, exc.reason))
+    return opened
+
+
+def _ciphertexts(value: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _ciphertexts(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _ciphertexts(v, f"{path}[{i}]")]
+    if isinstance(value, str) and _CIPHERTEXT_SHAPE.fullmatch(value):
+        return [(path, value)]
+    return []
+
+
 def redact(value: Any, plaintexts: Iterable[str]) -> Any:
     """``value`` (text, or JSON-like objects and lists of it) with every occurrence of each plaintext
     replaced by ``<encrypted>``: what is stored or logged never holds a decrypted value."""

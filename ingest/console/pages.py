@@ -13,10 +13,13 @@ from db import deliveries, job_runs, reports
 from db.filters import DeliveryFilter
 from db.statuses import REPLAYABLE
 from ingest.admin.auth import caller, session
-from ingest.appkeys import BROKER, DB_POOL, SETTINGS
+from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS
 from ingest.console.chart import line_chart
 from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
 from workers.broker import queue_stats
+from workers.encryption import encrypted_paths, open_each
+from workers.messages import Envelope
+from workers.parsing import parse_timestamp
 from workers.replay import REFUSED_TOOL_CALLS, replay
 
 
@@ -122,8 +125,23 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         "replayable": row["status"] in REPLAYABLE and row["answer_by"] is None,
         "refused_reason": REFUSED_TOOL_CALLS if row["answer_by"] is not None else None,
         "notice": request.query.get("done"),
+        **_encrypted(request, row, revealed=reveal),
     }
     return await render(request, "delivery.html", {**context, **_caller(row["payload"])})
+
+
+def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> dict[str, Any]:
+    """Which tool arguments Vapi encrypted (``encrypted``: paths by tool), and, only on the recorded reveal,
+    what they say (``decrypted``: ``(tool, path, plaintext or None, why not)``)."""
+    payload = row["payload"] if isinstance(row["payload"], dict) else {}
+    if row["event_type"] not in ("tool-calls", "function-call"):
+        return {"encrypted": [], "decrypted": []}
+    envelope = Envelope(payload, row["event_type"], parse_timestamp(payload.get("timestamp")), "")
+    invocations = envelope.tool_invocations()
+    encrypted = [(i.name, paths) for i in invocations if (paths := encrypted_paths(i.arguments))]
+    keyring = request.config_dict[PROCESSING].keyring
+    decrypted = [(i.name, *o) for i in invocations for o in open_each(i.arguments, keyring)] if revealed else []
+    return {"encrypted": encrypted, "decrypted": decrypted}
 
 
 def _caller(payload: Any) -> dict[str, Any]:
