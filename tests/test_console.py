@@ -807,3 +807,27 @@ async def test_a_replay_page_says_when_everything_failed_again(web, pool, org_id
     page = await (await web.get(started.headers["Location"])).text()
 
     assert 'data-testid="replay-failed">5<' in page and 'data-testid="replay-completed">0<' in page
+
+
+async def test_search_links_an_appointment_to_the_week_its_clinic_sees_it_in(web, pool):
+    """Monday 08:00 in Auckland is Sunday 19:00 UTC, the week before: the link carries the clinic's day."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from db import orgs
+
+    clinic = await orgs.create_org(pool, name="Auckland", timezone="Pacific/Auckland")
+    starts = datetime(2026, 12, 14, 8, 0, tzinfo=ZoneInfo("Pacific/Auckland"))
+    await pool.execute(
+        "WITH l AS (INSERT INTO leads (org_id, phone) VALUES ($1, '+6495550100') RETURNING id)"
+        " INSERT INTO appointments (org_id, contact_id, scheduled_at, duration_minutes, ends_at)"
+        " SELECT $1, l.id, $2::timestamptz, 30, $2::timestamptz + interval '30 minutes' FROM l",
+        clinic,
+        starts,
+    )
+    await _sign_in(web, ADMIN)
+
+    found = await (await web.get("/console/search", params={"q": "+6495550100"})).text()
+
+    assert f'href="/console/appointments?org={clinic}&week=2026-12-14&cancelled=1"' in found
+    assert "2026-12-14 08:00 NZDT" in found

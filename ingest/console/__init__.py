@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 
 from ingest.console import calendar, clinics, pages, quarantine, replays, signin
-from ingest.console.formats import at, pretty_json
+from ingest.console.formats import at, day_in, pretty_json
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
 from workers.handlers.schedule import WEEKDAYS
 
@@ -43,6 +43,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     )
     env.filters["pretty_json"] = pretty_json
     env.filters["at"] = at
+    env.filters["day_in"] = day_in
     env.globals["htmx"] = HTMX
     env.globals["prefix"] = PREFIX
     env.globals["weekdays"] = WEEKDAYS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +12,19 @@ def pretty_json(value: Any, indent: int | None = None) -> str:
     """JSON as a person reads it: ``What's`` and ``café`` as written, not ``What\\u0027s`` (Jinja's
     ``tojson`` escapes for a script block). The page's autoescaping still escapes it for HTML."""
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def day_in(value: datetime, zone: str) -> date:
+    """The calendar day of ``value`` in ``zone`` (an IANA name; UTC if unknown): the day a clinic's
+    calendar shows it on, which is not the UTC day near midnight."""
+    return value.astimezone(_zone(zone)).date()
 
 
 def at(value: datetime | str | None, zone: str = "UTC", *, seconds: bool = False) -> str:
@@ -30,8 +43,4 @@ def at(value: datetime | str | None, zone: str = "UTC", *, seconds: bool = False
             return str(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    try:
-        tz = ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        tz = ZoneInfo("UTC")
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+    return value.astimezone(_zone(zone)).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
