@@ -45,14 +45,6 @@ async def org_of(conn: Executor, token: str) -> uuid.UUID | None:
     return org_id
 
 
-async def live_token(conn: Executor, sha256: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    """``(org_id, token id)`` of the live token with this SHA-256 (a console session holds no token), or None."""
-    row = await conn.fetchrow(
-        "SELECT org_id, id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL", sha256
-    )
-    return (row["org_id"], row["id"]) if row else None
-
-
 async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
     """Tokens (never their value), newest first: ``{id, org_id, org_name, name, created_at, revoked_at}``."""
     rows = await conn.fetch(
