@@ -831,3 +831,23 @@ async def test_search_links_an_appointment_to_the_week_its_clinic_sees_it_in(web
 
     assert f'href="/console/appointments?org={clinic}&week=2026-12-14&cancelled=1"' in found
     assert "2026-12-14 08:00 NZDT" in found
+
+
+async def test_a_tool_call_nested_past_the_recursion_limit_still_has_a_page(web, pool, org_id):
+    """Arguments nested 900 deep: the row decodes, but walking the arguments again for encrypted values
+    would pass Python's recursion limit; the delivery page and its reveal still answer 200."""
+    nested = '{"a": ' * 900 + '{"v": "x"}' + "}" * 900
+    payload = '{"type": "tool-calls", "toolCallList": [{"id": "tc-deep", "function": {"name": "f", "arguments": '
+    payload += nested + "}}]}"
+    delivery_id = await pool.fetchval(
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+        " VALUES ($1, 'tool-calls', 'tool-call:tc-deep', $2::text::jsonb, 'completed') RETURNING id",
+        org_id,
+        payload,
+    )
+    await _sign_in(web, ADMIN)
+
+    page = await web.get(f"/console/deliveries/{delivery_id}")
+    opened = await web.post(f"/console/deliveries/{delivery_id}/payload", data={"csrf": await _page_csrf(web)})
+
+    assert (200, 200) == (page.status, opened.status)

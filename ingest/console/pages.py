@@ -138,9 +138,12 @@ def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> 
         return {"encrypted": [], "decrypted": []}
     envelope = Envelope(payload, row["event_type"], parse_timestamp(payload.get("timestamp")), "")
     invocations = envelope.tool_invocations()
-    encrypted = [(i.name, paths) for i in invocations if (paths := encrypted_paths(i.arguments))]
     keyring = request.config_dict[PROCESSING].keyring
-    decrypted = [(i.name, *o) for i in invocations for o in open_each(i.arguments, keyring)] if revealed else []
+    try:
+        encrypted = [(i.name, paths) for i in invocations if (paths := encrypted_paths(i.arguments))]
+        decrypted = [(i.name, *o) for i in invocations for o in open_each(i.arguments, keyring)] if revealed else []
+    except RecursionError:  # arguments nested past Python's limit: the page shows the payload, not a 500
+        return {"encrypted": [], "decrypted": []}
     return {"encrypted": encrypted, "decrypted": decrypted}
 
 
