@@ -6,21 +6,17 @@ restart forgets neither. Neither table is granted to the tenant role.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
 
+from db.tokens import token_sha256 as _sha256
 from db.types import Executor
 
 #: Failed sign-ins a client may make in one window; then it is refused (429) until the window ends.
 MAX_FAILED_ATTEMPTS = 10
 #: Seconds of a client's attempt window, counted from its first attempt.
 ATTEMPT_WINDOW_S = 300.0
-
-
-def _sha256(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
-from workers.encryption import Keyring
-
 #: Vapi's chatty streaming types; acknowledged with 200 and never stored.
 DEFAULT_IGNORED_TYPES = (
     "speech-update",
@@ -304,6 +302,10 @@ class _Reader:
 
     def private_keys(self, name: str) -> tuple[str, ...]:
         paths = tuple(p.strip() for p in self.env.get(name, "").split(",") if p.strip())
+        if not paths:
+            return ()
+        from workers.encryption import Keyring  # cryptography only where keys are configured
+
         try:
             Keyring.from_files(paths)  # read now, so a bad key stops start-up instead of a caller's booking
         except ValueError as exc:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,20 +111,24 @@ def decrypt_arguments(arguments: dict[str, Any], keyring: Keyring) -> Decrypted:
     paths: list[str] = []
     plaintexts: list[str] = []
 
-    def walk(value: Any, path: str) -> Any:
-        if isinstance(value, dict):
-            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, str) and _CIPHERTEXT_SHAPE.fullmatch(value):
-            plain = _decrypt(value, keyring, path)
-            paths.append(path)
-            plaintexts.append(plain)
-            return plain
-        return value
+    def opened(path: str, text: str) -> str:
+        plain = _decrypt(text, keyring, path)
+        paths.append(path)
+        plaintexts.append(plain)
+        return plain
 
-    opened = walk(arguments, "")
-    return Decrypted(opened, tuple(paths), tuple(plaintexts))
+    return Decrypted(_replacing_ciphertexts(arguments, "", opened), tuple(paths), tuple(plaintexts))
+
+
+def _replacing_ciphertexts(value: Any, path: str, replace: Callable[[str, str], str]) -> Any:
+    """``value`` rebuilt with each ciphertext-shaped string, at any depth, replaced by ``replace(path, it)``."""
+    if isinstance(value, dict):
+        return {k: _replacing_ciphertexts(v, f"{path}.{k}" if path else str(k), replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replacing_ciphertexts(v, f"{path}[{i}]", replace) for i, v in enumerate(value)]
+    if isinstance(value, str) and _CIPHERTEXT_SHAPE.fullmatch(value):
+        return replace(path, value)
+    return value
 
 
 def _decrypt(text: str, keyring: Keyring, path: str) -> str:
@@ -151,14 +155,14 @@ def _decrypt(text: str, keyring: Keyring, path: str) -> str:
 
 def encrypted_paths(arguments: dict[str, Any]) -> tuple[str, ...]:
     """Dotted paths of the ciphertext-shaped values in ``arguments`` (nothing is decrypted)."""
-    return tuple(path for path, _ in _ciphertexts(arguments, ""))
+    return tuple(path for path, _ in _ciphertexts(arguments))
 
 
 def open_each(arguments: dict[str, Any], keyring: Keyring) -> list[tuple[str, str | None, str | None]]:
     """For a person allowed to read them (the console's recorded reveal): each encrypted value as
     ``(path, plaintext, None)``, or ``(path, None, why)`` for one that does not open; never raises."""
     opened: list[tuple[str, str | None, str | None]] = []
-    for path, value in _ciphertexts(arguments, ""):
+    for path, value in _ciphertexts(arguments):
         try:
             opened.append((path, _decrypt(value, keyring, path), None))
         except UnreadableArgument as exc:
@@ -166,14 +170,15 @@ def open_each(arguments: dict[str, Any], keyring: Keyring) -> list[tuple[str, st
     return opened
 
 
-def _ciphertexts(value: Any, path: str) -> list[tuple[str, str]]:
-    if isinstance(value, dict):
-        return [found for k, v in value.items() for found in _ciphertexts(v, f"{path}.{k}" if path else str(k))]
-    if isinstance(value, list):
-        return [found for i, v in enumerate(value) for found in _ciphertexts(v, f"{path}[{i}]")]
-    if isinstance(value, str) and _CIPHERTEXT_SHAPE.fullmatch(value):
-        return [(path, value)]
-    return []
+def _ciphertexts(arguments: dict[str, Any]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+
+    def seen(path: str, text: str) -> str:
+        found.append((path, text))
+        return text
+
+    _replacing_ciphertexts(arguments, "", seen)
+    return found
 
 
 def redact(value: Any, plaintexts: Iterable[str]) -> Any:
