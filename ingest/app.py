@@ -37,6 +37,7 @@ from ingest.receiver import receive_vapi
 from ingest.routing import Router
 from ingest.settings import Settings
 from workers import replay_runs
+from workers.admission import Admission
 from workers.broker import build_broker
 from workers.enqueuer import AsyncEnqueuer
 
@@ -91,7 +92,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     app[DB_POOL] = pool
     app[ROUTER] = Router(pool, settings.default_org_id)
-    app[WRITER] = GroupCommitWriter(pool, lambda ids, message_id: enqueue_in_background(app, ids, message_id))
+    app[WRITER] = GroupCommitWriter(
+        pool,
+        lambda ids, message_id, lane: enqueue_in_background(app, ids, message_id, lane),
+        admission=Admission(settings.org_live_rate_per_s, settings.org_live_burst),
+    )
     app[ENQUEUER] = AsyncEnqueuer(app[BROKER], settings.redis_url)  # type: ignore[arg-type]
     runner = None
     if settings.console_enabled:

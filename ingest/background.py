@@ -16,21 +16,25 @@ from aiohttp import web
 from db import deliveries
 from db.errors import UNAVAILABLE_ERRORS
 from ingest.appkeys import DB_POOL, ENQUEUER, TASKS
+from ingest.metrics import DELIVERIES_OVERFLOWED
+from workers.broker import Lane
 
 log = structlog.get_logger("ingest.background")
 
 
-def enqueue_in_background(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str) -> None:
-    """Send one message for these deliveries (``message_id``, as written to their rows) after the answer,
-    in a kept task."""
-    task = asyncio.create_task(_enqueue(app, delivery_ids, message_id))
+def enqueue_in_background(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane) -> None:
+    """Send one message for these deliveries (``message_id``, as written to their rows) on ``lane`` after
+    the answer, in a kept task."""
+    task = asyncio.create_task(_enqueue(app, delivery_ids, message_id, lane))
     app[TASKS].add(task)
     task.add_done_callback(app[TASKS].discard)
 
 
-async def _enqueue(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str) -> None:
+async def _enqueue(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane) -> None:
+    if lane is Lane.OVERFLOW:
+        DELIVERIES_OVERFLOWED.inc(len(delivery_ids))
     try:
-        await app[ENQUEUER].enqueue(delivery_ids, message_id)
+        await app[ENQUEUER].enqueue(delivery_ids, message_id, lane)
     except redis.RedisError as exc:
         log.warning("delivery_enqueue_failed", deliveries=len(delivery_ids), message_id=message_id, error=str(exc))
         try:

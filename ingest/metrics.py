@@ -16,6 +16,10 @@ WEBHOOKS_RECEIVED = Counter(
     "Requests to POST /webhooks/vapi by message type and outcome.",
     ["type", "outcome"],
 )
+DELIVERIES_OVERFLOWED = Counter(
+    "vapi_deliveries_overflowed_total",
+    "New deliveries sent on the overflow lane: their clinic was over ORG_LIVE_RATE_PER_S (workers.admission).",
+)
 CONSOLE_SIGNINS = Counter(
     "vapi_console_signins_total",
     "Console sign-ins by outcome: ok, failed (wrong token), limited (too many failures from one address).",

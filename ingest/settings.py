@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import math
 import os
 import uuid
 from collections.abc import Callable, Mapping
@@ -92,8 +93,14 @@ class Settings:
     worker_processes: int = 2
     worker_threads: int = 8
     worker_metrics_port: int = 9191
-    #: Replayed deliveries processed at once per worker process; live ones are never limited.
+    #: Replay messages processed at once per worker process; live ones are never limited.
     replay_concurrency: int = 1
+    #: Overflow messages (a clinic's deliveries beyond its live rate) processed at once per worker process.
+    overflow_concurrency: int = 2
+    #: New deliveries per second one clinic sends on the live lane, per web process; beyond it (after a
+    #: burst of ``org_live_burst``) they go on the overflow lane, after other clinics'. 0: no limit.
+    org_live_rate_per_s: float = 100.0
+    org_live_burst: int = 100
     db_pool_max_size: int = 20
     #: Seconds any one statement of the web process may take before it gives up (and the request gets a
     #: 503): a frozen or overloaded PostgreSQL must not hold Vapi's requests past its 20 s timeout.
@@ -186,6 +193,9 @@ class Settings:
             worker_threads=r.integer("WORKER_THREADS", 8, minimum=1, maximum=256),
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
             replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
+            overflow_concurrency=r.integer("OVERFLOW_CONCURRENCY", 2, minimum=1, maximum=256),
+            org_live_rate_per_s=r.number("ORG_LIVE_RATE_PER_S", 100.0, minimum=0),
+            org_live_burst=r.integer("ORG_LIVE_BURST", 100, minimum=1),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
             db_command_timeout_s=r.number("DB_COMMAND_TIMEOUT_S", 5.0, minimum=0.1),
             admin_token=r.admin_token("ADMIN_TOKEN"),
@@ -278,6 +288,8 @@ class _Reader:
 
     def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
         value = self.parse(name, default, float, "a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
         self._bounds(name, value, minimum, None)
         return value
 

@@ -19,6 +19,7 @@ from db.types import OrgId
 from ingest.answers import Answer
 from ingest.appkeys import DB_POOL, PROCESSING, SETTINGS
 from ingest.background import enqueue_in_background
+from workers.broker import Lane
 from workers.encryption import Keyring
 from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call
 from workers.messages import Envelope, ToolInvocation, reply_entry, tool_event_id
@@ -93,7 +94,8 @@ async def answer_tool_calls(
             entry = reply_entry(invocation, error=MISSED_REPLY)
         entries.append(entry)
     if queued:
-        enqueue_in_background(request.app, queued, message_id)
+        # Asynchronous tool calls stay live: few, and each is something a caller asked for.
+        enqueue_in_background(request.app, queued, message_id, Lane.LIVE)
     context["tool_calls"] = len(invocations)
     if missed:
         context["missed"] = missed

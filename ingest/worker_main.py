@@ -17,7 +17,7 @@ from ingest import logs
 from ingest.configs import processing_config
 from ingest.settings import Settings
 from workers.actors import WorkerResources, declare_actors
-from workers.broker import build_broker
+from workers.broker import Lane, build_broker
 
 
 def setup_broker() -> None:
@@ -28,9 +28,9 @@ def setup_broker() -> None:
         settings.database_url,
         processing_config(settings),
         pool_max_size=max(2, settings.worker_threads),
-        replay_concurrency=settings.replay_concurrency,
+        bulk_concurrency={Lane.OVERFLOW: settings.overflow_concurrency, Lane.REPLAY: settings.replay_concurrency},
     )
-    broker = build_broker(settings.redis_url, extra_middleware=[resources])
+    broker = build_broker(settings.redis_url, extra_middleware=[resources], bulk_prefetch=resources.bulk_prefetch())
     dramatiq.set_broker(broker)
     declare_actors(broker, resources)
     _ignore_repeated_sigterm()

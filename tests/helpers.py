@@ -178,14 +178,15 @@ def corpus_files() -> list[Path]:
 
 
 async def settle(broker: Any, *, timeout_s: float = 15.0) -> None:
-    """Wait until the delivery queue holds no message, queued or unacked (Dramatiq's ``join``).
+    """Wait until every delivery queue (each lane's) holds no message, queued or unacked (Dramatiq's ``join``).
 
     A negative assertion ("nothing more happened") made after this checks
     state, not the clock: any work that was (wrongly) enqueued has run.
     """
-    from workers.broker import QUEUE_NAME
+    from workers.broker import QUEUES
 
-    await asyncio.to_thread(broker.join, QUEUE_NAME, timeout=int(timeout_s * 1000))
+    for queue in QUEUES:
+        await asyncio.to_thread(broker.join, queue, timeout=int(timeout_s * 1000))
 
 
 #: True once no delivery is left that any worker could claim (pending, processing or failed): a stray

@@ -9,13 +9,14 @@ import pytest
 from db.deliveries import NewDelivery, insert_many
 from db.pool import create_pool
 from ingest.group_commit import GroupCommitWriter
+from workers.broker import Lane
 
 
 def _row(org_id, key: str) -> NewDelivery:
     return NewDelivery(org_id=org_id, event_type="hang", event_id=key, payload={"k": key}, max_attempts=3, job_id=None)
 
 
-def _ignore(ids: list, message_id: str) -> None:
+def _ignore(ids: list, message_id: str, lane: Lane) -> None:
     pass
 
 
@@ -23,7 +24,7 @@ async def test_concurrent_inserts_with_duplicates_get_one_id_per_key(pool, org_i
     """400 concurrent inserts over 100 keys (duplicates in and across batches): exactly one new id per key, and
     each new pending row is handed over once, in a message of its batch whose id is the row's job_id."""
     messages: list[tuple[list, str]] = []
-    writer = GroupCommitWriter(pool, lambda ids, mid: messages.append((ids, mid)), max_batch=32, max_in_flight=3)
+    writer = GroupCommitWriter(pool, lambda ids, mid, lane: messages.append((ids, mid)), max_batch=32, max_in_flight=3)
 
     ids = await asyncio.gather(*(writer.insert(_row(org_id, f"k-{i % 100}")) for i in range(400)))
 
@@ -43,7 +44,7 @@ async def test_concurrent_inserts_with_duplicates_get_one_id_per_key(pool, org_i
 async def test_rows_stored_completed_are_never_sent(pool, org_id):
     """A type without a handler is stored completed: it gets no message and no job_id."""
     messages: list[tuple[list, str]] = []
-    writer = GroupCommitWriter(pool, lambda ids, mid: messages.append((ids, mid)))
+    writer = GroupCommitWriter(pool, lambda ids, mid, lane: messages.append((ids, mid)))
     done = NewDelivery(
         org_id=org_id, event_type="x", event_id="done", payload={}, max_attempts=3, job_id=None, status="completed"
     )

@@ -33,7 +33,7 @@ def _bad_rows(org_id: uuid.UUID) -> list[NewDelivery]:
 async def test_bad_rows_in_a_batch_fail_alone_and_every_good_row_is_stored(pool, org_id):
     """40 good rows and 4 of every refused class in concurrent inserts: the 40 get ids and are stored, the 4 RowRefused."""
     writer = GroupCommitWriter(
-        pool, lambda ids, message_id: None, max_in_flight=1
+        pool, lambda ids, message_id, lane: None, max_in_flight=1
     )  # one writer: everything after the first row shares a batch
     good = [_row(org_id, f"good-{i}", {"i": i}) for i in range(40)]
     rows = good[:20] + _bad_rows(org_id) + good[20:]

@@ -62,6 +62,11 @@ def test_defaults_match_the_readme():
         ({"CONSOLE_TRUSTED_PROXIES": "10.0.0.1, proxy.local"}, "CONSOLE_TRUSTED_PROXIES must list IP"),
         ({"CONSOLE_PROXY_HEADER": "x-real-ip"}, "CONSOLE_PROXY_HEADER must be one of"),
         ({"REDIS_URL": "http://cache:6379"}, "REDIS_URL: not a redis://"),
+        ({"ORG_LIVE_RATE_PER_S": "nan"}, "ORG_LIVE_RATE_PER_S must be a finite number"),
+        ({"ORG_LIVE_RATE_PER_S": "-1"}, "ORG_LIVE_RATE_PER_S"),
+        ({"ORG_LIVE_BURST": "0"}, "ORG_LIVE_BURST"),
+        ({"OVERFLOW_CONCURRENCY": "0"}, "OVERFLOW_CONCURRENCY"),
+        ({"SWEEP_INTERVAL_S": "inf"}, "SWEEP_INTERVAL_S must be a finite number"),
     ],
 )
 def test_bad_value_names_the_variable(env, variable):

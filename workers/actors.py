@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from dramatiq.middleware import Middleware
 
 from db.pool import create_pool
 from workers import broker as broker_mod
+from workers.broker import Lane
 from workers.outcomes import ProcessingOutcome
 from workers.processing import Outcome, ProcessingConfig, process_deliveries
 
@@ -29,26 +31,40 @@ class WorkerResources(Middleware):
     """
 
     def __init__(
-        self, database_url: str, config: ProcessingConfig, *, pool_max_size: int, replay_concurrency: int = 1
+        self,
+        database_url: str,
+        config: ProcessingConfig,
+        *,
+        pool_max_size: int,
+        bulk_concurrency: Mapping[Lane, int] | None = None,
     ) -> None:
         self.database_url = database_url
         self.config = config
         self.pool_max_size = pool_max_size
-        self.replay_concurrency = replay_concurrency
+        self.bulk_concurrency = dict(bulk_concurrency or {})
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
-        self._replay_slots: asyncio.Semaphore | None = None
+        self._slots: dict[Lane, asyncio.Semaphore] = {}
 
-    def replay_slots(self) -> asyncio.Semaphore:
-        """At most ``replay_concurrency`` replays process at once in this process (created on the worker's loop).
+    def bulk_prefetch(self) -> dict[Lane, int]:
+        """Messages of each bulk lane the broker lets this process hold (:class:`workers.broker.DeliveryBroker`):
+        one more than run at once, so the next is at hand when one finishes, and threads blocked on a bulk
+        lane stay few (live messages keep the rest)."""
+        return {lane: n + 1 for lane, n in self.bulk_concurrency.items()}
 
-        Priority alone orders only what is waiting; this bounds what a bulk replay
+    def slots(self, lane: Lane) -> asyncio.Semaphore | None:
+        """At most ``bulk_concurrency[lane]`` of a bulk lane's messages process at once in this process (created
+        on the worker's loop); ``None`` for a lane without a bound (live).
+
+        Priority alone orders only what is waiting; this bounds what a flood or a bulk replay
         takes of the CPU and the database, so live deliveries keep their latency
         (measured in ``tests.bench.replay_isolation``).
         """
-        if self._replay_slots is None:
-            self._replay_slots = asyncio.Semaphore(self.replay_concurrency)
-        return self._replay_slots
+        if lane not in self.bulk_concurrency:
+            return None
+        if lane not in self._slots:
+            self._slots[lane] = asyncio.Semaphore(self.bulk_concurrency[lane])
+        return self._slots[lane]
 
     async def pool(self) -> asyncpg.Pool:
         """The pool, opened on first use if boot could not open it.
@@ -90,49 +106,46 @@ def _event_loop_thread() -> EventLoopThread:
 
 
 def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> dramatiq.Actor[Any, Any]:
-    """Declare the live and the replay delivery actors on ``broker``; return the live one.
+    """Declare one delivery actor per :class:`workers.broker.Lane` on ``broker``; return the live one.
 
-    Both run the same processing; the replay actor sits on its own queue with
-    a lower priority (:data:`workers.broker.REPLAY_PRIORITY`) and at most
-    ``resources.replay_concurrency`` replays run at once per process, so a
-    bulk replay barely delays live deliveries. A retry stays on its actor's queue.
-    Retries are ours, not Dramatiq's (``max_retries=0``): the backoff and the
-    dead letter live on the PostgreSQL row, and a retry is a delayed message.
+    All run the same processing; each lane has its own queue and priority (live first, then
+    overflow, then replays), and at most ``resources.bulk_concurrency[lane]`` of a bulk lane's
+    messages run at once per process, so a flood or a bulk replay barely delays live deliveries.
+    A retry stays on its lane. Retries are ours, not Dramatiq's (``max_retries=0``): the backoff
+    and the dead letter live on the PostgreSQL row, and a retry is a delayed message.
     """
 
-    async def run(delivery_ids: list[uuid.UUID], replay: bool) -> list[Outcome]:
-        if not replay:
+    async def run(delivery_ids: list[uuid.UUID], lane: Lane) -> list[Outcome]:
+        slots = resources.slots(lane)
+        if slots is None:
             return await process_deliveries(await resources.pool(), delivery_ids, resources.config)
-        async with resources.replay_slots():
+        async with slots:
             return await process_deliveries(await resources.pool(), delivery_ids, resources.config)
 
-    def make(replay: bool) -> Any:
+    def make(lane: Lane) -> Any:
         async def process(delivery_ids: list[str] | str) -> None:
             # A bare string is a message sent before messages carried many deliveries.
             ids = [uuid.UUID(i) for i in ([delivery_ids] if isinstance(delivery_ids, str) else delivery_ids)]
-            outcomes = await run(ids, replay)
+            outcomes = await run(ids, lane)
             # A retry is a message of its own, for one delivery, after that delivery's backoff.
             for delivery_id, outcome in zip(ids, outcomes, strict=True):
                 if outcome.status == ProcessingOutcome.RETRIED:
                     await broker_mod.enqueue_many(
-                        broker, [([delivery_id], outcome.message_id)], delay_ms=outcome.retry_delay_ms, replay=replay
+                        broker, [([delivery_id], outcome.message_id)], delay_ms=outcome.retry_delay_ms, lane=lane
                     )
 
         return process
 
-    dramatiq.actor(  # type: ignore[call-overload]
-        make(replay=True),
-        broker=broker,
-        actor_name=broker_mod.REPLAY_ACTOR_NAME,
-        queue_name=broker_mod.REPLAY_QUEUE_NAME,
-        priority=broker_mod.REPLAY_PRIORITY,
-        max_retries=0,
-    )
-    actor: dramatiq.Actor[Any, Any] = dramatiq.actor(  # type: ignore[call-overload]
-        make(replay=False),
-        broker=broker,
-        actor_name=broker_mod.ACTOR_NAME,
-        queue_name=broker_mod.QUEUE_NAME,
-        max_retries=0,
-    )
-    return actor
+    actors = {
+        lane: dramatiq.actor(  # type: ignore[call-overload]
+            make(lane),
+            broker=broker,
+            actor_name=lane.actor_name,
+            queue_name=lane.queue_name,
+            priority=lane.priority,
+            max_retries=0,
+        )
+        for lane in Lane
+    }
+    live: dramatiq.Actor[Any, Any] = actors[Lane.LIVE]
+    return live

@@ -8,9 +8,10 @@ record of every outcome, dead letters included.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import dramatiq
@@ -26,17 +27,85 @@ ACTOR_NAME = "process_delivery"
 #: messages lowest priority number first (Dramatiq's PriorityQueue of actor priorities).
 REPLAY_QUEUE_NAME = "replays"
 REPLAY_ACTOR_NAME = "replay_delivery"
-#: Dramatiq priorities: lower runs first; live is 0.
-REPLAY_PRIORITY = 100
+#: A clinic's new deliveries beyond its live rate (:mod:`workers.admission`) take this queue and actor.
+OVERFLOW_QUEUE_NAME = "overflow"
+OVERFLOW_ACTOR_NAME = "process_overflow"
+
+
+class Lane(enum.Enum):
+    """Which queue a delivery's message takes, and so how soon a worker takes it.
+
+    ``LIVE``: new deliveries of a clinic within its rate. ``OVERFLOW``: a clinic's new deliveries
+    beyond its rate (a flood), after live ones. ``REPLAY``: replayed dead letters, after both.
+    Overflow and replay are the bulk lanes: each worker process runs a bounded number of their
+    messages at once (:class:`DeliveryBroker`), so its other threads stay free for live ones.
+    """
+
+    LIVE = "live"
+    OVERFLOW = "overflow"
+    REPLAY = "replay"
+
+    @property
+    def queue_name(self) -> str:
+        """The Dramatiq queue."""
+        return _QUEUES[self]
+
+    @property
+    def actor_name(self) -> str:
+        """The Dramatiq actor."""
+        return _ACTORS[self]
+
+    @property
+    def priority(self) -> int:
+        """Dramatiq priority of the lane's actor: lower runs first."""
+        return _PRIORITIES[self]
+
+    @property
+    def per_message(self) -> int:
+        """Deliveries one message of this lane carries at most (see the constants below)."""
+        return REPLAY_DELIVERIES_PER_MESSAGE if self is Lane.REPLAY else MAX_DELIVERIES_PER_MESSAGE
+
+
+_QUEUES = {Lane.LIVE: QUEUE_NAME, Lane.OVERFLOW: OVERFLOW_QUEUE_NAME, Lane.REPLAY: REPLAY_QUEUE_NAME}
+_ACTORS = {Lane.LIVE: ACTOR_NAME, Lane.OVERFLOW: OVERFLOW_ACTOR_NAME, Lane.REPLAY: REPLAY_ACTOR_NAME}
+_PRIORITIES = {Lane.LIVE: 0, Lane.OVERFLOW: 50, Lane.REPLAY: 100}
 #: Every queue a worker consumes.
-QUEUES = (QUEUE_NAME, REPLAY_QUEUE_NAME)
+QUEUES = tuple(lane.queue_name for lane in Lane)
 #: Seconds to wait on Redis before an enqueue counts as failed (the sweeper resends).
 REDIS_SOCKET_TIMEOUT_S = 2.0
 
 
+class DeliveryBroker(RedisBroker):
+    """Dramatiq's Redis broker, with a smaller prefetch for the bulk lanes' queues.
+
+    Dramatiq gives every queue's consumer the same prefetch, and a worker thread that takes a
+    message holds it until it is processed. With a bulk lane's queue full, every thread of a
+    process could be holding bulk messages, and a live message, though first in the worker's
+    priority queue, would wait for one of them to finish. Capping what a bulk queue's consumer
+    holds caps the threads bulk messages can occupy: the rest stay free for live messages.
+
+    Args:
+        bulk_prefetch: Messages a process holds at most per queue name (fetched, not yet acked);
+            queues not named keep the worker's prefetch.
+    """
+
+    def __init__(self, *args: Any, bulk_prefetch: Mapping[str, int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self.bulk_prefetch = dict(bulk_prefetch or {})
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        """Dramatiq's consumer for ``queue_name``, its prefetch capped for a bulk lane's queue."""
+        cap = self.bulk_prefetch.get(queue_name)
+        return super().consume(queue_name, min(prefetch, cap) if cap else prefetch, timeout)
+
+
 def build_broker(
-    redis_url: str, *, extra_middleware: Iterable[Middleware] = (), namespace: str = "dramatiq"
-) -> RedisBroker:
+    redis_url: str,
+    *,
+    extra_middleware: Iterable[Middleware] = (),
+    namespace: str = "dramatiq",
+    bulk_prefetch: Mapping[Lane, int] | None = None,
+) -> DeliveryBroker:
     """A Redis broker with the middleware our actors need (AsyncIO for async actors).
 
     Dramatiq's own Prometheus middleware is left out on purpose: we export
@@ -44,13 +113,15 @@ def build_broker(
 
     Args:
         namespace: Prefix of the Redis keys (tests isolate themselves with it).
+        bulk_prefetch: Messages of each bulk lane a worker process holds at most (:class:`DeliveryBroker`).
     """
     client = redis.Redis.from_url(
         redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT_S, socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S
     )
     middleware: list[Middleware] = [AgeLimit(), TimeLimit(), ShutdownNotifications(), Retries(), AsyncIO()]
     middleware.extend(extra_middleware)
-    return RedisBroker(client=client, middleware=middleware, namespace=namespace)  # type: ignore[no-untyped-call]
+    caps = {lane.queue_name: n for lane, n in (bulk_prefetch or {}).items()}
+    return DeliveryBroker(client=client, middleware=middleware, namespace=namespace, bulk_prefetch=caps)
 
 
 def redis_problem(exc: BaseException) -> tuple[bool, str] | None:
@@ -94,17 +165,17 @@ REPLAY_DELIVERIES_PER_MESSAGE = 10
 
 
 def delivery_message(
-    delivery_ids: Sequence[uuid.UUID], message_id: str | None = None, *, replay: bool = False
+    delivery_ids: Sequence[uuid.UUID], message_id: str | None = None, *, lane: Lane = Lane.LIVE
 ) -> dramatiq.Message[Any]:
     """The message that asks a worker to process ``delivery_ids`` together (a list of id strings as its one argument).
 
     Args:
         message_id: The id already written to the rows' ``job_id``; new if omitted.
-        replay: Send it on the replay queue (after live deliveries).
+        lane: The queue it goes on.
     """
     return dramatiq.Message(
-        queue_name=REPLAY_QUEUE_NAME if replay else QUEUE_NAME,
-        actor_name=REPLAY_ACTOR_NAME if replay else ACTOR_NAME,
+        queue_name=lane.queue_name,
+        actor_name=lane.actor_name,
         args=([str(i) for i in delivery_ids],),
         kwargs={},
         options={},
@@ -138,7 +209,7 @@ async def enqueue_many(
     messages: Sequence[tuple[Sequence[uuid.UUID], str | None]],
     *,
     delay_ms: int | None = None,
-    replay: bool = False,
+    lane: Lane = Lane.LIVE,
 ) -> None:
     """Send one message per ``(delivery_ids, message_id)``, in order, in one worker thread.
 
@@ -148,13 +219,13 @@ async def enqueue_many(
 
     Args:
         delay_ms: Deliver no sooner than this many milliseconds from now (retries).
-        replay: On the replay queue (:data:`REPLAY_QUEUE_NAME`).
+        lane: The queue they go on.
 
     Raises:
         redis.RedisError: at the first failure; earlier messages were sent.
             Callers record the rest as not enqueued, or leave them to the sweeper.
     """
-    built = [delivery_message(ids, message_id, replay=replay) for ids, message_id in messages]
+    built = [delivery_message(ids, message_id, lane=lane) for ids, message_id in messages]
 
     def send_all() -> None:
         for message in built:
@@ -220,7 +291,8 @@ async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
     is known here only. Redis trouble is reported in the result, not raised.
 
     Returns:
-        ``{name, depth, delayed, dead, replay_depth, workers: [{id, last_seen_s_ago}]}``, ``{name, error}``,
+        ``{name, depth, delayed, dead, overflow_depth, replay_depth, workers: [{id, last_seen_s_ago}]}``,
+        ``{name, error}``,
         or ``None`` for a broker without Redis (tests' stub broker).
     """
     client = getattr(broker, "client", None)
@@ -234,9 +306,10 @@ async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
         pipe.llen(queue)
         pipe.llen(f"{queue}.DQ")
         pipe.zcard(f"{queue}.XQ")
+        pipe.llen(f"{namespace}:{OVERFLOW_QUEUE_NAME}")
         pipe.llen(f"{namespace}:{REPLAY_QUEUE_NAME}")
         pipe.zrange(f"{namespace}:__heartbeats__", 0, -1, withscores=True)
-        depth, delayed, dead, replay_depth, beats = pipe.execute()
+        depth, delayed, dead, overflow_depth, replay_depth, beats = pipe.execute()
         now_ms = time.time() * 1000
         workers = [{"id": w.decode(), "last_seen_s_ago": round((now_ms - score) / 1000, 1)} for w, score in beats]
         return {
@@ -244,6 +317,7 @@ async def queue_stats(broker: dramatiq.Broker) -> dict[str, Any] | None:
             "depth": depth,
             "delayed": delayed,
             "dead": dead,
+            "overflow_depth": overflow_depth,
             "replay_depth": replay_depth,
             "workers": workers,
         }

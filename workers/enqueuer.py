@@ -22,6 +22,7 @@ from dramatiq.brokers.redis import RedisBroker
 from workers.batching import Batcher
 from workers.broker import (
     REDIS_SOCKET_TIMEOUT_S,
+    Lane,
     delivery_message,
     dispatch_enqueue_args,
     dispatch_script,
@@ -46,28 +47,28 @@ class AsyncEnqueuer:
         self.script = self.client.register_script(dispatch_script())
         # One pipeline in flight: everything queued meanwhile rides the next one. Four in flight made
         # pipelines 4x smaller and cost the web process ~8 % of its requests/s at saturation (A/B, 2 processes).
-        self._batcher: Batcher[tuple[list[uuid.UUID], str], None] = Batcher(
+        self._batcher: Batcher[tuple[list[uuid.UUID], str, Lane], None] = Batcher(
             self._send, max_batch=max_batch, max_in_flight=1
         )
         # Dramatiq's Lua unpack limit, cached by the broker class; asked once, off the loop.
         self._max_unpack: int | None = None
 
-    async def enqueue(self, delivery_ids: list[uuid.UUID], message_id: str) -> None:
-        """Send one message for ``delivery_ids``; resolves when Redis has it.
+    async def enqueue(self, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane = Lane.LIVE) -> None:
+        """Send one message for ``delivery_ids`` on ``lane``; resolves when Redis has it.
 
         Raises:
             redis.RedisError: if Redis is unreachable (the caller records the
                 delivery as not enqueued, and the sweeper sends it later).
         """
-        await self._batcher.submit((delivery_ids, message_id))
+        await self._batcher.submit((delivery_ids, message_id, lane))
 
-    async def _send(self, pairs: list[tuple[list[uuid.UUID], str]]) -> list[BaseException | None]:
+    async def _send(self, pairs: list[tuple[list[uuid.UUID], str, Lane]]) -> list[BaseException | None]:
         if self._max_unpack is None:
             self._max_unpack = await asyncio.to_thread(lua_max_unpack_size, self.broker)
         pipe = self.client.pipeline(transaction=False)
         now_ms = int(time.time() * 1000)
-        for delivery_ids, message_id in pairs:
-            message = delivery_message(delivery_ids, message_id)
+        for delivery_ids, message_id, lane in pairs:
+            message = delivery_message(delivery_ids, message_id, lane=lane)
             args = dispatch_enqueue_args(self.broker, message, now_ms=now_ms, max_unpack=self._max_unpack)
             await self.script(keys=[self.broker.namespace], args=args, client=pipe)
         await pipe.execute()

@@ -14,7 +14,7 @@ import structlog
 from db import recovery
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
-from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, replay_backlog
+from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, Lane, replay_backlog
 from workers.sending import send_and_record
 
 log = structlog.get_logger("workers.replay")
@@ -87,7 +87,7 @@ async def replay(
                 batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
-        await send_and_record(pool, broker, batch, replay=True)
+        await send_and_record(pool, broker, batch, lane=Lane.REPLAY)
         total += len(batch)
         if on_progress:
             on_progress(len(batch))

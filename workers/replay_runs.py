@@ -24,7 +24,7 @@ import structlog
 from db import replays
 from db.tenancy import tenant_scope
 from db.types import Conn
-from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, replay_backlog
+from workers.broker import REPLAY_DELIVERIES_PER_MESSAGE, Lane, replay_backlog
 from workers.replay import BACKLOG_POLL_S
 from workers.sending import send_and_record
 
@@ -81,7 +81,7 @@ async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, An
             await replays.finish(pool, replay_id, owner)
             break
         cursor = step.cursor
-        await send_and_record(pool, broker, step.replayed, replay=True)
+        await send_and_record(pool, broker, step.replayed, lane=Lane.REPLAY)
         total += len(step.replayed)
         if time.monotonic() - settled >= SETTLE_EVERY_S:
             await _as_its_clinic(pool, claimed, lambda conn: replays.settle(conn, replay_id))

@@ -16,7 +16,7 @@ import dramatiq
 import redis
 
 from db import deliveries
-from workers.broker import MAX_DELIVERIES_PER_MESSAGE, REPLAY_DELIVERIES_PER_MESSAGE, batches, enqueue_many
+from workers.broker import Lane, batches, enqueue_many
 
 
 async def send_and_record(
@@ -24,14 +24,14 @@ async def send_and_record(
     broker: dramatiq.Broker,
     delivery_ids: Sequence[uuid.UUID],
     *,
-    replay: bool = False,
+    lane: Lane = Lane.LIVE,
     alone: Collection[uuid.UUID] = (),
 ) -> None:
     """Send messages for ``delivery_ids`` (many per message: :func:`workers.broker.batches`) and mark the rows
     enqueued with their message's id.
 
     Args:
-        replay: On the replay queue, behind live deliveries, in smaller messages.
+        lane: The queue they go on; its messages carry at most ``lane.per_message`` deliveries.
         alone: Deliveries sent in a message of their own.
 
     Raises:
@@ -39,11 +39,9 @@ async def send_and_record(
     """
     if not delivery_ids:
         return
-    messages = batches(
-        delivery_ids, alone=alone, size=REPLAY_DELIVERIES_PER_MESSAGE if replay else MAX_DELIVERIES_PER_MESSAGE
-    )
+    messages = batches(delivery_ids, alone=alone, size=lane.per_message)
     try:
-        await enqueue_many(broker, messages, replay=replay)
+        await enqueue_many(broker, messages, lane=lane)
     except redis.RedisError:
         # Some may have gone out; sending those again is harmless (one claim wins).
         await deliveries.mark_not_enqueued(pool, list(delivery_ids))
