@@ -99,8 +99,8 @@ class Settings:
     overflow_concurrency: int = 2
     #: New deliveries per second one clinic sends on the live lane, per web process; beyond it (after a
     #: burst of ``org_live_burst``) they go on the overflow lane, after other clinics'. 0: no limit.
-    org_live_rate_per_s: float = 100.0
-    org_live_burst: int = 100
+    org_live_rate_per_s: float = 20.0
+    org_live_burst: int = 50
     db_pool_max_size: int = 20
     #: Seconds any one statement of the web process may take before it gives up (and the request gets a
     #: 503): a frozen or overloaded PostgreSQL must not hold Vapi's requests past its 20 s timeout.
@@ -194,8 +194,8 @@ class Settings:
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
             replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
             overflow_concurrency=r.integer("OVERFLOW_CONCURRENCY", 2, minimum=1, maximum=256),
-            org_live_rate_per_s=r.number("ORG_LIVE_RATE_PER_S", 100.0, minimum=0),
-            org_live_burst=r.integer("ORG_LIVE_BURST", 100, minimum=1),
+            org_live_rate_per_s=r.number("ORG_LIVE_RATE_PER_S", 20.0, minimum=0),
+            org_live_burst=r.integer("ORG_LIVE_BURST", 50, minimum=1),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),
             db_command_timeout_s=r.number("DB_COMMAND_TIMEOUT_S", 5.0, minimum=0.1),
             admin_token=r.admin_token("ADMIN_TOKEN"),
