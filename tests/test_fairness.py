@@ -1,7 +1,7 @@
 """Fairness between clinics: a flooding clinic's excess takes the overflow lane, workers keep threads for live.
 
 The numbers (a quiet clinic's queue wait idle and during a flood or a replay) are in ``make bench``
-(``tests.bench.replay_isolation``); these tests hold the mechanism: the lane each delivery takes, that
+(``tests.bench.fairness``); these tests hold the mechanism: the lane each delivery takes, that
 nothing is dropped or charged an attempt, and that a bulk lane cannot take every worker thread.
 """
 

@@ -1,10 +1,12 @@
-"""Does a bulk replay delay live calls? Live queue wait, idle and during a 10,000-delivery replay.
+"""Does one clinic's flood delay the others' calls? Quiet clinics' live queue wait: idle, during another
+clinic's burst of 5,000 end-of-call reports, and during a replay of that clinic's 10,000 dead letters.
 
-Live traffic is an open loop of signed status updates over HTTP at a steady
-rate; a delivery's queue wait is ``last_attempt_at - received_at`` (stored
-to first claimed by a worker). Measured once with nothing else to do and once
-while ``vapi-ingest deliveries replay`` replays 10,000 dead letters through the
-same workers. Target (issue 10): the p99 during the replay is at most 2x idle.
+The quiet clinics' traffic (ten clinics, a tenth each) is an open loop of signed status updates over
+HTTP at a steady rate; a
+delivery's queue wait is ``last_attempt_at - received_at`` (stored to first claimed by a worker).
+The flood comes from a second clinic (assistant ``asst-flood``) through the same web process and
+workers: its reports posted as fast as 64 connections go, or its dead letters replayed by
+``vapi-ingest deliveries replay``. Target (issues 10 and 17): each p99 at most 2x idle.
 """
 
 from __future__ import annotations
@@ -21,20 +23,27 @@ import aiohttp
 import asyncpg
 
 from ingest import auth
-from tests.bench.loads import SIGNER, status_body
+from tests.bench.loads import SIGNER, report_body, status_body
 
 BIN = Path(sys.executable).with_name("vapi-ingest")
 
 
+#: The quiet clinics: the bench clinic and nine more, each sending a tenth of the live traffic.
+QUIET_ASSISTANTS = ["asst-bench", *(f"asst-quiet-{k}" for k in range(1, 10))]
+
+
 async def live_traffic(port: int, tag: str, *, rate: int, seconds: float) -> int:
-    """Post ``rate`` status updates per second for ``seconds`` (call ids ``live-<tag>-n``); returns how many."""
+    """Post ``rate`` status updates per second for ``seconds`` (call ids ``live-<tag>-n``), spread over the
+    quiet clinics in turn; returns how many."""
     url = f"http://127.0.0.1:{port}/webhooks/vapi"
     n = int(rate * seconds)
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
 
         async def one(i: int) -> None:
-            body = json.dumps(status_body(f"live-{tag}-{i}", 800)).encode()
+            message = status_body(f"live-{tag}-{i}", 800)
+            message["message"]["call"]["assistantId"] = QUIET_ASSISTANTS[i % len(QUIET_ASSISTANTS)]
+            body = json.dumps(message).encode()
             headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
             async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
@@ -48,6 +57,31 @@ async def live_traffic(port: int, tag: str, *, rate: int, seconds: float) -> int
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
     return n
+
+
+def flood_bodies(n: int) -> list[bytes]:
+    """``n`` end-of-call reports of the flood clinic (assistant ``asst-flood``), each of a new call."""
+    bodies = []
+    for i in range(n):
+        message = report_body(f"flood-{uuid.uuid4().hex[:8]}-{i}", 2000)
+        message["message"]["call"]["assistantId"] = "asst-flood"
+        bodies.append(json.dumps(message).encode())
+    return bodies
+
+
+async def burst(port: int, bodies: list[bytes], *, connections: int = 64) -> float:
+    """Post ``bodies`` as fast as ``connections`` go; returns seconds taken."""
+    url = f"http://127.0.0.1:{port}/webhooks/vapi"
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
+
+        async def one(body: bytes) -> None:
+            headers = {"Content-Type": "application/json", **auth.sign(SIGNER, body)}
+            async with session.post(url, data=body, headers=headers) as resp:
+                await resp.read()
+
+        await asyncio.gather(*(one(b) for b in bodies))
+    return round(time.monotonic() - started, 1)
 
 
 async def queue_wait_ms(dsn: str, tag: str, n: int, timeout_s: float = 300) -> dict[str, float]:
@@ -81,16 +115,25 @@ async def queue_wait_ms(dsn: str, tag: str, n: int, timeout_s: float = 300) -> d
 
 
 async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *, rate: int = 50, seconds: float = 20):
-    """Idle live queue wait, then the same during a replay of 10,000 dead letters (``seed_dead_letters()`` makes them).
+    """The quiet clinic's live queue wait idle, during a 5,000-report burst of the flood clinic, and during a replay
+    of the flood clinic's 10,000 dead letters (``seed_dead_letters(org_id)`` makes them).
 
-    Needs the web process on ``port`` and the workers running. Returns both figures, the ratio, and
-    how long the replay took.
+    Needs the web process on ``port`` and the workers running. Returns the three figures, the ratios
+    to idle, and how long the burst took to post and the replay to finish.
     """
+    for assistant in QUIET_ASSISTANTS[1:]:
+        _create_clinic(env, assistant)
+    flood_org = _create_clinic(env, "asst-flood")
     # Warm up first: workers that just started (and fresh connections) would count against "idle".
     await queue_wait_ms(dsn, "warm", await live_traffic(port, "warm", rate=rate, seconds=3))
     idle_n = await live_traffic(port, "idle", rate=rate, seconds=seconds)
     idle = await queue_wait_ms(dsn, "idle", idle_n)
-    await seed_dead_letters()
+    flooding = asyncio.create_task(burst(port, flood_bodies(5_000)))
+    burst_n = await live_traffic(port, "burst", rate=rate, seconds=seconds)
+    burst_s = await flooding
+    during_burst = await queue_wait_ms(dsn, "burst", burst_n)
+    await _all_done(dsn)
+    await seed_dead_letters(flood_org)
     started = time.monotonic()
     replay = subprocess.Popen(
         [str(BIN), "deliveries", "replay", "--status", "dead_letter", "--yes"],
@@ -102,25 +145,49 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
     busy_n = await live_traffic(port, "busy", rate=rate, seconds=seconds)
     busy = await queue_wait_ms(dsn, "busy", busy_n)
     await asyncio.to_thread(replay.wait)
-    conn = await asyncpg.connect(dsn)
-    try:
-        while await conn.fetchval(
-            "SELECT count(*) FROM webhook_delivery_log WHERE replay_count > 0 AND status <> 'completed'"
-        ):
-            await asyncio.sleep(0.1)
-        replayed = await conn.fetchval("SELECT count(*) FROM webhook_delivery_log WHERE replay_count > 0")
-    finally:
-        await conn.close()
+    await _all_done(dsn)
+    replayed = await asyncpg_value(dsn, "SELECT count(*) FROM webhook_delivery_log WHERE replay_count > 0")
     return {
         "live_rate_per_s": rate,
         "seconds": seconds,
         "idle": idle,
+        "during_burst": during_burst,
+        "burst_ratio_p99": round(during_burst["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
+        "burst_post_s": burst_s,
         "during_replay": busy,
         "ratio_p99": round(busy["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "replayed": replayed,
         "replay_s": round(time.monotonic() - started, 1),
-        "tag": uuid.uuid4().hex[:6],
     }
+
+
+def _create_clinic(env: dict[str, str], assistant_id: str) -> str:
+    return subprocess.run(
+        [str(BIN), "orgs", "create", "--name", f"Clinic {assistant_id}", "--assistant-id", assistant_id],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+async def asyncpg_value(dsn: str, query: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
+
+
+async def _all_done(dsn: str, timeout_s: float = 600) -> None:
+    """Wait until no delivery is left to process (pending or failed), so phases do not overlap."""
+    deadline = time.monotonic() + timeout_s
+    while await asyncpg_value(
+        dsn, "SELECT count(*) FROM webhook_delivery_log WHERE status IN ('pending', 'processing', 'failed')"
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deliveries still to process after {timeout_s} s")
+        await asyncio.sleep(0.2)
 
 
 async def _standalone(rate: int, seconds: float) -> dict:
@@ -130,7 +197,7 @@ async def _standalone(rate: int, seconds: float) -> dict:
     from tests.bench.datapath import dead_letters, drop_database, fresh_database, version_env
     from tests.bench.processes import free_port, start, stop, wait_http
 
-    name, dsn, org_id = await fresh_database(None)
+    name, dsn, _ = await fresh_database(None)
     tmp = Path(tempfile.mkdtemp(prefix="vapi-bench-"))
     port = free_port()
     env = version_env(dsn, port, None)
@@ -138,7 +205,7 @@ async def _standalone(rate: int, seconds: float) -> dict:
     worker = start([str(BIN), "worker"], env, tmp / "worker.log")
     try:
         wait_http(port, "/readyz")
-        return await measure(port, dsn, env, lambda: dead_letters(dsn, org_id, 10_000), rate=rate, seconds=seconds)
+        return await measure(port, dsn, env, lambda org: dead_letters(dsn, org, 10_000), rate=rate, seconds=seconds)
     finally:
         stop(web)
         stop(worker)
@@ -146,7 +213,7 @@ async def _standalone(rate: int, seconds: float) -> dict:
 
 
 def main() -> None:
-    """``python -m tests.bench.replay_isolation [--rate N] [--seconds S]``: this measure alone."""
+    """``python -m tests.bench.fairness [--rate N] [--seconds S]``: this measure alone."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
