@@ -96,7 +96,7 @@ class Settings:
     #: Replay messages processed at once per worker process; live ones are never limited.
     replay_concurrency: int = 1
     #: Overflow messages (a clinic's deliveries beyond its live rate) processed at once per worker process.
-    overflow_concurrency: int = 2
+    overflow_concurrency: int = 4
     #: New deliveries per second one clinic sends on the live lane, per web process; beyond it (after a
     #: burst of ``org_live_burst``) they go on the overflow lane, after other clinics'. 0: no limit.
     org_live_rate_per_s: float = 20.0
@@ -193,7 +193,7 @@ class Settings:
             worker_threads=r.integer("WORKER_THREADS", 8, minimum=1, maximum=256),
             worker_metrics_port=r.integer("WORKER_METRICS_PORT", 9191, minimum=1, maximum=65535),
             replay_concurrency=r.integer("REPLAY_CONCURRENCY", 1, minimum=1, maximum=256),
-            overflow_concurrency=r.integer("OVERFLOW_CONCURRENCY", 2, minimum=1, maximum=256),
+            overflow_concurrency=r.integer("OVERFLOW_CONCURRENCY", 4, minimum=1, maximum=256),
             org_live_rate_per_s=r.number("ORG_LIVE_RATE_PER_S", 20.0, minimum=0),
             org_live_burst=r.integer("ORG_LIVE_BURST", 50, minimum=1),
             db_pool_max_size=r.integer("DB_POOL_MAX_SIZE", 20, minimum=2, maximum=500),

@@ -28,6 +28,10 @@ from tests.bench.loads import SIGNER, report_body, status_body
 BIN = Path(sys.executable).with_name("vapi-ingest")
 
 
+REPORTS_COMPLETED = (
+    "SELECT count(*) FROM webhook_delivery_log WHERE event_type = 'end-of-call-report' AND status = 'completed'"
+)
+
 #: The quiet clinics: the bench clinic and nine more, each sending a tenth of the live traffic.
 QUIET_ASSISTANTS = ["asst-bench", *(f"asst-quiet-{k}" for k in range(1, 10))]
 
@@ -114,12 +118,23 @@ async def queue_wait_ms(dsn: str, tag: str, n: int, timeout_s: float = 300) -> d
         await conn.close()
 
 
-async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *, rate: int = 50, seconds: float = 20):
-    """The quiet clinic's live queue wait idle, during a 5,000-report burst of the flood clinic, and during a replay
-    of the flood clinic's 10,000 dead letters (``seed_dead_letters(org_id)`` makes them).
+async def measure(
+    port: int,
+    dsn: str,
+    env: dict[str, str],
+    seed_dead_letters,
+    restart_workers,
+    *,
+    rate: int = 50,
+    seconds: float = 20,
+):
+    """The quiet clinics' live queue wait idle; during a 5,000-report burst of the flood clinic; while a backlog
+    of 5,000 of its reports drains (posted while the workers were stopped, as after an outage); and during
+    a replay of its 10,000 dead letters (``seed_dead_letters(org_id)`` makes them).
 
-    Needs the web process on ``port`` and the workers running. Returns the three figures, the ratios
-    to idle, and how long the burst took to post and the replay to finish.
+    Needs the web process on ``port`` and the workers running; ``restart_workers(between)`` stops them,
+    awaits ``between()`` and starts them again. Returns the figures, their ratios to idle, and how long
+    the burst took to post and the replay to finish.
     """
     for assistant in QUIET_ASSISTANTS[1:]:
         _create_clinic(env, assistant)
@@ -132,6 +147,15 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
     burst_n = await live_traffic(port, "burst", rate=rate, seconds=seconds)
     burst_s = await flooding
     during_burst = await queue_wait_ms(dsn, "burst", burst_n)
+    await _all_done(dsn)
+    backlog = flood_bodies(5_000)
+    done_before = await asyncpg_value(dsn, REPORTS_COMPLETED)
+    await restart_workers(lambda: burst(port, backlog))
+    # The live traffic starts once the workers are draining the backlog (not while they boot).
+    while await asyncpg_value(dsn, REPORTS_COMPLETED) == done_before:
+        await asyncio.sleep(0.05)
+    backlog_n = await live_traffic(port, "backlog", rate=rate, seconds=seconds)
+    during_backlog = await queue_wait_ms(dsn, "backlog", backlog_n)
     await _all_done(dsn)
     await seed_dead_letters(flood_org)
     started = time.monotonic()
@@ -154,6 +178,8 @@ async def measure(port: int, dsn: str, env: dict[str, str], seed_dead_letters, *
         "during_burst": during_burst,
         "burst_ratio_p99": round(during_burst["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "burst_post_s": burst_s,
+        "during_backlog": during_backlog,
+        "backlog_ratio_p99": round(during_backlog["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "during_replay": busy,
         "ratio_p99": round(busy["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "replayed": replayed,
@@ -202,13 +228,22 @@ async def _standalone(rate: int, seconds: float) -> dict:
     port = free_port()
     env = version_env(dsn, port, None)
     web = start([str(BIN), "serve"], env, tmp / "web.log")
-    worker = start([str(BIN), "worker"], env, tmp / "worker.log")
+    workers = [start([str(BIN), "worker"], env, tmp / "worker.log")]
+
+    async def restart_workers(between) -> None:
+        stop(workers.pop())
+        await between()
+        workers.append(start([str(BIN), "worker"], env, tmp / "worker.log"))
+
     try:
         wait_http(port, "/readyz")
-        return await measure(port, dsn, env, lambda org: dead_letters(dsn, org, 10_000), rate=rate, seconds=seconds)
+        return await measure(
+            port, dsn, env, lambda org: dead_letters(dsn, org, 10_000), restart_workers, rate=rate, seconds=seconds
+        )
     finally:
         stop(web)
-        stop(worker)
+        for worker in workers:
+            stop(worker)
         await drop_database(name)
 
 

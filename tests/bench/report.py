@@ -42,6 +42,10 @@ def _rows(v: dict, r: dict) -> dict[str, tuple[str, float | None]]:
             f" burst posted in {fair['burst_post_s']} s)",
             fair["burst_ratio_p99"] or 0.0,
         ),
+        "fair_backlog": (
+            f"{fair['during_backlog']['p99_ms']} ms vs idle {idle_p99} ({fair['backlog_ratio_p99'] or 0:.2f}x)",
+            fair["backlog_ratio_p99"] or 0.0,
+        ),
         "fair_replay": (
             f"{fair['during_replay']['p99_ms']} ms vs idle {idle_p99} ({fair['ratio_p99'] or 0:.2f}x;"
             f" replay {fair['replay_s']} s)",
@@ -71,6 +75,12 @@ _MEASURES = [
     (
         "fair_burst",
         "quiet clinic's live queue wait p99 (50/s) during another clinic's burst of 5,000 reports",
+        None,
+        (2.0, False),
+    ),
+    (
+        "fair_backlog",
+        "the same while another clinic's backlog of 5,000 reports drains (posted while workers were stopped)",
         None,
         (2.0, False),
     ),
