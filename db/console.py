@@ -245,31 +245,6 @@ async def discard_of(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | Non
     return dict(row) if row else None
 
 
-async def reveal(conn: Conn, delivery_id: uuid.UUID, *, revealed_by: str) -> bool:
-    """Record in ``reveals`` that ``revealed_by`` opened a delivery's payload.
-
-    Returns:
-        False if the delivery does not exist or this session cannot see it (nothing is recorded).
-    """
-    status = await conn.execute(
-        "INSERT INTO reveals (delivery_id, org_id, revealed_by)"
-        " SELECT id, org_id, $2 FROM webhook_delivery_log WHERE id = $1",
-        delivery_id,
-        revealed_by,
-    )
-    return bool(status == "INSERT 0 1")
-
-
-async def reveals_of(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) -> list[dict[str, Any]]:
-    """Who opened a delivery's payload, newest first: ``{revealed_by, revealed_at}``."""
-    rows = await conn.fetch(
-        "SELECT revealed_by, revealed_at FROM reveals WHERE delivery_id = $1 ORDER BY revealed_at DESC LIMIT $2",
-        delivery_id,
-        limit,
-    )
-    return [dict(r) for r in rows]
-
-
 #: Rows of each kind a search shows at most.
 SEARCH_LIMIT = 50
 

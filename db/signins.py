@@ -21,13 +21,15 @@ ATTEMPT_WINDOW_S = 300.0
 
 @dataclass(frozen=True)
 class Holder:
-    """Who a live session belongs to: the SHA-256 of the token it signed in with and whether that was
-    ``ADMIN_TOKEN``; for an org token, its org and token id while the token is not revoked (else None)."""
+    """Who a live session belongs to: the SHA-256 of the token it signed in with and whether it signed in
+    as an admin; for a token of ``api_tokens`` (a clinic's, or an operator's admin token), its id, org
+    and name while it is not revoked (else None: then only ``ADMIN_TOKEN`` itself can hold the session)."""
 
     token_sha256: str
     admin: bool
     org_id: uuid.UUID | None
     token_id: uuid.UUID | None
+    token_name: str | None = None
 
 
 async def start_session(conn: Executor, *, token_sha256: str, admin: bool, max_age_s: int) -> str:
@@ -48,12 +50,14 @@ async def start_session(conn: Executor, *, token_sha256: str, admin: bool, max_a
 async def holder(conn: Executor, session_id: str) -> Holder | None:
     """The holder of a session that has not ended or expired, or None."""
     row = await conn.fetchrow(
-        "SELECT s.token_sha256, s.admin, t.org_id, t.id AS token_id FROM console_sessions s"
-        "  LEFT JOIN api_tokens t ON NOT s.admin AND t.token_sha256 = s.token_sha256 AND t.revoked_at IS NULL"
+        "SELECT s.token_sha256, s.admin, t.org_id, t.id AS token_id, t.name AS token_name FROM console_sessions s"
+        "  LEFT JOIN api_tokens t ON t.admin = s.admin AND t.token_sha256 = s.token_sha256 AND t.revoked_at IS NULL"
         " WHERE s.id_sha256 = $1 AND s.expires_at > now()",
         _sha256(session_id),
     )
-    return Holder(row["token_sha256"], row["admin"], row["org_id"], row["token_id"]) if row else None
+    if row is None:
+        return None
+    return Holder(row["token_sha256"], row["admin"], row["org_id"], row["token_id"], row["token_name"])
 
 
 async def end_session(conn: Executor, session_id: str) -> bool:

@@ -1,10 +1,12 @@
-"""Admin API tokens scoped to one organization (``api_tokens``): only a SHA-256 of each token is stored."""
+"""API tokens (``api_tokens``): scoped to one organization, or an operator's own admin token (all
+organizations, named for the person). Only a SHA-256 of each token is stored."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -19,6 +21,16 @@ TOKEN_PREFIX = "vit_"
 def token_sha256(token: str) -> str:
     """How a token is stored: hex SHA-256 (tokens are random, so no salt is needed)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Whom a live token belongs to: an organization (``org_id``), or an operator (``admin``, ``org_id`` None)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID | None
+    admin: bool
+    name: str | None
 
 
 async def create(conn: Executor, org_id: uuid.UUID, *, name: str | None) -> str:
@@ -37,19 +49,33 @@ async def create(conn: Executor, org_id: uuid.UUID, *, name: str | None) -> str:
     return token
 
 
-async def org_of(conn: Executor, token: str) -> uuid.UUID | None:
-    """The organization a token belongs to, or ``None`` for an unknown token."""
-    org_id: uuid.UUID | None = await conn.fetchval(
-        "SELECT org_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL", token_sha256(token)
+async def create_admin(conn: Executor, *, name: str) -> str:
+    """Create an operator's own admin token (every organization; recorded under ``name``) and return it,
+    the only time it is seen."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    await conn.execute(
+        "INSERT INTO api_tokens (org_id, token_sha256, name, admin) VALUES (NULL, $1, $2, true)",
+        token_sha256(token),
+        name,
     )
-    return org_id
+    return token
+
+
+async def holder_of(conn: Executor, token: str) -> TokenHolder | None:
+    """Whom a token belongs to, or ``None`` for an unknown or revoked token."""
+    row = await conn.fetchrow(
+        "SELECT id, org_id, admin, name FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+        token_sha256(token),
+    )
+    return TokenHolder(row["id"], row["org_id"], row["admin"], row["name"]) if row else None
 
 
 async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-    """Tokens (never their value), newest first: ``{id, org_id, org_name, name, created_at, revoked_at}``."""
+    """Tokens (never their value), newest first: ``{id, org_id, org_name, admin, name, created_at, revoked_at}``;
+    with ``org_id``, that organization's only, else every token, operators' admin tokens included."""
     rows = await conn.fetch(
-        "SELECT t.id, t.org_id, o.name AS org_name, t.name, t.created_at, t.revoked_at"
-        "  FROM api_tokens t JOIN organizations o ON o.id = t.org_id"
+        "SELECT t.id, t.org_id, o.name AS org_name, t.admin, t.name, t.created_at, t.revoked_at"
+        "  FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id"
         " WHERE $1::uuid IS NULL OR t.org_id = $1 ORDER BY t.created_at DESC",
         org_id,
     )

@@ -247,7 +247,7 @@ async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, 
 
     assert 'data-testid="matched">30<' in dry
     assert 302 == started.status and replay_path.startswith("/console/replays/")
-    assert ("admin", 30, 30, "done") == tuple(record)
+    assert ("admin (break-glass)", 30, 30, "done") == tuple(record)
     assert 30 == await pool.fetchval("SELECT count(*) FROM calls")
     assert 1 == await pool.fetchval("SELECT max(replay_count) FROM webhook_delivery_log")
 
@@ -333,7 +333,7 @@ async def test_a_missed_tool_call_shows_the_caller_and_can_be_marked_called_back
     assert "+14155550123" in listed and "bookAppointment" in listed
     assert 'data-testid="caller-number">+14155550123<' in before and "Mark called back" in before
     assert (302, 302) == (marked.status, again.status)
-    assert ("admin", "booked Tue 10:00") == tuple(record)
+    assert ("admin (break-glass)", "booked Tue 10:00") == tuple(record)
     assert 1 == await pool.fetchval("SELECT count(*) FROM call_backs")
     assert "Called back by admin" in after and "Mark called back" not in after
 
@@ -497,7 +497,7 @@ async def test_clinics_create_edit_and_revoke_a_token(web, pool):
     assert {"mon", "tue", "wed", "thu", "sat"} == set(row["business_hours"]) and "fri" not in row["business_hours"]
     assert ["09:00", "12:00"] == row["business_hours"]["sat"] and 'value="08:30-18:00"' in page
     assert "asst-harbour" in page and "Revoke" not in page
-    assert await tokens.org_of(pool, token) is None
+    assert await tokens.holder_of(pool, token) is None
 
 
 async def test_an_org_token_cannot_manage_clinics(web, pool, org_id):
@@ -540,17 +540,16 @@ async def test_a_payload_opens_only_on_request_and_each_opening_is_recorded(web,
     own_token = await tokens.create(pool, org_id, name="front desk")
     await _sign_in(web, own_token)
     own = await web.post(f"{path}/payload", data={"csrf": await _page_csrf(web)})
-    token_id = (await tokens.list_tokens(pool, org_id))[0]["id"]
 
     assert "knee" not in closed and "Never opened." in closed
     assert 200 == opened.status and "my knee hurts since Tuesday" in opened_text
     # As written (no JSON escapes such as \u0027), and escaped for HTML: the text, never markup.
     assert "it&#39;s &lt;b&gt;sore&lt;/b&gt;" in opened_text and "\\u0027" not in opened_text
-    assert "knee" not in after and "Opened by admin at" in after
+    assert "knee" not in after and "Opened by admin (break-glass) at" in after
     assert 404 == foreign.status and "knee" not in await foreign.text()
     assert 200 == own.status and "my knee hurts since Tuesday" in await own.text()
     recorded = await pool.fetch("SELECT revealed_by, org_id FROM reveals ORDER BY id")
-    assert [("admin", org_id), (f"token:{token_id}", org_id)] == [tuple(r) for r in recorded]
+    assert [("admin (break-glass)", org_id), ("front desk (clinic token)", org_id)] == [tuple(r) for r in recorded]
 
 
 async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, settings, pool, org_id):
@@ -767,7 +766,9 @@ async def test_discarding_needs_a_reason_a_dead_letter_and_the_clinics_own_sessi
     assert ("discarded", 0) == tuple(
         await pool.fetchrow("SELECT status, replay_count FROM webhook_delivery_log WHERE id = $1", delivery_id)
     )
-    assert [("admin", "duplicate")] == [tuple(r) for r in await pool.fetch("SELECT discarded_by, reason FROM discards")]
+    assert [("admin (break-glass)", "duplicate")] == [
+        tuple(r) for r in await pool.fetch("SELECT discarded_by, reason FROM discards")
+    ]
 
 
 async def test_a_missed_tool_call_is_never_replayed_from_its_page(web, pool, org_id):

@@ -25,5 +25,6 @@ def create_admin_app() -> web.Application:
     app.router.add_post(f"{prefix}/retry-failed/{{id}}", routes.retry_failed)
     app.router.add_post(f"{prefix}/replay", routes.replay_deliveries)
     app.router.add_get("/openapi.json", routes.openapi)
+    app.router.add_get("/reveals", routes.reveals)
     tenants.add_routes(app)
     return app

@@ -1,34 +1,28 @@
 """Who is calling the admin API, and the middleware that answers every error as JSON.
 
-``ADMIN_TOKEN`` sees every org. Org-scoped tokens (``vapi-ingest tokens
-create``, stored as SHA-256) see only their org: every query they cause runs
-inside :func:`db.tenancy.tenant_scope`, so PostgreSQL's row-level security,
-not a WHERE clause, keeps them out of other orgs' rows.
+``ADMIN_TOKEN`` and operators' admin tokens see every org. Org-scoped tokens
+(``vapi-ingest tokens create``, stored as SHA-256) see only their org: every
+query they cause runs inside :func:`db.tenancy.tenant_scope`, so PostgreSQL's
+row-level security, not a WHERE clause, keeps them out of other orgs' rows.
+Which token is which: :mod:`ingest.callers`.
 """
 
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from db import tokens
 from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from db.filters import InvalidFilter
-from db.tenancy import tenant_scope
-from db.types import Conn
 from ingest.appkeys import DB_POOL, SETTINGS
+from ingest.callers import CALLER, Caller, caller_for_token
 
-#: Where the middleware leaves the :class:`Caller` for the handlers.
-CALLER = web.RequestKey("caller", object)
 #: Paths anyone may read (the API's own description).
 PUBLIC_PATHS = frozenset({"/api/openapi.json"})
 
@@ -39,13 +33,6 @@ class ApiError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: ``org_id`` is None for the admin token (all orgs)."""
-
-    org_id: uuid.UUID | None
 
 
 async def caller_of(request: web.Request) -> Caller:
@@ -62,32 +49,10 @@ async def caller_of(request: web.Request) -> Caller:
     if not token.isascii():
         # Tokens are ASCII; other bytes (even ones that are not UTF-8) cannot be one.
         raise ApiError(401, "invalid token")
-    admin = request.config_dict[SETTINGS].admin_token
-    if admin and hmac.compare_digest(token.encode(), admin.encode()):
-        return Caller(None)
-    org_id = await tokens.org_of(request.config_dict[DB_POOL], token)
-    if org_id is None:
+    who = await caller_for_token(request.config_dict[SETTINGS], request.config_dict[DB_POOL], token)
+    if who is None:
         raise ApiError(401, "invalid token")
-    return Caller(org_id)
-
-
-@asynccontextmanager
-async def session(request: web.Request) -> AsyncIterator[Conn]:
-    """A transaction acting for the request's caller: the whole service for admin, one org under RLS otherwise."""
-    who = caller(request)
-    async with request.config_dict[DB_POOL].acquire() as conn, conn.transaction():
-        if who.org_id is None:
-            yield conn
-        else:
-            async with tenant_scope(conn, who.org_id):
-                yield conn
-
-
-def caller(request: web.Request) -> Caller:
-    """The authenticated caller of this request (set by :func:`auth_and_errors`)."""
-    found = request[CALLER]
-    assert isinstance(found, Caller)
-    return found
+    return who
 
 
 @web.middleware

@@ -39,6 +39,44 @@ OPENAPI: dict[str, Any] = {
     },
     "security": [{"bearer": []}],
     "paths": {
+        "/api/reveals": {
+            "get": {
+                "summary": "The access record: who was shown patient data, when, what, how, from where",
+                "parameters": [
+                    {
+                        "name": "org_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "description": "A token id, or text of the recorded name",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
+                    _int_param("limit", 100, 10000),
+                ],
+                "responses": {
+                    "200": _ok(_ref("RevealList")),
+                    "403": _ok(_ref("Error"), "An org token: the access record needs an admin token"),
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/webhook-metrics/queue-health": {
             "get": {
                 "summary": "Queue depth, delayed and dead counts, worker heartbeats, oldest pending age",
@@ -121,6 +159,31 @@ OPENAPI: dict[str, Any] = {
                     "job_id": {"type": "string", "nullable": True},
                     "replay_count": {"type": "integer"},
                     "replayed_at": _NULLABLE_TIME,
+                },
+            },
+            "RevealList": {
+                "type": "object",
+                "required": ["items"],
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "revealed_at", "org_id", "what", "revealed_by", "via"],
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "revealed_at": {"type": "string", "format": "date-time"},
+                                "org_id": {"type": "string", "format": "uuid"},
+                                "org_name": {"type": "string"},
+                                "delivery_id": {"type": "string", "format": "uuid", "nullable": True},
+                                "what": {"type": "string"},
+                                "revealed_by": {"type": "string"},
+                                "via": {"type": "string", "enum": ["console", "api", "cli"]},
+                                "token_id": {"type": "string", "format": "uuid", "nullable": True},
+                                "client": {"type": "string", "nullable": True},
+                            },
+                        },
+                    }
                 },
             },
             "DeliveryList": {

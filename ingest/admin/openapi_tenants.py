@@ -108,22 +108,40 @@ TENANT_PATHS: dict[str, Any] = {
     **_route_paths("phone-numbers", "phone_number_id", "phone number"),
     "/api/tokens": {
         "get": {
-            "summary": "Org tokens (never their value); revoked ones carry revoked_at",
+            "summary": "Tokens (never their value), operators' admin tokens included; revoked ones carry revoked_at",
             "parameters": [_ORG_FILTER],
             "responses": {"200": _ok(_items(_ref("Token"))), **_ADMIN_ERRORS},
         },
         "post": {
-            "summary": "Create an org token; the answer is the only time it is shown",
+            "summary": "Create an org token or an operator's admin token; the answer is the only time it is shown",
             "requestBody": _json_body(
                 {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["org_id"],
-                    "properties": {"org_id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}},
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["org_id"],
+                            "properties": {
+                                "org_id": {"type": "string", "format": "uuid"},
+                                "name": {"type": "string"},
+                                "admin": {"type": "boolean", "enum": [False]},
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "description": "An operator's own admin token: every org, recorded under its name",
+                            "additionalProperties": False,
+                            "required": ["admin", "name"],
+                            "properties": {
+                                "admin": {"type": "boolean", "enum": [True]},
+                                "name": {"type": "string", "minLength": 1, "pattern": r"\S"},
+                            },
+                        },
+                    ]
                 }
             ),
             "responses": {
-                "201": _ok({"type": "object", "required": ["token", "org_id"]}, "Created"),
+                "201": _ok({"type": "object", "required": ["token"]}, "Created"),
                 "404": _ok(_ref("Error"), "No such organization"),
                 **_ADMIN_ERRORS,
             },
@@ -214,11 +232,12 @@ TENANT_SCHEMAS: dict[str, Any] = {
     },
     "Token": {
         "type": "object",
-        "required": ["id", "org_id", "created_at"],
+        "required": ["id", "org_id", "admin", "created_at"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "org_id": {"type": "string", "format": "uuid"},
-            "org_name": {"type": "string"},
+            "org_id": {"type": "string", "format": "uuid", "nullable": True},
+            "org_name": {"type": "string", "nullable": True},
+            "admin": {"type": "boolean"},
             "name": {"type": "string", "nullable": True},
             "created_at": {"type": "string", "format": "date-time"},
             "revoked_at": _NULLABLE_TIME,

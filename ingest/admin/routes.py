@@ -8,14 +8,34 @@ from typing import Any
 from aiohttp import web
 
 from db import deliveries, job_runs, reports
-from db.filters import DeliveryFilter
+from db import reveals as reveals_db
+from db.filters import DeliveryFilter, parse_time
 from db.statuses import REPLAYABLE, DeliveryStatus
 from ingest.admin import params
-from ingest.admin.auth import ApiError, caller, json_response, session
+from ingest.admin.auth import ApiError, json_response
 from ingest.admin.openapi import OPENAPI
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
+from ingest.callers import caller, session
 from workers.broker import queue_stats
 from workers.replay import REFUSED_TOOL_CALLS, replay
+
+
+async def reveals(request: web.Request) -> web.Response:
+    """The access record, newest first: who was shown patient data, when, what, how and from where. ``org_id``,
+    ``by`` (a token id or text of the recorded name), ``since`` and ``until`` (ISO 8601 with zone), ``limit``
+    (default 100). Admin tokens only: the record names operators and their addresses (tell a clinic from it)."""
+    if not caller(request).admin:
+        raise ApiError(403, "the access record needs an admin token")
+    query = request.query
+    org_id = params.uuid_value(query["org_id"], "org_id") if "org_id" in query else None
+    since = parse_time(query["since"], "since") if "since" in query else None
+    until = parse_time(query["until"], "until") if "until" in query else None
+    limit = params.integer(request, "limit", 100, 1, 10_000)
+    async with session(request) as conn:
+        rows = await reveals_db.listing(
+            conn, org_id=org_id, by=query.get("by") or None, since=since, until=until, limit=limit
+        )
+    return json_response({"items": rows})
 
 
 async def queue_health(request: web.Request) -> web.Response:

@@ -15,7 +15,8 @@ from db import orgs, tokens
 from db.errors import AlreadyMapped, OrgNotFound
 from ingest import org_fields
 from ingest.admin import params
-from ingest.admin.auth import ApiError, caller, json_response, session
+from ingest.admin.auth import ApiError, json_response
+from ingest.callers import caller, session
 
 
 def _assistant_id(value: str) -> str:
@@ -174,13 +175,22 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 
 async def create_token(request: web.Request) -> web.Response:
-    """Create a token for ``{org_id, name?}``; 201 with the token, shown this once."""
+    """Create a clinic's token for ``{org_id, name?}``, or an operator's admin token for ``{admin: true, name}``;
+    201 with the token, shown this once."""
     _admin_only(request)
-    body = await _object(request, {"org_id", "name"})
-    org_id = params.uuid_value(body.get("org_id"), "org_id")
+    body = await _object(request, {"org_id", "name", "admin"})
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise ApiError(400, "name must be a string")
+    if body.get("admin") is True:
+        if "org_id" in body or not (name or "").strip():
+            raise ApiError(400, "an admin token has a name (who holds it) and no org_id")
+        async with session(request) as conn:
+            token = await tokens.create_admin(conn, name=(name or "").strip())
+        return json_response({"token": token, "admin": True, "name": name}, 201)
+    if body.get("admin") not in (None, False):
+        raise ApiError(400, "admin must be true or false")
+    org_id = params.uuid_value(body.get("org_id"), "org_id")
     async with session(request) as conn:
         try:
             token = await tokens.create(conn, org_id, name=name)

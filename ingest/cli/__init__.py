@@ -16,7 +16,7 @@ from typing import Any
 import click
 from dotenv import load_dotenv
 
-from ingest.cli import deliveries, quarantine, retention, send, services, tenants
+from ingest.cli import deliveries, quarantine, retention, reveals, send, services, tenants
 from ingest.preflight import Unavailable, explain
 from ingest.settings import ConfigError
 
@@ -60,6 +60,7 @@ for _command in (
     deliveries.deliveries,
     quarantine.quarantine,
     retention.retention,
+    reveals.reveals,
     send.send,
 ):
     main.add_command(_command)

@@ -9,32 +9,22 @@ import json
 import signal
 import sys
 import uuid
-from datetime import datetime
 from typing import Any
 
 import click
 
-from db import reports
-from db.filters import DeliveryFilter, InvalidFilter, parse_time
+from db import reports, reveals
+from db.filters import DeliveryFilter
 from db.statuses import REPLAYABLE, STATUSES
 from db.types import Conn
 from ingest.cli.output import json_lines, print_table, progress_bar, short_id
-from ingest.cli.support import open_pool, resolve, with_conn
+from ingest.cli.support import open_pool, operator, resolve, time_option, with_conn
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
 from ingest.settings import Settings
 
 #: Deliveries per replay batch (one transaction, one Redis round of sends).
 REPLAY_BATCH = 500
-
-
-def _time(_: Any, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value, f"--{param.name}")
-    except InvalidFilter as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 def filter_options(fn: Any) -> Any:
@@ -50,8 +40,8 @@ def filter_options(fn: Any) -> Any:
             ),
             click.option("--org", "org_id", help="Organization id (or a unique prefix)."),
             click.option("--type", "event_type", help="Message type, e.g. status-update."),
-            click.option("--since", callback=_time, help="Received at or after (ISO 8601 with zone)."),
-            click.option("--until", callback=_time, help="Received before (ISO 8601 with zone)."),
+            click.option("--since", callback=time_option, help="Received at or after (ISO 8601 with zone)."),
+            click.option("--until", callback=time_option, help="Received before (ISO 8601 with zone)."),
             click.option("--error", help="Substring of the last error (case-insensitive)."),
             click.option("--call", "vapi_call_id", help="Vapi call id (call.id): that call's deliveries."),
         ]
@@ -136,11 +126,18 @@ async def _stream_json(conn: Conn, filters: dict[str, Any]) -> None:
 @deliveries.command("show")
 @click.argument("delivery_id")
 def show_cmd(delivery_id: str) -> None:
-    """Show one delivery by id or unique prefix: payload (secrets redacted), attempts, every error, timestamps."""
+    """Show one delivery by id or unique prefix: payload (secrets redacted), attempts, every error, timestamps.
+
+    The payload may hold patient data: the access is recorded first (``reveals``: the operating-system
+    user and host; ``reveals list`` shows it)."""
     from workers.sanitize import redact
 
     async def fetch(conn: Conn) -> dict[str, Any] | None:
-        return await reports.get_delivery(conn, await resolve(conn, "webhook_delivery_log", delivery_id))
+        found = await resolve(conn, "webhook_delivery_log", delivery_id)
+        async with conn.transaction():
+            if not await reveals.record_delivery(conn, operator(), found, "payload"):
+                return None
+            return await reports.get_delivery(conn, found)
 
     row = _run(with_conn(fetch))
     if row is None:

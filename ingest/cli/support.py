@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
 import click
 
+from db.reveals import Accessor
 from db.types import Conn
 from ingest.settings import Settings
 
@@ -26,6 +31,18 @@ def settings(*, webhook: bool = False) -> Settings:
         ConfigError: a bad value; :class:`ingest.cli.Main` prints it as one line and exits 2.
     """
     return Settings.from_env(webhook=webhook)
+
+
+def time_option(_: object, param: click.Parameter, value: str | None) -> datetime | None:
+    """A click callback: an ISO 8601 time with a zone (``--since``, ``--until``), or a one-line usage error."""
+    from db.filters import InvalidFilter, parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value, f"--{param.name}")
+    except InvalidFilter as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def run_async(coro: Awaitable[T]) -> T:
@@ -64,3 +81,13 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
     from db.pool import create_pool
 
     return await create_pool(settings.database_url, min_size=1, max_size=4)
+
+
+def operator() -> Accessor:
+    """How an access from this command is recorded: the operating-system user and host (``user@host``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container: the uid still says who
+        user = f"uid {os.getuid()}"
+    who = f"{user}@{socket.gethostname()}"
+    return Accessor(label=who, via="cli", client=who)

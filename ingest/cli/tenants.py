@@ -269,18 +269,27 @@ _route_commands(numbers, "phone number", "phone-number-id", "Vapi phone number i
 
 @click.group()
 def tokens() -> None:
-    """Admin API tokens scoped to one organization."""
+    """API and console tokens: a clinic's (one organization) or an operator's own admin token."""
 
 
 @tokens.command("create")
-@click.option("--org", required=True, help="The organization the token may see (id or unique prefix).")
-@click.option("--name", default=None, help="A label, e.g. who holds it.")
-def tokens_create(org: str, name: str | None) -> None:
-    """Create a token and print it once (only its SHA-256 is stored)."""
+@click.option("--org", default=None, help="The organization the token may see (id or unique prefix).")
+@click.option("--admin", "admin", is_flag=True, help="An operator's admin token: every organization.")
+@click.option("--name", default=None, help="Who holds it; required with --admin (access records name them by it).")
+def tokens_create(org: str | None, admin: bool, name: str | None) -> None:
+    """Create a token and print it once (only its SHA-256 is stored): --org for a clinic, or --admin --name
+    for an operator (ADMIN_TOKEN stays the break-glass credential)."""
     from db import tokens as tokens_db
 
+    if admin == bool(org):
+        raise click.UsageError("give either --org (a clinic's token) or --admin --name (an operator's)")
+    if admin and not (name or "").strip():
+        raise click.UsageError("--admin needs --name: access records name the person by it")
+
     async def store(conn: Conn) -> str:
-        return await tokens_db.create(conn, await resolve(conn, "organizations", org), name=name)
+        if admin:
+            return await tokens_db.create_admin(conn, name=(name or "").strip())
+        return await tokens_db.create(conn, await resolve(conn, "organizations", org or ""), name=name)
 
     click.echo(_call(store))
 
@@ -302,8 +311,8 @@ def tokens_list(org: str | None, show_all: bool, as_json: bool) -> None:
         rows,
         [
             ("id", lambda r: short_id(r["id"])),
-            ("org", lambda r: short_id(r["org_id"])),
-            ("org name", lambda r: r["org_name"]),
+            ("org", lambda r: short_id(r["org_id"]) if r["org_id"] else "(admin)"),
+            ("org name", lambda r: r["org_name"] or "every organization"),
             ("name", lambda r: r["name"]),
             ("created", lambda r: f"{r['created_at']:%Y-%m-%d %H:%M}"),
             ("revoked", lambda r: f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else ""),

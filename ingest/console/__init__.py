@@ -16,7 +16,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from ingest.console import calendar, clinics, pages, quarantine, replays, signin
+from ingest.console import access, calendar, clinics, pages, quarantine, replays, signin
 from ingest.console.formats import at, day_in, pretty_json
 from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
 from workers.handlers.schedule import WEEKDAYS
@@ -59,6 +59,7 @@ def create_console_app(session_key: bytes) -> web.Application:
     app.router.add_post("/deliveries/{id}/replay", pages.replay_one)
     app.router.add_post("/deliveries/{id}/discard", pages.discard)
     app.router.add_get("/missed", pages.missed)
+    app.router.add_get("/access", access.page)
     app.router.add_get("/appointments", calendar.week)
     app.router.add_get("/search", pages.search)
     app.router.add_get("/quarantine", quarantine.page)

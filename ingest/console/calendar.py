@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from db import appointments, orgs
-from ingest.admin.auth import caller, session
+from db import appointments, orgs, reveals
+from ingest.callers import accessor, caller, session
 from ingest.console.signin import render
 from workers.handlers.schedule import WEEKDAYS
 
@@ -40,6 +40,8 @@ async def week(request: web.Request) -> web.Response:
         end = datetime.combine(monday + timedelta(days=7), time(0), tz)
         cancelled = request.query.get("cancelled") == "1"
         rows = await appointments.in_range(conn, org.id, start, end, cancelled=cancelled)
+        if rows:  # patients' names and numbers
+            await reveals.record_listing(conn, accessor(request, who, "console"), [org.id], "appointment calendar")
     days = [monday + timedelta(days=i) for i in range(7)]
     opening = {i: org.business_hours.get(WEEKDAYS[i]) for i in range(7)}
     open_cells = _open_cells(opening)

@@ -10,12 +10,13 @@ from aiohttp import web
 
 from db import console as console_db
 from db import deliveries, job_runs, reports
+from db import reveals as reveals_db
 from db.filters import DeliveryFilter
 from db.statuses import REPLAYABLE
-from ingest.admin.auth import caller, session
 from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS
+from ingest.callers import accessor, caller, session
 from ingest.console.chart import line_chart
-from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
+from ingest.console.signin import PREFIX, path_id, render
 from workers.broker import queue_stats
 from workers.encryption import encrypted_paths, open_each
 from workers.messages import Envelope
@@ -109,11 +110,15 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         if row is None:
             # Another org's delivery looks exactly like one that does not exist.
             return await render(request, "not_found.html", {"what": "delivery"}, status=404)
+        who = accessor(request, caller(request), "console")
         if reveal:
-            await console_db.reveal(conn, delivery_id, revealed_by=request[SIGNED_IN_AS])
+            await reveals_db.record_delivery(conn, who, delivery_id, "payload")
+        elif row["status"] == "missed":
+            # The call-back section shows the caller's number and what they asked for.
+            await reveals_db.record_delivery(conn, who, delivery_id, "caller")
         called_back = await console_db.call_back_of(conn, delivery_id)
         discarded = await console_db.discard_of(conn, delivery_id)
-        reveals = await console_db.reveals_of(conn, delivery_id)
+        reveals = await reveals_db.of_delivery(conn, delivery_id)
         clinic = (await console_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
     context = {
         "d": row,
@@ -163,10 +168,14 @@ def _caller(payload: Any) -> dict[str, Any]:
 
 
 async def missed(request: web.Request) -> web.Response:
-    """Missed tool calls: callers the assistant could not serve, to be called back."""
+    """Missed tool calls: callers the assistant could not serve, to be called back (their numbers: recorded
+    in ``reveals``, one row per clinic shown)."""
     async with session(request) as conn:
         rows = await console_db.missed_calls(conn)
         clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in rows})
+        await reveals_db.record_listing(
+            conn, accessor(request, caller(request), "console"), clinics, "missed-call list"
+        )
     return await render(request, "missed.html", {"rows": rows, "clinics": clinics})
 
 
@@ -175,7 +184,7 @@ async def call_back(request: web.Request) -> web.Response:
     delivery_id = path_id(request, "delivery")
     note = str((await request.post()).get("note", "")).strip()[:500] or None
     async with session(request) as conn:
-        await console_db.call_back(conn, delivery_id, called_by=request[SIGNED_IN_AS], note=note)
+        await console_db.call_back(conn, delivery_id, called_by=caller(request).recorded_as, note=note)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}")
 
 
@@ -208,7 +217,7 @@ async def discard(request: web.Request) -> web.Response:
     if not reason or len(reason) > 500:
         raise web.HTTPBadRequest(text="say why this dead letter must not run (1 to 500 characters)")
     async with session(request) as conn:
-        done = await console_db.discard(conn, delivery_id, discarded_by=request[SIGNED_IN_AS], reason=reason)
+        done = await console_db.discard(conn, delivery_id, discarded_by=caller(request).recorded_as, reason=reason)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}?done={'discarded' if done else 'not-discarded'}")
 
 
@@ -219,6 +228,9 @@ async def search(request: web.Request) -> web.Response:
         found = await console_db.search(conn, q) if q.strip() else None
         shown = [*found["deliveries"], *found["calls"], *found["appointments"]] if found else []
         clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in shown if r.get("org_id")})
+        # Calls show their caller's number, appointments the patient's name and phone.
+        patients = {r["org_id"] for r in [*found["calls"], *found["appointments"]]} if found else set()
+        await reveals_db.record_listing(conn, accessor(request, caller(request), "console"), patients, "search")
     if found and len(found["deliveries"]) == 1 and not any(found[k] for k in ("calls", "appointments", "routes")):
         raise web.HTTPFound(f"{PREFIX}/deliveries/{found['deliveries'][0]['id']}")
     return await render(request, "search.html", {"q": q, "found": found, "clinics": clinics})

@@ -10,9 +10,9 @@ from aiohttp import web
 
 from db import console as console_db
 from db import replays
-from ingest.admin.auth import caller, session
 from ingest.appkeys import REPLAY_WAKE
-from ingest.console.signin import PREFIX, SIGNED_IN_AS, path_id, render
+from ingest.callers import caller, session
+from ingest.console.signin import PREFIX, path_id, render
 from workers.replay import REFUSED_TOOL_CALLS
 
 #: Rates an operator may choose (deliveries per second); None: as fast as the workers take them.
@@ -58,7 +58,7 @@ async def start(request: web.Request) -> web.Response:
         replay_id, _ = await replays.create_for_group(
             conn,
             org_id=caller(request).org_id,
-            requested_by=request[SIGNED_IN_AS],
+            requested_by=caller(request).recorded_as,
             description=f"dead letters: {fingerprint}",
             group=group,
             refused=refused,

@@ -4,7 +4,7 @@ The cookie holds a random session id and the CSRF token; the server holds the
 session (``console_sessions``: who signed in, as the SHA-256 of their token, never
 the token) and checks it on every request, so signing out, a revoked org token or
 a rotated ``ADMIN_TOKEN`` ends a session at once, copies of its cookie included.
-Failed sign-ins are limited per client address (:mod:`ingest.console.clients`),
+Failed sign-ins are limited per client address (:mod:`ingest.clients`),
 counted in PostgreSQL so that every web process shares one count.
 """
 
@@ -27,9 +27,9 @@ from multidict import MultiDictProxy
 from db import signins, tokens
 from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
 from ingest import metrics
-from ingest.admin.auth import CALLER, Caller, caller
 from ingest.appkeys import DB_POOL, SETTINGS
-from ingest.console.clients import client_address
+from ingest.callers import CALLER, Caller, caller, caller_for_token
+from ingest.clients import client_address
 
 #: Where the console is mounted (ingest.app).
 PREFIX = "/console"
@@ -41,8 +41,6 @@ CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: How the signed-in operator is recorded (``admin`` or ``token:<api_tokens.id>``), set by :func:`guard`.
-SIGNED_IN_AS = web.RequestKey("signed_in_as", str)
 
 
 def over_tls(request: web.Request) -> bool:
@@ -112,20 +110,20 @@ def _secure(response: web.StreamResponse, cacheable: bool) -> None:
         response.headers["Cache-Control"] = "no-store"
 
 
-async def caller_of_session(request: web.Request, session: Session) -> tuple[Caller, str] | None:
-    """Who this session is signed in as and how to record them (``admin`` or ``token:<id>``), if the
-    server still holds it (not signed out, not expired) and its token is still valid; None otherwise."""
+async def caller_of_session(request: web.Request, session: Session) -> Caller | None:
+    """Who this session is signed in as, if the server still holds it (not signed out, not expired) and
+    its token is still valid (not revoked; ``ADMIN_TOKEN`` unchanged); None otherwise."""
     session_id = session.get("id")
     if not isinstance(session_id, str):
         return None
     held = await signins.holder(request.config_dict[DB_POOL], session_id)
     if held is None:
         return None
-    if held.admin:
-        admin = request.config_dict[SETTINGS].admin_token
-        valid = admin is not None and hmac.compare_digest(held.token_sha256, tokens.token_sha256(admin))
-        return (Caller(None), "admin") if valid else None
-    return (Caller(held.org_id), f"token:{held.token_id}") if held.org_id else None
+    if held.token_id is not None:
+        return Caller(None if held.admin else held.org_id, held.token_id, held.token_name)
+    admin = request.config_dict[SETTINGS].admin_token
+    valid = held.admin and admin is not None and hmac.compare_digest(held.token_sha256, tokens.token_sha256(admin))
+    return Caller(None) if valid else None
 
 
 def csrf_token(session: Session) -> str:
@@ -177,7 +175,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     who = await caller_of_session(request, session)
     if who is None:
         raise web.HTTPFound(f"{PREFIX}/login")
-    request[CALLER], request[SIGNED_IN_AS] = who
+    request[CALLER] = who
     return await handler(request)
 
 
@@ -188,9 +186,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    """Sign in with ``ADMIN_TOKEN`` or an org token: a new server-side session and a new cookie.
+    """Sign in with an admin token (an operator's own, or ``ADMIN_TOKEN``) or an org token: a new server-side
+    session and a new cookie.
 
-    Each client address (:func:`~ingest.console.clients.client_address`) gets
+    Each client address (:func:`~ingest.clients.client_address`) gets
     :data:`~db.signins.MAX_FAILED_ATTEMPTS` failures per window; the attempt is counted before the token
     is checked, in one statement, so concurrent tries cannot exceed it; then 429 with ``Retry-After``.
     """
@@ -207,16 +206,14 @@ async def login(request: web.Request) -> web.Response:
         return refused
     token = (await form(request)).get("token")
     token = token.strip() if isinstance(token, str) else ""
-    settings = request.config_dict[SETTINGS]
-    admin = bool(settings.admin_token) and hmac.compare_digest(token.encode(), (settings.admin_token or "").encode())
-    org_id = None if admin or not token else await tokens.org_of(pool, token)
-    if not admin and org_id is None:
+    who = await caller_for_token(request.config_dict[SETTINGS], pool, token) if token else None
+    if who is None:
         metrics.CONSOLE_SIGNINS.labels("failed").inc()
         return await _refused(request, 401, "that token is not valid")
     await signins.give_back_attempt(pool, client)
     metrics.CONSOLE_SIGNINS.labels("ok").inc()
     session_id = await signins.start_session(
-        pool, token_sha256=tokens.token_sha256(token), admin=admin, max_age_s=SESSION_MAX_AGE_S
+        pool, token_sha256=tokens.token_sha256(token), admin=who.admin, max_age_s=SESSION_MAX_AGE_S
     )
     session = await new_session(request)  # a fresh session (and CSRF token) on sign-in: no fixation
     session["id"] = session_id
