@@ -580,3 +580,32 @@ def test_encrypted_arguments_are_named_and_shown_only_on_the_recorded_reveal(con
     assert opened_by.startswith("Opened by admin")
     assert [] == wide
     assert [] == errors
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_operator_signs_in_with_their_own_token_and_the_access_record_names_them(console, browser, width):
+    """An operator's admin token (``tokens create --admin --name``): the missed call they open is recorded under
+    their name, with what they saw and from where, on the delivery and on the Access record page, which
+    filters by person and fits the window."""
+    url, shots = console["url"], console["shots"]
+    token = cli(console["env"], "tokens", "create", "--admin", "--name", f"Dana Ops {width}").stdout.strip()
+    page, errors = _page(browser, width)
+
+    _sign_in(page, url, token)
+    page.click("text=Missed calls")
+    page.locator("table a").first.click()
+    opened_by = page.get_by_test_id("reveals").inner_text()
+    page.click("text=Access record")
+    page.fill("input[name=by]", f"Dana Ops {width}")
+    page.click("button:has-text('Show')")
+    rows = page.get_by_test_id("accesses").locator("tr").all_inner_texts()
+    wide = _overflow(page)
+    page.screenshot(path=str(shots / f"access-{width}.png"), full_page=True)
+
+    assert opened_by.startswith(f"Opened by Dana Ops {width} (admin) (caller) at")
+    assert [r.split("\t")[2:] for r in rows[1:3]] == [
+        ["caller", f"Dana Ops {width} (admin)", "console", "127.0.0.1"],
+        ["missed-call list", f"Dana Ops {width} (admin)", "console", "127.0.0.1"],
+    ]
+    assert [] == wide
+    assert [] == errors
