@@ -136,12 +136,29 @@ async def cancel(conn: Conn, replay_id: uuid.UUID) -> bool:
     return status == "UPDATE 1"
 
 
-async def claim(conn: Executor, *, lease_s: float) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ClaimedReplay:
+    """A replay whose lease a runner holds (:func:`claim`).
+
+    Attributes:
+        id: The replay.
+        org_id: The clinic that confirmed it (its runs act as that clinic), or None for the admin's.
+        lease_owner: The runner's id, presented by every batch and renewal.
+        rate_per_s: Deliveries per second at most, or None.
+    """
+
+    id: uuid.UUID
+    org_id: uuid.UUID | None
+    lease_owner: uuid.UUID
+    rate_per_s: float | None
+
+
+async def claim(conn: Executor, *, lease_s: float) -> ClaimedReplay | None:
     """Take the lease of the oldest running replay whose lease is free (new, or its runner died or
     stalled past it), under a new owner id that every batch and renewal of this runner must present.
 
     Returns:
-        ``{id, org_id, lease_owner, rate_per_s}``, or None when there is nothing to run.
+        The claimed replay, or None when there is nothing to run.
     """
     row = await conn.fetchrow(
         """
@@ -153,7 +170,7 @@ async def claim(conn: Executor, *, lease_s: float) -> dict[str, Any] | None:
         """,
         lease_s,
     )
-    return dict(row) if row else None
+    return ClaimedReplay(row["id"], row["org_id"], row["lease_owner"], row["rate_per_s"]) if row else None
 
 
 async def renew(conn: Executor, replay_id: uuid.UUID, owner: uuid.UUID, *, lease_s: float) -> bool:

@@ -68,7 +68,7 @@ async def test_a_runner_waiting_for_the_workers_keeps_its_lease(pool, org_id, id
         others.append(await replays.claim(pool, lease_s=replay_runs.LEASE_S))
         await asyncio.sleep(0.2)
     async with pool.acquire() as conn:
-        await replays.cancel(conn, claimed["id"])
+        await replays.cancel(conn, claimed.id)
     sent = await asyncio.wait_for(runner, timeout=10)
 
     assert [None] * len(others) == others

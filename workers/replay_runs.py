@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 import dramatiq
@@ -42,20 +42,18 @@ BATCH = 200
 SETTLE_EVERY_S = 5.0
 
 
-async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, Any], *, budget: int) -> int:
+async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: replays.ClaimedReplay, *, budget: int) -> int:
     """Replay what a claimed replay still has to do, until its members are done, it is cancelled, or its
     lease is lost.
 
     Args:
-        claimed: As :func:`db.replays.claim` returns it.
+        claimed: From :func:`db.replays.claim`.
         budget: Attempts each replayed delivery gets (``RETRY_MAX_ATTEMPTS``).
 
     Returns:
         How many deliveries this run replayed.
     """
-    replay_id: uuid.UUID = claimed["id"]
-    owner: uuid.UUID = claimed["lease_owner"]
-    rate: float | None = claimed["rate_per_s"]
+    replay_id, owner, rate = claimed.id, claimed.lease_owner, claimed.rate_per_s
     size = max(1, min(BATCH, int(rate) if rate else BATCH))
     cursor: uuid.UUID | None = None
     total = 0
@@ -93,22 +91,22 @@ async def run(pool: asyncpg.Pool, broker: dramatiq.Broker, claimed: dict[str, An
 
 
 async def _step(
-    pool: asyncpg.Pool, claimed: dict[str, Any], *, after: uuid.UUID | None, budget: int, limit: int
+    pool: asyncpg.Pool, claimed: replays.ClaimedReplay, *, after: uuid.UUID | None, budget: int, limit: int
 ) -> replays.Step | None:
     return await _as_its_clinic(
         pool,
         claimed,
         lambda conn: replays.step(
-            conn, claimed["id"], claimed["lease_owner"], after=after, budget=budget, limit=limit, lease_s=LEASE_S
+            conn, claimed.id, claimed.lease_owner, after=after, budget=budget, limit=limit, lease_s=LEASE_S
         ),
     )
 
 
-async def _as_its_clinic(pool: asyncpg.Pool, claimed: dict[str, Any], act: Callable[[Conn], Awaitable[T]]) -> T:
+async def _as_its_clinic(pool: asyncpg.Pool, claimed: replays.ClaimedReplay, act: Callable[[Conn], Awaitable[T]]) -> T:
     """``act`` in one transaction, as the replay's clinic (row-level security) for a replay a clinic
     started, as its confirmation was; as the service for the admin's."""
     async with pool.acquire() as conn, conn.transaction():
-        scope = tenant_scope(conn, claimed["org_id"]) if claimed["org_id"] else contextlib.nullcontext()
+        scope = tenant_scope(conn, claimed.org_id) if claimed.org_id else contextlib.nullcontext()
         async with scope:
             return await act(conn)
 
