@@ -14,7 +14,6 @@ def processing_config(settings: Settings) -> ProcessingConfig:
     return ProcessingConfig(
         lease_s=settings.delivery_lease_s,
         retry=RetryPolicy(
-            max_attempts=settings.retry_max_attempts,
             min_backoff_ms=settings.retry_min_backoff_ms,
             max_backoff_ms=settings.retry_max_backoff_ms,
         ),

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """How often and when a failed delivery runs again.
+    """When a failed delivery runs again. How often is each row's own ``max_attempts`` (set at insert from
+    ``RETRY_MAX_ATTEMPTS``, raised by a replay), so a replay's budget never depends on a process's settings.
 
     Attributes:
-        max_attempts: Attempts in all, the first included; then ``dead_letter``.
         min_backoff_ms: Delay before the first retry, in milliseconds (Dramatiq's unit).
         max_backoff_ms: Upper bound of any delay, in milliseconds.
     """
 
-    max_attempts: int = 5
     min_backoff_ms: int = 1_000
     max_backoff_ms: int = 300_000
 
