@@ -40,6 +40,7 @@ SAMPLE_ARGS: dict[str, tuple[str, ...]] = {
     "quarantine list": (),
     "quarantine route": ("--org", "12345678", "--all", "--yes"),
     "retention run": (),
+    "reveals list": (),
     "send": ("SAMPLE_FILE",),
 }
 #: Long-running services go on without PostgreSQL (the receiver answers 503 until it is back).
@@ -184,3 +185,22 @@ def test_serve_warns_when_the_default_org_does_not_exist(env, tmp_path):
     warning = [line for line in log.read_text().splitlines() if "default_org_missing" in line]
 
     assert 1 == len(warning) and missing in warning[0]
+
+
+def test_importing_the_cli_does_not_import_the_web_stack():
+    """``vapi-ingest deliveries list`` needs no aiohttp, console or admin API: the CLI imports them only through
+    ``serve`` (the web process's entry point), so a command starts fast and a web bug cannot break it."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, ingest.cli; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+    web = [m for m in loaded if m.split(".")[0] in ("aiohttp", "aiohttp_jinja2", "aiohttp_session")]
+    web += [m for m in loaded if m.startswith(("ingest.app", "ingest.console", "ingest.admin", "ingest.receiver"))]
+    assert web == []
+    assert "ingest.cli.deliveries" in loaded
