@@ -53,3 +53,48 @@ def test_console_lines_on_a_terminal_are_coloured_unless_no_color(monkeypatch):
 def test_force_color_colours_a_pipe(monkeypatch):
     """FORCE_COLOR (set by `make run` when its own output is a terminal) colours lines going into a pipe."""
     assert ESC in _line(io.StringIO(), monkeypatch, FORCE_COLOR="1")
+
+
+async def test_a_failed_enqueue_is_logged_with_its_count_and_message_id_and_left_to_the_sweeper(pool, org_id):
+    """Redis refusing the send (nothing listens on its port): one ``delivery_enqueue_failed`` warning naming how
+    many deliveries and which message, and the rows marked not enqueued, so the sweeper sends them."""
+    import asyncio
+    import uuid
+
+    from aiohttp import web
+    from structlog.testing import capture_logs
+
+    from ingest.appkeys import DB_POOL, ENQUEUER, TASKS
+    from ingest.background import enqueue_in_background
+    from tests.procs import free_port
+    from workers.broker import Lane, build_broker
+    from workers.enqueuer import AsyncEnqueuer
+
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    broker = build_broker(dead_redis)
+    app = web.Application()
+    app[DB_POOL], app[ENQUEUER], app[TASKS] = pool, AsyncEnqueuer(broker, dead_redis), set()
+    message_id = str(uuid.uuid4())
+    ids = [
+        await pool.fetchval(
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, job_id, enqueued_at)"
+            " VALUES ($1, 'status-update', $2, '{}', $3, now()) RETURNING id",
+            org_id,
+            f"status-update:c{i}",
+            message_id,
+        )
+        for i in range(3)
+    ]
+    try:
+        with capture_logs() as logged:
+            enqueue_in_background(app, ids, message_id, Lane.LIVE)
+            await asyncio.gather(*app[TASKS])
+    finally:
+        await app[ENQUEUER].close()
+        broker.close()
+
+    failed = [e for e in logged if e["event"] == "delivery_enqueue_failed"]
+    assert len(failed) == 1
+    assert (failed[0]["log_level"], failed[0]["deliveries"], failed[0]["message_id"]) == ("warning", 3, message_id)
+    assert "error" in failed[0]
+    assert 0 == await pool.fetchval("SELECT count(enqueued_at) FROM webhook_delivery_log WHERE id = ANY($1)", ids)
