@@ -193,14 +193,14 @@ async def web(aiohttp_client, settings, broker) -> Any:
 
 async def _sign_in(web: Any, token: str) -> None:
     page = await (await web.get("/console/login")).text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     resp = await web.post("/console/login", data={"token": token, "csrf": csrf}, allow_redirects=False)
     assert resp.status == 302, await resp.text()
 
 
 async def _csrf(web: Any) -> str:
     page = await (await web.get("/console/")).text()
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 
 
 def test_every_route_and_command_is_classified(app_routes, cli_commands):
@@ -267,7 +267,7 @@ async def test_console_pages_that_show_patient_data_record_the_operator_and_the_
         "payload",
         "Dana Ops (admin)",
     )
-    assert last["token_id"] == (await tokens.holder_of(pool, token)).id  # type: ignore[union-attr]
+    assert last["token_id"] == (await tokens.holder_of(pool, token)).id
 
 
 async def test_admin_api_reads_show_no_patient_data(web, patient):
@@ -371,7 +371,7 @@ async def test_the_access_record_lists_by_clinic_person_and_time(web, pool, org_
         found = await (await web.get("/api/reveals", params=query, headers=headers)).json()
         return [(i["org_name"], i["revealed_by"]) for i in found["items"]]
 
-    dana_id = str((await tokens.holder_of(pool, dana)).id)  # type: ignore[union-attr]
+    dana_id = str((await tokens.holder_of(pool, dana)).id)
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     assert await api() == [
         ("Test clinic", "admin (break-glass)"),

@@ -309,7 +309,7 @@ def test_overview_chart_payload_reveal_calendar_and_clinic_hours(console, browse
 
     assert 2 == lines
     assert 0 == closed and "+14155550199" in payload
-    assert opened_by.startswith("Opened by admin at")
+    assert opened_by.startswith("Opened by admin (break-glass) at")
     assert "10:00-10:30" in appointment and "Ada Lovelace" in appointment
     assert "missed" == landed
     assert "09:00-12:00" == saturday

@@ -88,7 +88,7 @@ async def test_a_runner_that_lost_its_lease_replays_nothing_more(pool, org_id, i
     woke = await replay_runs.run(pool, idle_broker, stalled, budget=3)
     took = await replay_runs.run(pool, idle_broker, taker, budget=3)
 
-    assert stalled["lease_owner"] != taker["lease_owner"]
+    assert stalled.lease_owner != taker.lease_owner
     assert (0, 50) == (woke, took)
     assert ("done", 50) == tuple(await pool.fetchrow("SELECT status, replayed FROM replays"))
     assert 1 == await pool.fetchval("SELECT max(replay_count) FROM webhook_delivery_log")
