@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from db import health, signins
+from db import retention as retention_db
+from db import signins
 from workers import metrics
 
 log = structlog.get_logger("workers.retention")
@@ -22,7 +23,7 @@ async def cleanup(pool: asyncpg.Pool, *, retention_days: int, batch_size: int = 
     """
     total = 0
     while True:
-        deleted = await health.cleanup_old_deliveries(pool, retention_days=retention_days, batch_size=batch_size)
+        deleted = await retention_db.cleanup_old_deliveries(pool, retention_days=retention_days, batch_size=batch_size)
         total += deleted
         metrics.RETENTION_DELETED.inc(deleted)
         if deleted < batch_size:

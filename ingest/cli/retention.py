@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from db import health
+from db import retention as retention_db
 from ingest.cli.support import open_pool
 from ingest.cli.support import run_async as _run
 from ingest.cli.support import settings as _settings
@@ -28,7 +28,7 @@ def retention_run(dry_run: bool) -> None:
         pool = await open_pool(settings)
         try:
             if dry_run:
-                return await health.count_old_deliveries(pool, retention_days=settings.retention_days)
+                return await retention_db.count_old_deliveries(pool, retention_days=settings.retention_days)
             # Through the scheduler's wrapper: one run at a time, recorded where queue-health shows it.
             deleted = 0
 
