@@ -226,3 +226,10 @@ async def route(
         default_org_id,
     )
     return Org.from_record(row) if row else None
+
+
+async def clinics_by_id(conn: Executor, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """``{org_id: {name, timezone}}`` of the clinics among ``org_ids`` this session sees, for pages that
+    show deliveries (whom to call back, and in which time zone its times are)."""
+    rows = await conn.fetch("SELECT id, name, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(org_ids))
+    return {r["id"]: {"name": r["name"], "timezone": r["timezone"]} for r in rows}

@@ -135,7 +135,7 @@ async def test_error_fingerprints_group_errors_that_differ_only_in_values(pool, 
             f"k-{i}",
             error,
         )
-    from db.console import dead_letter_groups
+    from db.dead_letters import dead_letter_groups
 
     async with pool.acquire() as conn:
         groups = {g["fingerprint"]: g["count"] for g in await dead_letter_groups(conn)}
@@ -153,7 +153,7 @@ async def test_one_renamed_function_is_one_group_however_it_was_planned(pool, or
     stays its own (issue 18: one incident was split 510 + 90)."""
     import asyncpg
 
-    from db.console import dead_letter_groups
+    from db.dead_letters import dead_letter_groups
 
     await pool.execute("CREATE FUNCTION probe_book(a uuid, b text) RETURNS int LANGUAGE sql AS 'SELECT 1'")
     await pool.execute("CREATE FUNCTION probe_other(a uuid) RETURNS int LANGUAGE sql AS 'SELECT 1'")
@@ -591,21 +591,21 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
     priced out): none reads the whole delivery log; each uses an index, so page cost does not grow with it."""
     from datetime import UTC, datetime, timedelta
 
-    from db import appointments, deliveries
-    from db import console as console_db
+    from db import appointments, call_backs, dead_letters, deliveries, throughput
+    from db import search as search_db
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny test table would be scanned anyway
         spy = Explaining(conn)
         await deliveries.count_by_status(spy, completed=False)
         await deliveries.oldest_pending_age_s(spy)
-        await console_db.per_minute(spy)
-        await console_db.tool_outcomes(spy)
-        await console_db.dead_letter_groups(spy)
-        await console_db.dead_letters_in_group(spy, "0" * 32)
-        await console_db.missed_calls(spy)
+        await throughput.per_minute(spy)
+        await throughput.tool_outcomes(spy)
+        await dead_letters.dead_letter_groups(spy)
+        await dead_letters.dead_letters_in_group(spy, "0" * 32)
+        await call_backs.missed_calls(spy)
         for q in ("call-1", "+14155550123", "0531dd9a", "asst-test"):
-            await console_db.search(spy, q)
+            await search_db.search(spy, q)
         now = datetime.now(UTC)
         await appointments.in_range(spy, org_id, now, now + timedelta(days=7), cancelled=True)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from db import console as console_db
-from db import deliveries, orgs, replays, reports
+from db import call_backs, dead_letters, deliveries, orgs, replays, reports, throughput
+from db import search as search_db
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
 from tests.helpers import Explaining, log_reads
@@ -67,19 +67,19 @@ async def _every_tenant_read(conn: Any, org_id: uuid.UUID, group: str, delivery_
     await deliveries.count_by_status(conn, completed=False)
     await deliveries.count_by_status(conn)
     await deliveries.oldest_pending_age_s(conn)
-    await console_db.per_minute(conn)
-    await console_db.tool_outcomes(conn)
-    await console_db.dead_letter_groups(conn)
-    newest = await console_db.dead_letters_in_group(conn, group, limit=2)
-    await console_db.dead_letters_in_group(conn, group, before=(newest[-1]["received_at"], newest[-1]["id"]))
-    await console_db.group_summary(conn, group)
+    await throughput.per_minute(conn)
+    await throughput.tool_outcomes(conn)
+    await dead_letters.dead_letter_groups(conn)
+    newest = await dead_letters.dead_letters_in_group(conn, group, limit=2)
+    await dead_letters.dead_letters_in_group(conn, group, before=(newest[-1]["received_at"], newest[-1]["id"]))
+    await dead_letters.group_summary(conn, group)
     # Confirming a replay copies the group's members: the clinic's own only (a write, in the test's transaction).
     await replays.create_for_group(
         conn, org_id=org_id, requested_by="token", description="reads", group=group, refused=0, rate_per_s=None
     )
-    await console_db.missed_calls(conn)
+    await call_backs.missed_calls(conn)
     for q in ("own-call-4", "+15551000004", str(delivery_id)[:8], "own:5"):
-        await console_db.search(conn, q)
+        await search_db.search(conn, q)
     older = (datetime.now(UTC) - timedelta(seconds=5), uuid.UUID(int=0))
     for flt in (
         DeliveryFilter(),

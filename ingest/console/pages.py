@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from db import console as console_db
-from db import deliveries, job_runs, reports
+from db import call_backs, deliveries, discards, job_runs, reports, throughput
+from db import dead_letters as dead_letters_db
+from db import orgs as orgs_db
 from db import reveals as reveals_db
+from db import search as search_db
 from db.filters import DeliveryFilter
 from db.statuses import REPLAYABLE
 from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS
@@ -33,8 +35,8 @@ async def overview(request: web.Request) -> web.Response:
     async with session(request) as conn:
         counts = await deliveries.count_by_status(conn, completed=False)
         oldest_s = await deliveries.oldest_pending_age_s(conn)
-        minutes = await console_db.per_minute(conn)
-        tools = await console_db.tool_outcomes(conn)
+        minutes = await throughput.per_minute(conn)
+        tools = await throughput.tool_outcomes(conn)
         runs = await job_runs.last_runs(conn) if admin else {}
     broker = request.config_dict[BROKER]
     queue = await queue_stats(broker) if admin else None
@@ -44,7 +46,7 @@ async def overview(request: web.Request) -> web.Response:
         "counts": counts,
         "oldest_s": oldest_s,
         "chart": line_chart(minutes, ("received", "completed")),
-        "window_minutes": console_db.WINDOW_MINUTES,
+        "window_minutes": throughput.WINDOW_MINUTES,
         "tools": tools,
         "runs": runs,
         "queue": queue,
@@ -62,9 +64,11 @@ async def dead_letters(request: web.Request) -> web.Response:
     group = request.query.get("group")
     before = _keyset(request.query.get("before"))
     async with session(request) as conn:
-        groups = await console_db.dead_letter_groups(conn)
-        members = await console_db.dead_letters_in_group(conn, group, before=before, limit=GROUP_PAGE) if group else []
-        clinics = await console_db.clinics_by_id(conn, {m["org_id"] for m in members})
+        groups = await dead_letters_db.dead_letter_groups(conn)
+        members = (
+            await dead_letters_db.dead_letters_in_group(conn, group, before=before, limit=GROUP_PAGE) if group else []
+        )
+        clinics = await orgs_db.clinics_by_id(conn, {m["org_id"] for m in members})
     chosen = next((g for g in groups if g["group"] == group), None)
     older = f"{members[-1]['received_at'].isoformat()}_{members[-1]['id']}" if len(members) == GROUP_PAGE else None
     return await render(
@@ -116,10 +120,10 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         elif row["status"] == "missed":
             # The call-back section shows the caller's number and what they asked for.
             await reveals_db.record_delivery(conn, who, delivery_id, "caller")
-        called_back = await console_db.call_back_of(conn, delivery_id)
-        discarded = await console_db.discard_of(conn, delivery_id)
+        called_back = await call_backs.call_back_of(conn, delivery_id)
+        discarded = await discards.discard_of(conn, delivery_id)
         reveals = await reveals_db.of_delivery(conn, delivery_id)
-        clinic = (await console_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
+        clinic = (await orgs_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
     context = {
         "d": row,
         "clinic": clinic,
@@ -171,8 +175,8 @@ async def missed(request: web.Request) -> web.Response:
     """Missed tool calls: callers the assistant could not serve, to be called back (their numbers: recorded
     in ``reveals``, one row per clinic shown)."""
     async with session(request) as conn:
-        rows = await console_db.missed_calls(conn)
-        clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in rows})
+        rows = await call_backs.missed_calls(conn)
+        clinics = await orgs_db.clinics_by_id(conn, {r["org_id"] for r in rows})
         await reveals_db.record_listing(
             conn, accessor(request, caller(request), "console"), clinics, "missed-call list"
         )
@@ -184,7 +188,7 @@ async def call_back(request: web.Request) -> web.Response:
     delivery_id = path_id(request, "delivery")
     note = str((await request.post()).get("note", "")).strip()[:500] or None
     async with session(request) as conn:
-        await console_db.call_back(conn, delivery_id, called_by=caller(request).recorded_as, note=note)
+        await call_backs.call_back(conn, delivery_id, called_by=caller(request).recorded_as, note=note)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}")
 
 
@@ -217,7 +221,7 @@ async def discard(request: web.Request) -> web.Response:
     if not reason or len(reason) > 500:
         raise web.HTTPBadRequest(text="say why this dead letter must not run (1 to 500 characters)")
     async with session(request) as conn:
-        done = await console_db.discard(conn, delivery_id, discarded_by=caller(request).recorded_as, reason=reason)
+        done = await discards.discard(conn, delivery_id, discarded_by=caller(request).recorded_as, reason=reason)
     raise web.HTTPFound(f"{PREFIX}/deliveries/{delivery_id}?done={'discarded' if done else 'not-discarded'}")
 
 
@@ -225,9 +229,9 @@ async def search(request: web.Request) -> web.Response:
     """``?q=``: a call id, tool-call id, delivery id (or 8+ hex prefix), phone number, assistant or number id."""
     q = request.query.get("q", "")[:200]
     async with session(request) as conn:
-        found = await console_db.search(conn, q) if q.strip() else None
+        found = await search_db.search(conn, q) if q.strip() else None
         shown = [*found["deliveries"], *found["calls"], *found["appointments"]] if found else []
-        clinics = await console_db.clinics_by_id(conn, {r["org_id"] for r in shown if r.get("org_id")})
+        clinics = await orgs_db.clinics_by_id(conn, {r["org_id"] for r in shown if r.get("org_id")})
         # Calls show their caller's number, appointments the patient's name and phone.
         patients = {r["org_id"] for r in [*found["calls"], *found["appointments"]]} if found else set()
         await reveals_db.record_listing(conn, accessor(request, caller(request), "console"), patients, "search")

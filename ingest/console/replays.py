@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from db import console as console_db
-from db import replays
+from db import dead_letters, replays
 from ingest.appkeys import REPLAY_WAKE
 from ingest.callers import caller, session
 from ingest.console.signin import PREFIX, path_id, render
@@ -23,7 +22,7 @@ async def confirm(request: web.Request) -> web.Response:
     """The dry run: how many of a dead-letter group would be replayed, what would not and why; a confirm form."""
     group = request.query.get("group", "")
     async with session(request) as conn:
-        matched, refused, fingerprint = await console_db.group_summary(conn, group)
+        matched, refused, fingerprint = await dead_letters.group_summary(conn, group)
     if fingerprint is None:
         raise web.HTTPFound(f"{PREFIX}/dead-letters")
     return await render(
@@ -52,7 +51,7 @@ async def start(request: web.Request) -> web.Response:
     if rate is not None and rate not in RATES:
         raise web.HTTPBadRequest(text=f"rate must be one of {', '.join(str(r) for r in RATES if r)}")
     async with session(request) as conn:
-        matched, refused, fingerprint = await console_db.group_summary(conn, group)
+        matched, refused, fingerprint = await dead_letters.group_summary(conn, group)
         if fingerprint is None or not matched:
             raise web.HTTPFound(f"{PREFIX}/dead-letters")
         replay_id, _ = await replays.create_for_group(
