@@ -180,10 +180,14 @@ async def find_by_id(conn: Executor, delivery_id: uuid.UUID) -> StoredDelivery |
 
 
 async def mark_not_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
-    """Record that no message for these deliveries reached Redis (the sweeper will send one)."""
+    """Record that no message for these deliveries reached Redis (the sweeper will send one).
+
+    Rows a worker is claiming are skipped, as in :func:`mark_enqueued`: their message did arrive.
+    """
     await conn.execute(
         "UPDATE webhook_delivery_log SET enqueued_at = NULL"
-        " WHERE id = ANY($1::uuid[]) AND status IN ('pending', 'failed')",
+        " WHERE id IN (SELECT id FROM webhook_delivery_log WHERE id = ANY($1::uuid[])"
+        "                AND status IN ('pending', 'failed') FOR UPDATE SKIP LOCKED)",
         delivery_ids,
     )
 
@@ -328,12 +332,21 @@ async def oldest_pending_age_s(conn: Executor) -> float:
 
 
 async def mark_enqueued(conn: Executor, messages: Sequence[tuple[Sequence[uuid.UUID], str]]) -> None:
-    """Record that these messages, ``(delivery_ids, message_id)`` each, reached Redis (rows still waiting to run)."""
+    """Record that these messages, ``(delivery_ids, message_id)`` each, reached Redis (rows still waiting to run).
+
+    It runs after the send, so a worker may already be claiming some of the rows: those are skipped,
+    never waited for (``SKIP LOCKED``). Waiting could deadlock: this statement and a worker's claim
+    lock overlapping rows in different orders (seen replaying 10,000 dead letters with 50-delivery
+    messages). A skipped row is being processed, so it needs no mark; if its claim rolls back, the
+    sweeper resends it.
+    """
     ids = [i for delivery_ids, _ in messages for i in delivery_ids]
     job_ids = [message_id for delivery_ids, message_id in messages for _ in delivery_ids]
     await conn.execute(
         "UPDATE webhook_delivery_log d SET enqueued_at = now(), job_id = u.job_id"
-        " FROM unnest($1::uuid[], $2::text[]) AS u(id, job_id) WHERE d.id = u.id AND d.status IN ('pending', 'failed')",
+        " FROM unnest($1::uuid[], $2::text[]) AS u(id, job_id)"
+        " WHERE d.id = u.id AND d.id IN (SELECT id FROM webhook_delivery_log WHERE id = ANY($1::uuid[])"
+        "                                   AND status IN ('pending', 'failed') FOR UPDATE SKIP LOCKED)",
         ids,
         job_ids,
     )

@@ -151,3 +151,35 @@ async def test_delivery_status_enum_matches_the_tables_check_constraint(pool):
     )
 
     assert [s.value for s in DeliveryStatus] == re.findall(r"'(\w+)'::text", check)
+
+
+async def test_marking_messages_sent_never_waits_for_a_row_a_worker_is_claiming(pool, org_id):
+    """A worker's claim holds one of three rows (its transaction open); marking the three enqueued, and then not
+    enqueued, from another connection finishes at once (a lock wait would hit the 1 s lock_timeout) and
+    marks the two free rows only. Waiting could deadlock: the two statements lock rows in different orders
+    (seen: a replay of 10,000 dead letters failed with DeadlockDetectedError)."""
+    import uuid
+
+    from db import deliveries
+
+    ids = [
+        await pool.fetchval(
+            "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
+            " VALUES ($1, 'status-update', $2, '{}', 'pending') RETURNING id",
+            org_id,
+            f"status-update:lock-{i}",
+        )
+        for i in range(3)
+    ]
+    async with pool.acquire() as worker, pool.acquire() as sender, worker.transaction():
+        claimed = await deliveries.claim_many(worker, [ids[1]], lease_s=60)
+        await sender.execute("SET lock_timeout = '1s'")
+        await deliveries.mark_enqueued(sender, [(ids, str(uuid.uuid4()))])
+        marked = await sender.fetch("SELECT id FROM webhook_delivery_log WHERE enqueued_at IS NOT NULL")
+        await deliveries.mark_not_enqueued(sender, ids)
+        unmarked = await sender.fetchval("SELECT count(enqueued_at) FROM webhook_delivery_log")
+        await sender.execute("RESET lock_timeout")
+
+    assert [c.id for c in claimed] == [ids[1]]
+    assert {r["id"] for r in marked} == {ids[0], ids[2]}
+    assert unmarked == 0
