@@ -30,12 +30,12 @@ from ingest.appkeys import (
     TASKS,
     WRITER,
 )
-from ingest.background import enqueue_in_background
 from ingest.configs import processing_config
-from ingest.group_commit import GroupCommitWriter
-from ingest.receiver import receive_vapi
-from ingest.routing import Router
 from ingest.settings import Settings
+from ingest.webhook.background import enqueue_in_background
+from ingest.webhook.group_commit import GroupCommitWriter
+from ingest.webhook.receiver import receive_vapi
+from ingest.webhook.routing import Router
 from workers import replay_runs
 from workers.admission import Admission
 from workers.broker import build_broker

@@ -8,9 +8,9 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
-from ingest.group_commit import GroupCommitWriter
-from ingest.routing import Router
 from ingest.settings import Settings
+from ingest.webhook.group_commit import GroupCommitWriter
+from ingest.webhook.routing import Router
 from workers.enqueuer import AsyncEnqueuer
 from workers.processing import ProcessingConfig
 

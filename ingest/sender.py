@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from ingest import auth
-from ingest.answers import OUTCOME_HEADER
 from ingest.settings import Settings
+from ingest.webhook import auth
+from ingest.webhook.answers import OUTCOME_HEADER
 from workers import parsing
 from workers.messages import InvalidEnvelope
 
@@ -55,7 +55,7 @@ class SendReport:
 
     def record(self, name: str, status: int, text: str, *, message_type: str | None, outcome: str | None) -> None:
         """Count one answer to the request for file ``name``, whose message is of ``message_type``;
-        ``outcome`` is the receiver's :data:`ingest.answers.OUTCOME_HEADER`, if it sent one."""
+        ``outcome`` is the receiver's :data:`ingest.webhook.answers.OUTCOME_HEADER`, if it sent one."""
         self.statuses[status] += 1
         body = _json_or_text(text)
         if 200 <= status < 300:

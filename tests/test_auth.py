@@ -8,8 +8,8 @@ import hmac
 
 import pytest
 
-from ingest import auth
 from ingest.settings import Settings
+from ingest.webhook import auth
 
 BODY = b'{"message": {"type": "status-update", "status": "ringing"}}'
 NOW_S = 1_763_784_256.0

@@ -632,7 +632,7 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
         " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}'),"
         ' ($1, \'tool-calls\', \'tool-call:c\', \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\','
         "  'missed', now(), NULL),"
-        # The message's own row beside its calls (ingest/tool_replies.py): not a call of its own.
+        # The message's own row beside its calls (ingest/webhook/tool_replies.py): not a call of its own.
         " ($1, 'tool-calls', 'tool-calls:message:abc',"
         ' \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\', \'completed\', now(),'
         ' \'{"applied": false, "reason": "tool-call message; each tool call is a delivery of its own"}\')',

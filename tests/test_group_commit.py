@@ -8,7 +8,7 @@ import pytest
 
 from db.deliveries import NewDelivery, insert_many
 from db.pool import create_pool
-from ingest.group_commit import GroupCommitWriter
+from ingest.webhook.group_commit import GroupCommitWriter
 from workers.broker import Lane
 
 

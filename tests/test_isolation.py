@@ -12,7 +12,7 @@ import pytest
 from db.deliveries import NewDelivery
 from db.errors import RowRefused, is_data_error
 from db.jsonb import RawNumber
-from ingest.group_commit import GroupCommitWriter
+from ingest.webhook.group_commit import GroupCommitWriter
 from tests.helpers import post, signed_headers, status_update
 
 

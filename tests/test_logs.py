@@ -65,7 +65,7 @@ async def test_a_failed_enqueue_is_logged_with_its_count_and_message_id_and_left
     from structlog.testing import capture_logs
 
     from ingest.appkeys import DB_POOL, ENQUEUER, TASKS
-    from ingest.background import enqueue_in_background
+    from ingest.webhook.background import enqueue_in_background
     from tests.procs import free_port
     from workers.broker import Lane, build_broker
     from workers.enqueuer import AsyncEnqueuer

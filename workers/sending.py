@@ -3,7 +3,7 @@
 A delivery's row says whether its message is known to be in Redis
 (``enqueued_at``). If the send fails, the rows are marked not enqueued and
 the sweeper sends them later; nothing is lost either way. (The receiver's
-hot path records optimistically at insert instead: :mod:`ingest.background`.)
+hot path records optimistically at insert instead: :mod:`ingest.webhook.background`.)
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from ingest import auth
+from ingest.webhook import auth
 from tests.bench.loads import SIGNER, report_body, status_body
 
 BIN = Path(sys.executable).with_name("vapi-ingest")

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ingest import auth
 from ingest.settings import Settings
+from ingest.webhook import auth
 
 HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"

@@ -19,7 +19,7 @@ from ingest.appkeys import DB_POOL, ENQUEUER, TASKS
 from ingest.metrics import DELIVERIES_OVERFLOWED
 from workers.broker import Lane
 
-log = structlog.get_logger("ingest.background")
+log = structlog.get_logger("ingest.webhook.background")
 
 
 def enqueue_in_background(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane) -> None:

@@ -16,9 +16,9 @@ from db import deliveries
 from db.deliveries import NewDelivery
 from db.statuses import DeliveryStatus
 from db.types import OrgId
-from ingest.answers import Answer
 from ingest.appkeys import DB_POOL, PROCESSING, SETTINGS
-from ingest.background import enqueue_in_background
+from ingest.webhook.answers import Answer
+from ingest.webhook.background import enqueue_in_background
 from workers.broker import Lane
 from workers.encryption import Keyring
 from workers.inline import GRACE_S, MISSED_REPLY, run_sync_tool_call

@@ -39,7 +39,7 @@ class GroupCommitWriter:
 
     Args:
         on_committed: Sends a committed batch's new pending deliveries as one message per lane
-            (``ingest.background.enqueue_in_background``).
+            (``ingest.webhook.background.enqueue_in_background``).
         admission: Decides each new pending row's lane; all live without it.
         max_batch: Rows per statement at most (and so deliveries per message).
         max_in_flight: Batches being written at once (each holds one pool connection).

@@ -3,7 +3,7 @@
 Nothing is acknowledged with a 2xx before it is committed to PostgreSQL; if
 PostgreSQL is unreachable the answer is 503 and nothing is stored. A
 request's answer depends only on its own message: a message PostgreSQL
-refuses gets 400 alone (:mod:`ingest.group_commit`). A synchronous tool call
+refuses gets 400 alone (:mod:`ingest.webhook.group_commit`). A synchronous tool call
 runs only while its caller waits (:mod:`workers.inline`). Redis
 is not on that path: each group-commit batch's deliveries are one message,
 sent after the answers, and a failed send leaves the rows for the sweeper.
@@ -25,15 +25,16 @@ from db import orgs, quarantine
 from db.deliveries import NewDelivery
 from db.errors import UNAVAILABLE_ERRORS, RowRefused
 from db.statuses import DeliveryStatus
-from ingest import auth, metrics
-from ingest.answers import OUTCOME_HEADER, Answer, Reject
+from ingest import metrics
 from ingest.appkeys import DB_POOL, ROUTER, SETTINGS, WRITER
-from ingest.tool_replies import answer_tool_calls
+from ingest.webhook import auth
+from ingest.webhook.answers import OUTCOME_HEADER, Answer, Reject
+from ingest.webhook.tool_replies import answer_tool_calls
 from workers import parsing
 from workers.handlers import QUEUED_TYPES
 from workers.messages import TOOL_TYPES, Envelope, InvalidEnvelope, ToolInvocation, reply_entry
 
-log = structlog.get_logger("ingest.receiver")
+log = structlog.get_logger("ingest.webhook.receiver")
 
 
 async def receive_vapi(request: web.Request) -> web.Response:
@@ -133,7 +134,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
         return await answer_tool_calls(request, env, org.id, invocations, context)
     # A tool-call message without tool calls has nothing to run either.
     known = env.type in QUEUED_TYPES
-    # A pending row is sent to the workers with the rest of its group-commit batch (ingest.group_commit).
+    # A pending row is sent to the workers with the rest of its group-commit batch (ingest.webhook.group_commit).
     delivery_id = await request.app[WRITER].insert(
         NewDelivery(
             org_id=org.id,
