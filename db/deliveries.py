@@ -144,15 +144,6 @@ async def _insert_rows(conn: Executor, rows: list[NewDelivery]) -> list[asyncpg.
     )
 
 
-async def insert(conn: Executor, **row: Any) -> uuid.UUID | None:
-    """Store one delivery (keyword arguments as :class:`NewDelivery`).
-
-    Returns:
-        The new row's id, or ``None`` when the key was already stored.
-    """
-    return (await insert_many(conn, [NewDelivery(**row)]))[0]
-
-
 async def find(conn: Executor, org_id: uuid.UUID, event_id: str) -> StoredDelivery | None:
     """The stored row for an idempotency key, if any."""
     row = await conn.fetchrow(

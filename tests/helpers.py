@@ -245,3 +245,11 @@ def log_reads(plan: dict) -> list[tuple[str, int]]:
     for child in plan.get("Plans", []):
         found += log_reads(child)
     return found
+
+
+async def insert_delivery(conn: Any, **row: Any) -> Any:
+    """Store one delivery as the receiver would (keyword arguments as :class:`db.deliveries.NewDelivery`); its id,
+    or None when the key was already stored."""
+    from db.deliveries import NewDelivery, insert_many
+
+    return (await insert_many(conn, [NewDelivery(**row)]))[0]

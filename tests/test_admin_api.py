@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from db import deliveries, orgs
+from db import orgs
 from db.tokens import token_sha256
 from ingest.app import create_app
-from tests.helpers import status_update, wait_until
+from tests.helpers import insert_delivery, status_update, wait_until
 
 ADMIN = "admin-token-0123456789"
 PREFIX = "/api/webhook-metrics"
@@ -35,7 +35,7 @@ async def _seed(pool, org_id: uuid.UUID, prefix: str, statuses: list[str]) -> li
     for i, status in enumerate(statuses):
         message = status_update(f"{prefix}-{i}", "in-progress")["message"]
         ids.append(
-            await deliveries.insert(
+            await insert_delivery(
                 pool,
                 org_id=org_id,
                 event_type="status-update",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from db import signins
 from ingest.app import create_app
-from tests.helpers import Explaining
+from tests.helpers import Explaining, insert_delivery
 
 ADMIN = "console-admin-token-0123456789"
 PAGES = ["/console/", "/console/dead-letters", "/console/deliveries/00000000-0000-0000-0000-000000000000"]
@@ -200,11 +200,10 @@ async def test_argument_lists_never_split_a_function_error(pool, name, first, se
 
 
 async def _dead_letters(pool, org_id, n: int, error: str = "boom: handler broke on call 7") -> None:
-    from db import deliveries
     from tests.helpers import status_update
 
     for i in range(n):
-        await deliveries.insert(
+        await insert_delivery(
             pool,
             org_id=org_id,
             event_type="status-update",

@@ -8,9 +8,9 @@ import uuid
 
 import asyncpg
 
-from db import deliveries, quarantine
+from db import quarantine
 from db.filters import DeliveryFilter
-from tests.helpers import status_update, wait_until
+from tests.helpers import insert_delivery, status_update, wait_until
 from workers.handlers import QUEUED_TYPES
 from workers.replay import replay
 from workers.retention import cleanup
@@ -21,7 +21,7 @@ async def _dead_letters(pool: asyncpg.Pool, org_id: uuid.UUID, n: int) -> list[u
     ids = []
     for i in range(n):
         message = status_update(f"c-dl-{i}", "in-progress")["message"]
-        delivery_id = await deliveries.insert(
+        delivery_id = await insert_delivery(
             pool,
             org_id=org_id,
             event_type="status-update",
@@ -67,7 +67,7 @@ async def test_replay_gives_a_fresh_budget_but_keeps_the_fencing_token_growing(p
 async def test_completed_deliveries_are_never_replayed(pool, org_id, broker):
     """A filter or id that names a completed delivery replays nothing: a hang is never counted twice."""
     await pool.execute("SELECT record_call_hang($1, 'c-h')", org_id)
-    delivery_id = await deliveries.insert(
+    delivery_id = await insert_delivery(
         pool,
         org_id=org_id,
         event_type="hang",
@@ -100,7 +100,7 @@ async def test_replay_filters_by_error_text_literally(pool, org_id, broker):
 async def test_retention_deletes_only_old_finished_rows_in_batches(pool, org_id):
     """Old completed/dead_letter rows go, batch by batch; old pending/failed and recent rows stay."""
     for i, status in enumerate(["completed"] * 5 + ["dead_letter"] * 2 + ["pending", "failed"]):
-        await deliveries.insert(
+        await insert_delivery(
             pool,
             org_id=org_id,
             event_type="hang",
@@ -111,7 +111,7 @@ async def test_retention_deletes_only_old_finished_rows_in_batches(pool, org_id)
             status=status,
         )
     await pool.execute("UPDATE webhook_delivery_log SET received_at = now() - interval '31 days'")
-    await deliveries.insert(
+    await insert_delivery(
         pool,
         org_id=org_id,
         event_type="hang",
@@ -312,7 +312,7 @@ async def test_live_deliveries_are_taken_before_a_bulk_replay(pool, org_id, brok
 
     await _dead_letters(pool, org_id, 300)
     await replay(pool, broker, DeliveryFilter(statuses=("dead_letter",)), budget=3)
-    live = await deliveries.insert(
+    live = await insert_delivery(
         pool,
         org_id=org_id,
         event_type="status-update",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from db import deliveries, orgs, recovery
 from db.pool import create_pool
 from ingest.app import create_app
-from tests.helpers import post, status_update, wait_until
+from tests.helpers import insert_delivery, post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
 from workers.processing import ProcessingConfig, process_deliveries
 from workers.retry import RetryPolicy
@@ -135,7 +135,7 @@ async def test_malformed_message_for_its_type_dead_letters_at_once(client, setti
 
 async def _store(pool: asyncpg.Pool, org_id: uuid.UUID, event_type: str, event_id: str, payload: dict) -> uuid.UUID:
     """A pending delivery with 3 attempts, stored as the receiver would."""
-    delivery_id = await deliveries.insert(
+    delivery_id = await insert_delivery(
         pool, org_id=org_id, event_type=event_type, event_id=event_id, payload=payload, max_attempts=3, job_id=None
     )
     assert delivery_id is not None
