@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ingest.settings import Settings
+from workers.broker import Lane
 from workers.encryption import Keyring
 from workers.processing import ProcessingConfig
 from workers.retry import RetryPolicy
@@ -33,3 +34,8 @@ def sweep_config(settings: Settings) -> SweepConfig:
         enqueue_grace_s=max(1.0, 2 * settings.sweep_interval_s),
         resend_after_s=max(2.0, 2.0 * settings.delivery_lease_s),
     )
+
+
+def bulk_concurrency(settings: Settings) -> dict[Lane, int]:
+    """Messages of each bulk lane a worker process runs at once (``OVERFLOW_CONCURRENCY``, ``REPLAY_CONCURRENCY``)."""
+    return {Lane.OVERFLOW: settings.overflow_concurrency, Lane.REPLAY: settings.replay_concurrency}

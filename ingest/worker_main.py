@@ -14,25 +14,23 @@ from types import FrameType
 import dramatiq
 
 from ingest import logs
-from ingest.configs import processing_config
+from ingest.configs import bulk_concurrency, processing_config
 from ingest.settings import Settings
-from workers.actors import WorkerResources, declare_actors
-from workers.broker import Lane, build_broker
+from workers.actors import build_worker_broker
 
 
 def setup_broker() -> None:
     """Build the broker with the worker's resources and declare the actors (``dramatiq ingest.worker_main:setup_broker``)."""
     settings = Settings.from_env()
     logs.configure(level=settings.log_level, fmt=settings.log_format)
-    resources = WorkerResources(
+    broker = build_worker_broker(
+        settings.redis_url,
         settings.database_url,
         processing_config(settings),
         pool_max_size=max(2, settings.worker_threads),
-        bulk_concurrency={Lane.OVERFLOW: settings.overflow_concurrency, Lane.REPLAY: settings.replay_concurrency},
+        bulk_concurrency=bulk_concurrency(settings),
     )
-    broker = build_broker(settings.redis_url, extra_middleware=[resources], bulk_prefetch=resources.bulk_prefetch())
     dramatiq.set_broker(broker)
-    declare_actors(broker, resources)
     _ignore_repeated_sigterm()
 
 

@@ -19,11 +19,11 @@ import redis
 
 from db.migrate import migrate
 from db.pool import create_pool
-from ingest.configs import processing_config
+from ingest.configs import bulk_concurrency, processing_config
 from ingest.settings import Settings
 from tests.helpers import ADMIN_DSN, REDIS_URL, admin_sql, dsn_for, make_settings, unavailable
-from workers.actors import WorkerResources, declare_actors
-from workers.broker import Lane, build_broker
+from workers.actors import build_worker_broker
+from workers.broker import build_broker
 
 
 @pytest.fixture(scope="session")
@@ -91,17 +91,15 @@ def settings(db_dsn: str, org_id: uuid.UUID) -> Settings:
 @pytest.fixture
 def broker(settings: Settings, redis_namespace: str) -> Iterator[dramatiq.Broker]:
     """A real Redis broker with a real in-process Dramatiq worker consuming it."""
-    config = processing_config(settings)
     # The bulk lanes bounded as `vapi-ingest worker` bounds them (ingest.worker_main).
-    bulk = {Lane.OVERFLOW: settings.overflow_concurrency, Lane.REPLAY: settings.replay_concurrency}
-    resources = WorkerResources(settings.database_url, config, pool_max_size=4, bulk_concurrency=bulk)
-    brk = build_broker(
+    brk = build_worker_broker(
         settings.redis_url,
-        extra_middleware=[resources],
+        settings.database_url,
+        processing_config(settings),
+        pool_max_size=4,
+        bulk_concurrency=bulk_concurrency(settings),
         namespace=redis_namespace,
-        bulk_prefetch=resources.bulk_prefetch(),
     )
-    declare_actors(brk, resources)
     worker = dramatiq.Worker(brk, worker_threads=2, worker_timeout=100)
     worker.start()
     yield brk

@@ -24,7 +24,7 @@ from db import orgs
 from ingest.configs import processing_config
 from tests.helpers import NOTHING_LEFT_TO_RUN, REDIS_URL, metric, post, status_update, wait_until
 from workers import admission as admission_mod
-from workers.actors import WorkerResources, declare_actors
+from workers.actors import WorkerResources, build_worker_broker, declare_actors
 from workers.admission import Admission
 from workers.broker import Lane, build_broker
 from workers.sending import send_and_record
@@ -187,17 +187,14 @@ async def test_live_deliveries_are_taken_while_a_bulk_lane_is_full_and_it_never_
     """A real worker (4 threads, overflow concurrency 1) with 20,000 overflow deliveries waiting: the overflow
     messages it holds unacked never exceed 2 (what it runs plus the next), and a live delivery sent after
     them is completed while most of the overflow is still waiting."""
-    config = processing_config(settings)
-    resources = WorkerResources(
-        settings.database_url, config, pool_max_size=6, bulk_concurrency={Lane.OVERFLOW: 1, Lane.REPLAY: 1}
-    )
-    brk = build_broker(
+    brk = build_worker_broker(
         settings.redis_url,
-        extra_middleware=[resources],
+        settings.database_url,
+        processing_config(settings),
+        pool_max_size=6,
+        bulk_concurrency={Lane.OVERFLOW: 1, Lane.REPLAY: 1},
         namespace=redis_namespace,
-        bulk_prefetch=resources.bulk_prefetch(),
     )
-    declare_actors(brk, resources)
     bulk = await _pending(pool, org_id, "bulk", 20_000)
     live = await _pending(pool, org_id, "live", 1)
     await send_and_record(pool, brk, bulk, lane=Lane.OVERFLOW)

@@ -149,3 +149,26 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     }
     live: dramatiq.Actor[Any, Any] = actors[Lane.LIVE]
     return live
+
+
+def build_worker_broker(
+    redis_url: str,
+    database_url: str,
+    config: ProcessingConfig,
+    *,
+    pool_max_size: int,
+    bulk_concurrency: Mapping[Lane, int],
+    namespace: str = "dramatiq",
+) -> dramatiq.Broker:
+    """The broker a worker consumes: its resources (:class:`WorkerResources`), each bulk lane bounded in
+    messages held and run at once (``bulk_concurrency``), and one actor per lane.
+
+    Args:
+        namespace: Prefix of the Redis keys (tests isolate themselves with it).
+    """
+    resources = WorkerResources(database_url, config, pool_max_size=pool_max_size, bulk_concurrency=bulk_concurrency)
+    broker = broker_mod.build_broker(
+        redis_url, extra_middleware=[resources], namespace=namespace, bulk_prefetch=resources.bulk_prefetch()
+    )
+    declare_actors(broker, resources)
+    return broker
