@@ -14,8 +14,7 @@ async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """
         SELECT d.id, d.org_id, d.received_at,
-               coalesce(d.payload->'call'->'customer'->>'number', d.payload->'customer'->>'number') AS number,
-               coalesce(d.payload->'toolCallList'->0->'function'->>'name', d.payload->'functionCall'->>'name') AS tool,
+               d.customer_number AS number, d.tool_name AS tool,
                c.called_by, c.called_at
           FROM organizations o
          CROSS JOIN LATERAL (SELECT * FROM webhook_delivery_log d

@@ -71,6 +71,22 @@ class StoredDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryFacts:
+    """What a delivery's row stores beside its payload, set at insert so readers filter on columns instead of
+    reading Vapi's JSON. The message model derives them (:meth:`workers.messages.Envelope.facts`).
+
+    Attributes:
+        vapi_call_id: Vapi's ``call.id`` (search, ``deliveries list --call``).
+        tool_name: The tool a tool call asks for (the console's tool outcomes and missed calls).
+        customer_number: The caller's number as Vapi sent it (the missed-call list).
+    """
+
+    vapi_call_id: str | None = None
+    tool_name: str | None = None
+    customer_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A delivery to store once per ``(org_id, event_id)``.
 
@@ -97,6 +113,7 @@ class NewDelivery:
     normalised: str | None = None
     #: When it was first received (routing from quarantine keeps it); now if omitted.
     received_at: datetime | None = None
+    facts: DeliveryFacts = DeliveryFacts()
 
 
 async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
@@ -121,12 +138,12 @@ async def _insert_rows(conn: Executor, rows: list[NewDelivery]) -> list[asyncpg.
         """
         INSERT INTO webhook_delivery_log
             (org_id, event_type, event_id, payload, max_attempts, job_id, status, result, enqueued_at, completed_at,
-             answer_by, normalised, received_at, vapi_call_id)
+             answer_by, normalised, received_at, vapi_call_id, tool_name, customer_number)
         SELECT o, t, e, p, m, j, s, r, CASE WHEN j IS NOT NULL THEN now() END,
-               CASE WHEN s = 'completed' THEN now() END, a, n, coalesce(ra, now()), p->'call'->>'id'
+               CASE WHEN s = 'completed' THEN now() END, a, n, coalesce(ra, now()), c, tn, cn
           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::text[], $7::text[], $8::jsonb[],
-                      $9::timestamptz[], $10::text[], $11::timestamptz[])
-               AS u(o, t, e, p, m, j, s, r, a, n, ra)
+                      $9::timestamptz[], $10::text[], $11::timestamptz[], $12::text[], $13::text[], $14::text[])
+               AS u(o, t, e, p, m, j, s, r, a, n, ra, c, tn, cn)
         ON CONFLICT (org_id, event_id) DO NOTHING
         RETURNING id, org_id, event_id
         """,
@@ -141,6 +158,9 @@ async def _insert_rows(conn: Executor, rows: list[NewDelivery]) -> list[asyncpg.
         [r.answer_by for r in rows],
         [r.normalised for r in rows],
         [r.received_at for r in rows],
+        [r.facts.vapi_call_id for r in rows],
+        [r.facts.tool_name for r in rows],
+        [r.facts.customer_number for r in rows],
     )
 
 

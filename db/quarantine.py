@@ -7,9 +7,10 @@ assistant or phone number is mapped (``vapi-ingest quarantine route``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from db.deliveries import NewDelivery, find_ids, insert_many
+from db.deliveries import DeliveryFacts, NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound, refusing_bad_rows
 from db.statuses import DeliveryStatus
 from db.types import Conn, Executor, OrgId
@@ -142,6 +143,7 @@ async def route(
     *,
     max_attempts: int,
     processable: frozenset[str],
+    facts_of: Callable[[str, Any], DeliveryFacts],
     assistant_id: str | None = None,
     phone_number_id: str | None = None,
     event_type: str | None = None,
@@ -154,6 +156,8 @@ async def route(
     A message whose key the org already has is marked routed to that delivery.
     With no assistant, phone number or type given, every unrouted message
     matches: callers must make that an explicit choice (``--all``).
+    ``facts_of(event_type, payload)`` reads what the log stores beside a payload (the message model's
+    :meth:`workers.messages.Envelope.facts`), so this module never reads Vapi's JSON.
 
     Returns:
         How many moved, and the new pending deliveries' ids, to enqueue after commit.
@@ -177,6 +181,7 @@ async def route(
             if row["event_type"] in processable
             else {"applied": False, "reason": "routed from quarantine; not processed later"},
             received_at=row["received_at"],
+            facts=facts_of(row["event_type"], row["payload"]),
         )
         for row in picked
     ]

@@ -12,9 +12,10 @@ from db.types import Conn
 SEARCH_LIMIT = 50
 
 
-async def search(conn: Conn, q: str) -> dict[str, list[dict[str, Any]]]:
+async def search(conn: Conn, q: str, *, tool_call_key: str) -> dict[str, list[dict[str, Any]]]:
     """Everything ``q`` names: a delivery id (or 8+ hex prefix), a Vapi call id, a tool-call id, a caller's
-    phone number, an assistant or phone-number id.
+    phone number, an assistant or phone-number id. ``tool_call_key`` is the idempotency key a tool call
+    with id ``q`` would have (:func:`workers.messages.tool_call_key`); the key's format is the model's.
 
     Returns:
         ``{deliveries, calls, appointments, routes}``, each newest first, at most :data:`SEARCH_LIMIT`.
@@ -57,11 +58,11 @@ async def search(conn: Conn, q: str) -> dict[str, list[dict[str, Any]]]:
         SELECT {columns} FROM webhook_delivery_log d WHERE d.vapi_call_id = ANY($1::text[])
         UNION
         SELECT {columns} FROM organizations o JOIN webhook_delivery_log d
-            ON d.org_id = o.id AND d.event_id = 'tool-call:' || $2
+            ON d.org_id = o.id AND d.event_id = $2
         ORDER BY received_at DESC LIMIT $3
         """,
         call_ids,
-        q,
+        tool_call_key,
         SEARCH_LIMIT,
     )
     numbers = sorted({n for n in [q, *(c["customer_number"] for c in calls)] if n})

@@ -51,8 +51,7 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
     letters."""
     rows = await conn.fetch(
         f"""
-        SELECT coalesce(result->>'name', payload->'toolCallList'->0->'function'->>'name',
-                        payload->'functionCall'->>'name', 'unknown') AS tool,
+        SELECT coalesce(tool_name, 'unknown') AS tool,
                count(*) FILTER (WHERE status = 'completed' AND NOT coalesce(result ? 'error', false)) AS answered,
                count(*) FILTER (WHERE status = 'completed' AND coalesce(result ? 'error', false)) AS refused,
                count(*) FILTER (WHERE status = 'missed') AS missed,

@@ -248,8 +248,11 @@ def log_reads(plan: dict) -> list[tuple[str, int]]:
 
 
 async def insert_delivery(conn: Any, **row: Any) -> Any:
-    """Store one delivery as the receiver would (keyword arguments as :class:`db.deliveries.NewDelivery`); its id,
-    or None when the key was already stored."""
+    """Store one delivery as the receiver would (keyword arguments as :class:`db.deliveries.NewDelivery`; its
+    ``facts`` read from the payload by the message model unless given); its id, or None when the key was
+    already stored."""
     from db.deliveries import NewDelivery, insert_many
+    from workers.parsing import stored
 
+    row.setdefault("facts", stored(row["payload"], row["event_type"]).facts())
     return (await insert_many(conn, [NewDelivery(**row)]))[0]

@@ -154,10 +154,12 @@ async def patient(pool, org_id) -> dict[str, Any]:
     call = {"id": "call-7f3a", "customer": {"number": NUMBER}, "assistantId": "asst-test"}
     asked = {"id": "tc-1", "type": "function", "function": {"name": "book_appointment", "arguments": {"name": NAME}}}
     missed = await pool.fetchval(
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by)"
-        " VALUES ($1, 'tool-calls', 'tool-call:tc-1', $2, 'missed', now()) RETURNING id",
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, tool_name,"
+        "                                  customer_number)"
+        " VALUES ($1, 'tool-calls', 'tool-call:tc-1', $2, 'missed', now(), 'book_appointment', $3) RETURNING id",
         org_id,
         {"type": "tool-calls", "call": call, "toolCallList": [asked]},
+        NUMBER,
     )
     report = await pool.fetchval(
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, attempts, error_message)"

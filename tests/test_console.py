@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from db import signins
 from ingest.app import create_app
 from tests.helpers import Explaining, insert_delivery
+from workers.messages import tool_call_key
+from workers.parsing import stored
 
 ADMIN = "console-admin-token-0123456789"
 PAGES = ["/console/", "/console/dead-letters", "/console/deliveries/00000000-0000-0000-0000-000000000000"]
@@ -309,11 +311,13 @@ async def test_a_missed_tool_call_shows_the_caller_and_can_be_marked_called_back
         "toolCallList": [{"id": "tc-1", "function": {"name": "bookAppointment", "arguments": {"day": "mon"}}}],
     }
     delivery_id = await pool.fetchval(
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message)"
-        " VALUES ($1, 'tool-calls', 'tool-call:tc-1', $2, 'missed', now(), 'caller stopped waiting')"
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message,"
+        "                                  tool_name, customer_number)"
+        " VALUES ($1, 'tool-calls', 'tool-call:tc-1', $2, 'missed', now(), 'caller stopped waiting', $3, $4)"
         " RETURNING id",
         org_id,
         payload,
+        *dataclasses.astuple(stored(payload, "tool-calls").facts())[1:],
     )
     await _sign_in(web, ADMIN)
 
@@ -604,7 +608,7 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
         await dead_letters.dead_letters_in_group(spy, "0" * 32)
         await call_backs.missed_calls(spy)
         for q in ("call-1", "+14155550123", "0531dd9a", "asst-test"):
-            await search_db.search(spy, q)
+            await search_db.search(spy, q, tool_call_key=tool_call_key(q))
         now = datetime.now(UTC)
         await appointments.in_range(spy, org_id, now, now + timedelta(days=7), cancelled=True)
 
@@ -625,17 +629,19 @@ async def test_the_overview_draws_the_last_hour_and_tool_outcomes(web, pool, org
         org_id,
     )
     await pool.execute(
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, result)"
-        " VALUES ($1, 'status-update', 'old', '{}', 'completed', now() - interval '2 hours', NULL),"
-        " ($1, 'tool-calls', 'tool-call:a', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"result\": \"Booked\"}'),"
-        " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}'),"
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, received_at, result,"
+        "                                  tool_name)"
+        " VALUES ($1, 'status-update', 'old', '{}', 'completed', now() - interval '2 hours', NULL, NULL),"
+        " ($1, 'tool-calls', 'tool-call:a', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"result\": \"Booked\"}', $2),"
+        " ($1, 'tool-calls', 'tool-call:b', '{}', 'completed', now(), '{\"name\": \"bookClinicAppointment\", \"error\": \"taken\"}', $2),"
         ' ($1, \'tool-calls\', \'tool-call:c\', \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\','
-        "  'missed', now(), NULL),"
+        "  'missed', now(), NULL, $2),"
         # The message's own row beside its calls (ingest/webhook/tool_replies.py): not a call of its own.
         " ($1, 'tool-calls', 'tool-calls:message:abc',"
         ' \'{"toolCallList": [{"function": {"name": "bookClinicAppointment"}}]}\', \'completed\', now(),'
-        ' \'{"applied": false, "reason": "tool-call message; each tool call is a delivery of its own"}\')',
+        ' \'{"applied": false, "reason": "tool-call message; each tool call is a delivery of its own"}\', $2)',
         org_id,
+        "bookClinicAppointment",
     )
     await _sign_in(web, ADMIN)
 

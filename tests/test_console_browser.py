@@ -65,8 +65,10 @@ def console(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     sql(
         env,
-        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message)"
-        f" VALUES ('{org_a}', 'tool-calls', 'tool-call:tc-m', '{missed}', 'missed', now(), 'caller stopped waiting')",
+        "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status, answer_by, error_message,"
+        "                                  tool_name, customer_number)"
+        f" VALUES ('{org_a}', 'tool-calls', 'tool-call:tc-m', '{missed}', 'missed', now(), 'caller stopped waiting',"
+        "         'bookAppointment', '+14155550199')",
     )
     # The key Vapi would encrypt tool arguments with (issue 19): the console opens them on a reveal.
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

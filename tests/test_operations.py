@@ -11,7 +11,6 @@ import asyncpg
 from db import quarantine
 from db.filters import DeliveryFilter
 from tests.helpers import insert_delivery, status_update, wait_until
-from workers.handlers import QUEUED_TYPES
 from workers.replay import replay
 from workers.retention import cleanup
 from workers.scheduler import run_exclusively
@@ -151,7 +150,7 @@ async def test_a_scheduler_job_runs_in_one_process_at_a_time(pool):
 
 async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(pool, org_id, broker):
     """Unroutable messages are routed to an org once mapped, processed, and never routed twice."""
-    from workers.sending import send_and_record
+    from workers.quarantine import route_sender
 
     for i in range(3):
         message = status_update(f"c-q-{i}", "ringing")["message"]
@@ -172,11 +171,8 @@ async def test_quarantine_route_moves_messages_into_the_log_and_processes_them(p
         payload={"type": "tool-calls"},
     )
 
-    async with pool.acquire() as conn, conn.transaction():
-        routed = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES, assistant_id="asst-new")
-    await send_and_record(pool, broker, routed.queued)
-    async with pool.acquire() as conn, conn.transaction():
-        again = await quarantine.route(conn, org_id, max_attempts=3, processable=QUEUED_TYPES)
+    routed = await route_sender(pool, broker, org_id, max_attempts=3, assistant_id="asst-new", map_sender=False)
+    again = await route_sender(pool, broker, org_id, max_attempts=3, map_sender=False)
 
     assert (4, 3, (0, [])) == (routed.moved, len(routed.queued), again)
     await wait_until(lambda: pool.fetchval("SELECT count(*) = 3 FROM calls"))

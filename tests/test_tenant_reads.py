@@ -21,6 +21,7 @@ from db import search as search_db
 from db.filters import DeliveryFilter
 from db.tenancy import tenant_scope
 from tests.helpers import Explaining, log_reads
+from workers.messages import tool_call_key
 
 #: The clinic's own deliveries; the other clinics, and each one's deliveries.
 OWN_ROWS, OTHER_CLINICS, OTHER_ROWS = 30, 50, 60
@@ -79,7 +80,7 @@ async def _every_tenant_read(conn: Any, org_id: uuid.UUID, group: str, delivery_
     )
     await call_backs.missed_calls(conn)
     for q in ("own-call-4", "+15551000004", str(delivery_id)[:8], "own:5"):
-        await search_db.search(conn, q)
+        await search_db.search(conn, q, tool_call_key=tool_call_key(q))
     older = (datetime.now(UTC) - timedelta(seconds=5), uuid.UUID(int=0))
     for flt in (
         DeliveryFilter(),

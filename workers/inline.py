@@ -37,6 +37,7 @@ from workers.encryption import Keyring
 from workers.errors import PermanentError, ToolError
 from workers.handlers import tools
 from workers.outcomes import ProcessingOutcome
+from workers.parsing import stored
 
 log = structlog.get_logger("workers.inline")
 
@@ -123,7 +124,7 @@ async def _apply_once(conn: Conn, claim: deliveries.Claim, deadline_s: float, ke
         # Ends a statement blocked past the deadline (a lock wait, say) inside PostgreSQL itself.
         await set_local_statement_timeout(conn, remaining_ms)
         answered = await tools.handle_tool_call(
-            conn, claim.org_id, claim.payload, claim.event_type, claim.event_id, keyring
+            conn, claim.org_id, stored(claim.payload, claim.event_type), claim.event_id, keyring
         )
         if not await tool_calls.complete_sync(conn, claim, answered.stored):
             raise DeadlinePassed("the deadline passed before the tool call committed")

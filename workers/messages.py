@@ -16,6 +16,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from db.deliveries import DeliveryFacts
+
 #: Types in Vapi's ServerMessage union and serverMessages enum (FINDINGS.md §1).
 #: Anything else is stored and marked completed as unhandled.
 KNOWN_TYPES = frozenset(
@@ -100,6 +102,8 @@ class Envelope:
         timestamp: ``message.timestamp`` normalised to an aware UTC datetime,
             from an ISO-8601 string or epoch milliseconds; ``None`` if absent
             or unparseable.
+        body_sha256: SHA-256 of the request body, hex; ``None`` for a message read back from its row
+            (:func:`workers.parsing.stored`), whose idempotency key is the row's ``event_id``.
         normalised: Kinds of text replaced to make the message storable
             (``invalid_utf8``, ``nul``, ``unpaired_surrogate``), sorted; empty if none.
     """
@@ -107,7 +111,7 @@ class Envelope:
     message: dict[str, Any]
     type: str
     timestamp: datetime | None
-    body_sha256: str
+    body_sha256: str | None
     normalised: tuple[str, ...] = ()
 
     @property
@@ -118,6 +122,32 @@ class Envelope:
     @property
     def call_id(self) -> str | None:
         return _str(self.call.get("id"))
+
+    @property
+    def customer_number(self) -> str | None:
+        """The caller's number as sent: ``call.customer.number``, else ``message.customer.number``; ``None`` if
+        neither is a non-empty string (FINDINGS.md §1: both are ``customer{number, ...}``)."""
+        for customer in (self.call.get("customer"), self.message.get("customer")):
+            number = customer.get("number") if isinstance(customer, dict) else None
+            if _str(number):
+                return str(number)
+        return None
+
+    @property
+    def tool_name(self) -> str | None:
+        """The name of the first tool call (a stored tool-call delivery holds exactly one); ``None`` without one."""
+        invocations = self._invocations
+        return invocations[0].name if invocations else None
+
+    def facts(self, invocation: ToolInvocation | None = None) -> DeliveryFacts:
+        """What the delivery log stores beside the payload, for its readers to filter on without reading
+        Vapi's JSON: the call id, the caller's number, and the tool name (``invocation``'s, for a tool call's
+        own row)."""
+        return DeliveryFacts(
+            vapi_call_id=self.call_id,
+            tool_name=invocation.name if invocation is not None else self.tool_name,
+            customer_number=self.customer_number,
+        )
 
     @property
     def assistant_id(self) -> str | None:
@@ -213,7 +243,7 @@ class Envelope:
     def message_key(self) -> str:
         """Idempotency key of a tool-call message's own row: its tool-call ids, hashed (bounded length)."""
         ids = sorted(i.tool_call_id or "" for i in self.tool_invocations())
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest() if any(ids) else self.body_sha256
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest() if any(ids) else self._body_sha256()
         return f"{self.type}:message:{digest}"
 
     def event_id(self) -> str:
@@ -238,7 +268,12 @@ class Envelope:
                 name = invocations[0].name if invocations else ""
                 return f"function-call:{subject}:{ts}:{name}"
             return f"{self.type}:{subject}:{ts}"
-        return f"{self.type}:sha256:{self.body_sha256}"
+        return f"{self.type}:sha256:{self._body_sha256()}"
+
+    def _body_sha256(self) -> str:
+        if self.body_sha256 is None:
+            raise ValueError("a message read back from its row has no body hash: its key is the row's event_id")
+        return self.body_sha256
 
     def _other_subject(self) -> str | None:
         for key in ("chat", "session"):
@@ -267,10 +302,15 @@ def _arguments(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def tool_call_key(tool_call_id: str) -> str:
+    """The idempotency key of the tool call with Vapi's id ``tool_call_id`` (FINDINGS.md §4)."""
+    return f"tool-call:{tool_call_id}"
+
+
 def tool_event_id(envelope: Envelope, invocation: ToolInvocation) -> str:
     """Idempotency key of one invocation: its tool-call id (FINDINGS.md §4), else the message's key."""
     if invocation.tool_call_id:
-        return f"tool-call:{invocation.tool_call_id}"
+        return tool_call_key(invocation.tool_call_id)
     return envelope.event_id()
 
 

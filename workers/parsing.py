@@ -73,6 +73,14 @@ def parse(body: bytes) -> Envelope:
     return envelope
 
 
+def stored(message: Any, event_type: str) -> Envelope:
+    """The :class:`Envelope` of a message read back from its row (a delivery's or quarantine's ``payload``):
+    what handlers, routing and the console read it through. A payload that is not an object reads as
+    ``{}``; the envelope has no body hash, since its key is already the row's ``event_id``."""
+    payload = message if isinstance(message, dict) else {}
+    return Envelope(payload, event_type, parse_timestamp(payload.get("timestamp")), body_sha256=None)
+
+
 def _check_key_parts(envelope: Envelope) -> None:
     """Ids that become idempotency keys are bounded, so a key always fits a btree index entry."""
     message, call = envelope.message, envelope.call

@@ -11,6 +11,7 @@ from db import quarantine as quarantine_db
 from db.quarantine import Routed
 from db.types import OrgId
 from workers.handlers import QUEUED_TYPES
+from workers.parsing import stored
 from workers.sending import send_and_record
 
 
@@ -47,6 +48,7 @@ async def route_sender(
             OrgId(org_id),
             max_attempts=max_attempts,
             processable=QUEUED_TYPES,
+            facts_of=lambda event_type, payload: stored(payload, event_type).facts(),
             assistant_id=assistant_id,
             phone_number_id=phone_number_id,
             event_type=event_type,

@@ -21,8 +21,8 @@ from ingest.console.chart import line_chart
 from ingest.console.signin import PREFIX, path_id, render
 from workers.broker import queue_stats
 from workers.encryption import encrypted_paths, open_each
-from workers.messages import Envelope
-from workers.parsing import parse_timestamp
+from workers.messages import TOOL_TYPES, tool_call_key
+from workers.parsing import stored
 from workers.replay import REFUSED_TOOL_CALLS, replay
 
 
@@ -136,17 +136,15 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         "notice": request.query.get("done"),
         **_encrypted(request, row, revealed=reveal),
     }
-    return await render(request, "delivery.html", {**context, **_caller(row["payload"])})
+    return await render(request, "delivery.html", {**context, **_caller(row)})
 
 
 def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> dict[str, Any]:
     """Which tool arguments Vapi encrypted (``encrypted``: paths by tool), and, only on the recorded reveal,
     what they say (``decrypted``: ``(tool, path, plaintext or None, why not)``)."""
-    payload = row["payload"] if isinstance(row["payload"], dict) else {}
-    if row["event_type"] not in ("tool-calls", "function-call"):
+    if row["event_type"] not in TOOL_TYPES:
         return {"encrypted": [], "decrypted": []}
-    envelope = Envelope(payload, row["event_type"], parse_timestamp(payload.get("timestamp")), "")
-    invocations = envelope.tool_invocations()
+    invocations = stored(row["payload"], row["event_type"]).tool_invocations()
     keyring = request.config_dict[PROCESSING].keyring
     try:
         encrypted = [(i.name, paths) for i in invocations if (paths := encrypted_paths(i.arguments))]
@@ -156,19 +154,11 @@ def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> 
     return {"encrypted": encrypted, "decrypted": decrypted}
 
 
-def _caller(payload: Any) -> dict[str, Any]:
-    """The caller's number and what they asked for, from a (tool-call) payload of any shape."""
-    message = payload if isinstance(payload, dict) else {}
-    found = message.get("call")
-    call: dict[str, Any] = found if isinstance(found, dict) else {}
-    number = None
-    for holder in (call.get("customer"), message.get("customer")):
-        if isinstance(holder, dict) and isinstance(holder.get("number"), str):
-            number = holder["number"]
-            break
-    calls = message.get("toolCallList")
-    asked = calls[0] if isinstance(calls, list) and calls else message.get("functionCall")
-    return {"caller_number": number, "asked": asked}
+def _caller(row: dict[str, Any]) -> dict[str, Any]:
+    """The caller's number and what they asked for (the first tool call as sent), from a payload of any shape."""
+    message = stored(row["payload"], row["event_type"])
+    invocations = message.tool_invocations()
+    return {"caller_number": message.customer_number, "asked": invocations[0].item if invocations else None}
 
 
 async def missed(request: web.Request) -> web.Response:
@@ -229,7 +219,7 @@ async def search(request: web.Request) -> web.Response:
     """``?q=``: a call id, tool-call id, delivery id (or 8+ hex prefix), phone number, assistant or number id."""
     q = request.query.get("q", "")[:200]
     async with session(request) as conn:
-        found = await search_db.search(conn, q) if q.strip() else None
+        found = await search_db.search(conn, q, tool_call_key=tool_call_key(q.strip())) if q.strip() else None
         shown = [*found["deliveries"], *found["calls"], *found["appointments"]] if found else []
         clinics = await orgs_db.clinics_by_id(conn, {r["org_id"] for r in shown if r.get("org_id")})
         # Calls show their caller's number, appointments the patient's name and phone.

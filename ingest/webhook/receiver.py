@@ -146,6 +146,7 @@ async def _store_and_answer(request: web.Request, env: Envelope, context: dict[s
             status=DeliveryStatus.PENDING if known else DeliveryStatus.COMPLETED,
             result=None if known else {"applied": False, "reason": "no handler for this message type"},
             normalised=",".join(env.normalised) or None,
+            facts=env.facts(),
         )
     )
     if delivery_id is None:

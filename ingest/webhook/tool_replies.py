@@ -55,6 +55,7 @@ async def answer_tool_calls(
             status=DeliveryStatus.COMPLETED,
             result={"applied": False, "reason": "tool-call message; each tool call is a delivery of its own"},
             normalised=normalised,
+            facts=env.facts(),
         ),
     ]
     # The message's async tool calls go to the workers as one message.
@@ -70,6 +71,7 @@ async def answer_tool_calls(
                 job_id=message_id if invocation.is_async else None,
                 answer_by=None if invocation.is_async else answer_by,
                 normalised=normalised,
+                facts=env.facts(invocation),
             )
         )
     ids = await deliveries.insert_many(pool, rows)  # RowRefused: the request's rows stand or fall together

@@ -23,8 +23,10 @@ import asyncpg
 from db import orgs
 from db.migrate import migrate
 from db.pool import create_pool
+from workers.encryption import Keyring
 from workers.handlers.tools import handle_tool_call
-from workers.messages import ToolInvocation
+from workers.messages import ToolInvocation, tool_call_key
+from workers.parsing import stored
 
 ADMIN_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -102,9 +104,10 @@ async def run(total: int) -> None:
                 ],
             }
             async with pool.acquire() as conn, conn.transaction():
-                reply = await handle_tool_call(
-                    conn, tool_org, message, "tool-calls", f"tool-call:{invocation.tool_call_id}"
+                answered = await handle_tool_call(
+                    conn, tool_org, stored(message, "tool-calls"), tool_call_key(f"t-{i}"), Keyring()
                 )
+            reply = answered.reply
             tool_replies.append(reply)
             return reply
 

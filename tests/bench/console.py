@@ -65,7 +65,8 @@ CLINICS_SQL = (
 )
 SEED_SQL = """
 INSERT INTO webhook_delivery_log (org_id, event_type, event_id, received_at, created_at, status, attempts,
-                                  last_attempt_at, completed_at, error_message, vapi_call_id, payload)
+                                  last_attempt_at, completed_at, error_message, vapi_call_id, payload, tool_name,
+                                  customer_number)
 SELECT o.ids[1 + i % cardinality(o.ids)], t.kind, t.kind || ':seed-' || i, r.at, r.at,
        CASE WHEN i % 997 = 7 THEN 'dead_letter' WHEN i % 991 = 9 THEN 'missed' ELSE 'completed' END,
        CASE WHEN i % 997 = 7 THEN 5 ELSE 1 END,
@@ -78,7 +79,9 @@ SELECT o.ids[1 + i % cardinality(o.ids)], t.kind, t.kind || ':seed-' || i, r.at,
        'seed-call-' || i,
        jsonb_build_object('type', t.kind, 'timestamp', 1700000000000 + i, 'status', 'in-progress',
            'call', jsonb_build_object('id', 'seed-call-' || i,
-               'customer', jsonb_build_object('number', '+1555' || lpad((i % 100000)::text, 7, '0'))))
+               'customer', jsonb_build_object('number', '+1555' || lpad((i % 100000)::text, 7, '0')))),
+       CASE WHEN t.kind = 'tool-calls' THEN 'bookClinicAppointment' END,
+       '+1555' || lpad((i % 100000)::text, 7, '0')
   FROM generate_series(1, $1::int) i
  CROSS JOIN (SELECT array_agg(id ORDER BY created_at, id) AS ids FROM organizations) o
  CROSS JOIN LATERAL (SELECT (ARRAY['status-update', 'end-of-call-report', 'tool-calls'])[1 + i % 3] AS kind) t

@@ -16,6 +16,7 @@ from db.types import Conn
 from workers.encryption import Keyring
 from workers.handlers import calls, tools
 from workers.messages import TOOL_TYPES
+from workers.parsing import stored
 
 #: A handler applies claims of one message type inside their batch's transaction and returns, per claim and
 #: in order, the result stored on its row. It raises if any claim fails (the batch is then applied in parts).
@@ -28,7 +29,7 @@ async def _tool_calls(conn: Conn, claims: Sequence[Claim], keyring: Keyring) -> 
     # Only tools defined async: true reach a worker; synchronous ones run in their request (workers.inline).
     # Nobody waits for an async tool's reply: only the row's copy, decrypted values redacted, is kept.
     return [
-        (await tools.handle_tool_call(conn, c.org_id, c.payload, c.event_type, c.event_id, keyring)).stored
+        (await tools.handle_tool_call(conn, c.org_id, stored(c.payload, c.event_type), c.event_id, keyring)).stored
         for c in claims
     ]
 

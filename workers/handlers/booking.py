@@ -21,14 +21,14 @@ from db.types import Conn
 from workers import metrics
 from workers.errors import ToolError
 from workers.handlers import contacts, schedule
-from workers.messages import ToolInvocation
+from workers.messages import Envelope, ToolInvocation
 
 #: Used when the caller gives no duration, in minutes.
 DEFAULT_DURATION_MINUTES = 30
 #: Alternatives offered when a slot is taken.
 SUGGESTIONS = 3
 
-Tool = Callable[[Conn, uuid.UUID, ToolInvocation, dict[str, Any]], Awaitable[str]]
+Tool = Callable[[Conn, uuid.UUID, ToolInvocation, Envelope], Awaitable[str]]
 
 
 def _now() -> datetime:
@@ -65,14 +65,6 @@ def _appointment_id(invocation: ToolInvocation) -> uuid.UUID:
         return uuid.UUID(str(raw))
     except ValueError:
         raise ToolError("NOT_FOUND", f"NOT_FOUND: there is no appointment {raw}") from None
-
-
-def _customer_number(message: dict[str, Any]) -> str | None:
-    for holder in (message.get("customer"), (message.get("call") or {}).get("customer")):
-        number = holder.get("number") if isinstance(holder, dict) else None
-        if isinstance(number, str) and number:
-            return number
-    return None
 
 
 async def _org(conn: Conn, org_id: uuid.UUID) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
@@ -151,9 +143,7 @@ def _correction_note(requested: schedule.RequestedTime) -> str:
     )
 
 
-async def book_clinic_appointment(
-    conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
-) -> str:
+async def book_clinic_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
     """Book a slot: ``name``, ``phone`` (else the caller's number), ``email``, ``serviceType``, ``scheduledAt``, ``durationMinutes``.
 
     Returns:
@@ -165,7 +155,7 @@ async def book_clinic_appointment(
             SLOT_UNAVAILABLE with the nearest free times.
     """
     org, tz, hours = await _org(conn, org_id)
-    raw_phone = _arg(invocation, "phone") or _customer_number(message)
+    raw_phone = _arg(invocation, "phone") or message.customer_number
     if raw_phone is None:
         raise ToolError("INVALID_PHONE", "INVALID_PHONE: a phone number is required")
     phone = contacts.normalise_phone(raw_phone, org.default_region)
@@ -197,7 +187,7 @@ async def book_clinic_appointment(
     raise await _refusal(conn, org_id, result, requested, duration, hours, tz)
 
 
-async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
+async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
     """Free times: ``scheduledAt`` checks one slot; ``date`` (YYYY-MM-DD) lists that day's free starts."""
     _, tz, hours = await _org(conn, org_id)
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
@@ -225,7 +215,7 @@ async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvo
     return f"Free times on {day}: {schedule.format_slots(slots, requested.start)}.{_correction_note(requested)}"
 
 
-async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
+async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
     """Cancel ``appointmentId`` (a soft delete with an audit row); the slot is free again."""
     appointment_id = _appointment_id(invocation)
     result = await appointments.cancel(conn, org_id, appointment_id, _arg(invocation, "reason"))
@@ -234,9 +224,7 @@ async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvo
     return "The appointment is cancelled."
 
 
-async def reschedule_appointment(
-    conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]
-) -> str:
+async def reschedule_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
     """Move ``appointmentId`` to ``newScheduledAt`` (optionally ``durationMinutes``); a taken slot changes nothing."""
     _, tz, hours = await _org(conn, org_id)
     appointment_id = _appointment_id(invocation)
@@ -298,7 +286,7 @@ def _measured(name: str, tool: Tool) -> Tool:
     """Check the required arguments (:func:`check_required`), then run; count outcomes in
     ``vapi_booking_attempts_total`` and time calls in ``vapi_booking_duration_seconds``."""
 
-    async def run(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: dict[str, Any]) -> str:
+    async def run(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
         started = time.perf_counter()
         outcome = "error"
         try:

@@ -18,7 +18,7 @@ from db import calls
 from db.deliveries import Claim
 from db.types import Conn
 from workers.errors import PermanentError
-from workers.parsing import parse_timestamp
+from workers.parsing import parse_timestamp, stored
 
 Result = dict[str, Any]
 
@@ -72,13 +72,12 @@ def _time(value: Any, name: str) -> datetime | None:
     return parsed
 
 
-def _call_facts(call: dict[str, Any]) -> calls.CallFacts:
-    """type, customer number, assistant id, phone number id from ``message.call``."""
-    customer = call.get("customer")
-    number = customer.get("number") if isinstance(customer, dict) else None
+def _call_facts(claim: Claim, call: dict[str, Any]) -> calls.CallFacts:
+    """type, assistant id, phone number id from ``message.call``; the caller's number as the message model
+    reads it (:attr:`workers.messages.Envelope.customer_number`)."""
     return calls.CallFacts(
         type=_text(call, "type"),
-        customer_number=number if isinstance(number, str) and number else None,
+        customer_number=stored(claim.payload, claim.event_type).customer_number,
         assistant_id=_text(call, "assistantId"),
         phone_number_id=_text(call, "phoneNumberId"),
     )
@@ -117,7 +116,7 @@ async def handle_status_updates(conn: Conn, claims: Sequence[Claim]) -> list[Res
                 org_id=claim.org_id,
                 vapi_call_id=call_id,
                 status=status,
-                facts=_call_facts(call),
+                facts=_call_facts(claim, call),
                 ended_reason=_text(message, "endedReason"),
                 at=parse_timestamp(message.get("timestamp")),
             )
@@ -167,7 +166,7 @@ def _ending(claim: Claim) -> tuple[calls.CallEnding | None, calls.Recording | No
     mono, stereo = recording_urls(message)
     recording = mono or stereo
     return (
-        calls.CallEnding(org_id=claim.org_id, vapi_call_id=call_id, end=end, facts=_call_facts(call)),
+        calls.CallEnding(org_id=claim.org_id, vapi_call_id=call_id, end=end, facts=_call_facts(claim, call)),
         calls.Recording(claim.org_id, call_id, recording, stereo) if recording else None,
     )
 
