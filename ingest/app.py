@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, broker: dramatiq.Broker | None = None) -> 
     app.add_subapp("/api", create_admin_app())
     if settings.console_enabled:
         from ingest.console import create_console_app
-        from ingest.console.signin import PREFIX
+        from ingest.console.urls import PREFIX
 
         # Without a configured key, each process makes its own: sessions end when it restarts.
         app.add_subapp(PREFIX, create_console_app(settings.console_session_key or os.urandom(32)))

@@ -22,6 +22,7 @@ from db.tenancy import tenant_scope
 from db.types import Conn, Executor
 from ingest.appkeys import DB_POOL
 from ingest.clients import client_address
+from ingest.errors import Refused
 from ingest.settings import Settings
 
 #: Where the admin API's and the console's middleware leave the :class:`Caller` for the handlers.
@@ -78,6 +79,16 @@ def caller(request: web.Request) -> Caller:
     found = request[CALLER]
     assert isinstance(found, Caller)
     return found
+
+
+def require_admin(request: web.Request, what: str) -> None:
+    """Refuse a clinic's caller where ``what`` acts across clinics (the admin API and the console alike).
+
+    Raises:
+        Refused: 403 ``"<what> needs an admin token"``.
+    """
+    if not caller(request).admin:
+        raise Refused(403, f"{what} needs an admin token")
 
 
 @asynccontextmanager

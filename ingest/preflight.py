@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from db.errors import connect_problem
+from ingest.errors import IngestError
 from ingest.settings import ConfigError, Settings
 from workers.broker import ping, redis_problem
 
@@ -21,7 +22,7 @@ from workers.broker import ping, redis_problem
 CHECK_TIMEOUT_S = 3.0
 
 
-class Unavailable(Exception):
+class Unavailable(IngestError):
     """A service or port the command needs is not available (exit 1); the message names the variable."""
 
 

@@ -10,10 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ingest.errors import IngestError
 from ingest.settings import Settings
 
 
-class PreforkError(Exception):
+class PreforkError(IngestError):
     """The web processes could not be forked as configured; the message says why."""
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+from ingest.errors import IngestError
+
 #: Vapi's chatty streaming types; acknowledged with 200 and never stored.
 DEFAULT_IGNORED_TYPES = (
     "speech-update",
@@ -42,7 +44,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 T = TypeVar("T")
 
 
-class ConfigError(Exception):
+class ConfigError(IngestError):
     """A setting is missing or malformed; the message names the variable."""
 
 

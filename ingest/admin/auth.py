@@ -18,40 +18,31 @@ from typing import Any
 
 from aiohttp import web
 
-from db.errors import UNAVAILABLE_ERRORS, is_data_error, refusal_reason
-from db.filters import InvalidFilter
 from ingest.appkeys import DB_POOL, SETTINGS
 from ingest.callers import CALLER, Caller, caller_for_token
+from ingest.errors import Refused, refusal_of
 
 #: Paths anyone may read (the API's own description).
 PUBLIC_PATHS = frozenset({"/api/openapi.json"})
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status and a reason for the client."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 async def caller_of(request: web.Request) -> Caller:
     """The :class:`Caller` a bearer token names.
 
     Raises:
-        ApiError: 401 for a missing, malformed or unknown token.
+        Refused: 401 for a missing, malformed or unknown token.
     """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "missing bearer token")
+        raise Refused(401, "missing bearer token")
     if not token.isascii():
         # Tokens are ASCII; other bytes (even ones that are not UTF-8) cannot be one.
-        raise ApiError(401, "invalid token")
+        raise Refused(401, "invalid token")
     who = await caller_for_token(request.config_dict[SETTINGS], request.config_dict[DB_POOL], token)
     if who is None:
-        raise ApiError(401, "invalid token")
+        raise Refused(401, "invalid token")
     return who
 
 
@@ -59,23 +50,17 @@ async def caller_of(request: web.Request) -> Caller:
 async def auth_and_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate every request but :data:`PUBLIC_PATHS`; answer ApiError, InvalidFilter, refused values and
-    outages as JSON."""
+    """Authenticate every request but :data:`PUBLIC_PATHS`; answer refusals, unreadable filters, values
+    PostgreSQL refuses and outages as JSON ``{"error": reason}`` (:func:`ingest.errors.refusal_of`)."""
     try:
         if request.path not in PUBLIC_PATHS:
             request[CALLER] = await caller_of(request)
         return await handler(request)
-    except ApiError as exc:
-        return json_response({"error": str(exc)}, exc.status)
-    except InvalidFilter as exc:
-        return json_response({"error": str(exc)}, 400)
-    except UNAVAILABLE_ERRORS:
-        return json_response({"error": "database unavailable, retry later"}, 503)
     except Exception as exc:
-        # A value PostgreSQL cannot store (a NUL, an unpaired surrogate) is the client's fault, not a 500.
-        if not is_data_error(exc):
+        refused = refusal_of(exc)
+        if refused is None:
             raise
-        return json_response({"error": f"value cannot be stored: {refusal_reason(exc)}"}, 400)
+        return json_response({"error": refused.reason}, refused.status)
 
 
 def _json_default(value: Any) -> Any:

@@ -11,7 +11,7 @@ from ingest.admin.openapi_parts import ref as _ref
 
 _ADMIN_ERRORS = {
     **_ERRORS,
-    "403": _ok(_ref("Error"), "An org token: tenant management needs the admin token"),
+    "403": _ok(_ref("Error"), "An org token: tenant management needs an admin token"),
 }
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from db.filters import DeliveryFilter, parse_time
 from db.statuses import REPLAYABLE
-from ingest.admin.auth import ApiError
+from ingest.errors import Refused
 
 RANGE_PATTERN = re.compile(r"^(\d{1,4})([mhd])$")
 RANGE_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -24,10 +24,10 @@ def since(request: web.Request) -> datetime:
     raw = request.query.get("range", "24h")
     match = RANGE_PATTERN.match(raw)
     if not match:
-        raise ApiError(400, f"range must look like 30m, 24h or 7d, got {raw!r}")
+        raise Refused(400, f"range must look like 30m, 24h or 7d, got {raw!r}")
     span = timedelta(**{RANGE_UNITS[match.group(2)]: int(match.group(1))})
     if not timedelta(0) < span <= MAX_RANGE:
-        raise ApiError(400, f"range must be between 1m and {MAX_RANGE.days}d")
+        raise Refused(400, f"range must be between 1m and {MAX_RANGE.days}d")
     return datetime.now(UTC) - span
 
 
@@ -39,20 +39,20 @@ def integer(request: web.Request, name: str, default: int, low: int, high: int) 
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be an integer, got {raw!r}") from None
+        raise Refused(400, f"{name} must be an integer, got {raw!r}") from None
     if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}")
+        raise Refused(400, f"{name} must be between {low} and {high}")
     return value
 
 
 def uuid_value(raw: Any, name: str) -> uuid.UUID:
     """``raw`` as a UUID; ``name`` is what the 400 calls it."""
     if not isinstance(raw, str):
-        raise ApiError(400, f"{name} must be a UUID string")
+        raise Refused(400, f"{name} must be a UUID string")
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise ApiError(400, f"{name} must be a UUID, got {raw[:64]!r}") from None
+        raise Refused(400, f"{name} must be a UUID, got {raw[:64]!r}") from None
 
 
 def replay_filter(body: dict[str, Any]) -> DeliveryFilter:
@@ -65,19 +65,19 @@ def replay_filter(body: dict[str, Any]) -> DeliveryFilter:
     elif isinstance(status, list):
         statuses = tuple(status)
     else:
-        raise ApiError(400, "status must be a string or a list of strings")
+        raise Refused(400, "status must be a string or a list of strings")
     if not all(isinstance(s, str) for s in statuses):
-        raise ApiError(400, "status must be a string or a list of strings")
+        raise Refused(400, "status must be a string or a list of strings")
     if any(s not in REPLAYABLE for s in statuses):
-        raise ApiError(400, "status must be failed or dead_letter (only those are replayed)")
+        raise Refused(400, "status must be failed or dead_letter (only those are replayed)")
     ids = body.get("ids") or []
     if not isinstance(ids, list):
-        raise ApiError(400, "ids must be a list of UUIDs")
+        raise Refused(400, "ids must be a list of UUIDs")
     if not statuses and not ids:
-        raise ApiError(400, "give status or ids")
+        raise Refused(400, "give status or ids")
     for name in ("type", "error", "since", "until"):
         if body.get(name) is not None and not isinstance(body[name], str):
-            raise ApiError(400, f"{name} must be a string")
+            raise Refused(400, f"{name} must be a string")
     return DeliveryFilter(
         statuses=statuses,
         org_id=uuid_value(body["org_id"], "org_id") if body.get("org_id") else None,

@@ -12,10 +12,11 @@ from db import reveals as reveals_db
 from db.filters import DeliveryFilter, parse_time
 from db.statuses import REPLAYABLE, DeliveryStatus
 from ingest.admin import params
-from ingest.admin.auth import ApiError, json_response
+from ingest.admin.auth import json_response
 from ingest.admin.openapi import OPENAPI
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
-from ingest.callers import caller, session
+from ingest.callers import caller, require_admin, session
+from ingest.errors import Refused
 from workers.broker import queue_stats
 from workers.replay import REFUSED_TOOL_CALLS, replay
 
@@ -24,8 +25,7 @@ async def reveals(request: web.Request) -> web.Response:
     """The access record, newest first: who was shown patient data, when, what, how and from where. ``org_id``,
     ``by`` (a token id or text of the recorded name), ``since`` and ``until`` (ISO 8601 with zone), ``limit``
     (default 100). Admin tokens only: the record names operators and their addresses (tell a clinic from it)."""
-    if not caller(request).admin:
-        raise ApiError(403, "the access record needs an admin token")
+    require_admin(request, "the access record")
     query = request.query
     org_id = params.uuid_value(query["org_id"], "org_id") if "org_id" in query else None
     since = parse_time(query["since"], "since") if "since" in query else None
@@ -116,11 +116,11 @@ async def retry_failed(request: web.Request) -> web.Response:
     async with session(request) as conn:
         row = await reports.get_delivery(conn, delivery_id)
     if row is None:
-        raise ApiError(404, "no such delivery")
+        raise Refused(404, "no such delivery")
     if row["answer_by"] is not None:
-        raise ApiError(409, REFUSED_TOOL_CALLS)
+        raise Refused(409, REFUSED_TOOL_CALLS)
     if row["status"] not in REPLAYABLE:
-        raise ApiError(409, f"delivery is {row['status']}; only failed and dead_letter deliveries are replayed")
+        raise Refused(409, f"delivery is {row['status']}; only failed and dead_letter deliveries are replayed")
     return json_response(await _replay(request, DeliveryFilter(ids=(delivery_id,)), False))
 
 
@@ -129,12 +129,12 @@ async def replay_deliveries(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except (ValueError, RecursionError):
-        raise ApiError(400, "body must be a JSON object (nested at most as deep as the parser allows)") from None
+        raise Refused(400, "body must be a JSON object (nested at most as deep as the parser allows)") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object")
+        raise Refused(400, "body must be a JSON object")
     unknown = set(body) - {"status", "org_id", "type", "since", "until", "error", "ids", "dry_run"}
     if unknown:
-        raise ApiError(400, f"unknown field {sorted(unknown)[0]!r}")
+        raise Refused(400, f"unknown field {sorted(unknown)[0]!r}")
     return json_response(await _replay(request, params.replay_filter(body), bool(body.get("dry_run", False))))
 
 

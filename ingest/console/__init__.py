@@ -18,7 +18,9 @@ from aiohttp_session import session_middleware
 
 from ingest.console import access, calendar, clinics, pages, quarantine, replays, signin
 from ingest.console.formats import at, day_in, pretty_json
-from ingest.console.signin import PREFIX, ConsoleCookieStorage, guard, security_headers
+from ingest.console.headers import security_headers
+from ingest.console.session import ConsoleCookieStorage, guard
+from ingest.console.urls import PREFIX
 from workers.handlers.schedule import WEEKDAYS
 
 HERE = Path(__file__).resolve().parent
@@ -27,7 +29,7 @@ HTMX = "htmx-2.0.11.min.js"
 
 
 def create_console_app(session_key: bytes) -> web.Application:
-    """The sub-app to mount at :data:`~ingest.console.signin.PREFIX` (``/console``).
+    """The sub-app to mount at :data:`~ingest.console.urls.PREFIX` (``/console``).
 
     Args:
         session_key: 32 random bytes that encrypt the session cookie (Fernet).

@@ -9,8 +9,8 @@ from aiohttp import web
 from db import orgs
 from db import reveals as reveals_db
 from db.filters import InvalidFilter, parse_time
-from ingest.callers import session
-from ingest.console.signin import admin_only, render
+from ingest.callers import require_admin, session
+from ingest.console.render import render
 
 #: Accesses one page shows.
 PAGE = 200
@@ -24,7 +24,7 @@ async def page(request: web.Request) -> web.Response:
         web.HTTPForbidden: a clinic's session.
         web.HTTPBadRequest: a filter that is not an id or a time, with the reason.
     """
-    admin_only(request, "the access record")
+    require_admin(request, "the access record")
     query = request.query
     try:
         org_id = _uuid(query.get("org"))

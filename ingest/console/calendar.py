@@ -11,7 +11,7 @@ from aiohttp import web
 
 from db import appointments, orgs, reveals
 from ingest.callers import accessor, caller, session
-from ingest.console.signin import render
+from ingest.console.render import render
 from workers.handlers.schedule import WEEKDAYS
 
 #: Hours shown when the week has neither opening hours nor appointments.

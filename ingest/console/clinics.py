@@ -12,7 +12,9 @@ from db import orgs, tokens
 from db.errors import AlreadyMapped
 from ingest import org_fields
 from ingest.appkeys import DB_POOL
-from ingest.console.signin import PREFIX, admin_only, path_id, render
+from ingest.callers import require_admin
+from ingest.console.render import render
+from ingest.console.urls import PREFIX, path_id
 from workers.handlers.schedule import WEEKDAYS
 
 WHAT = "managing clinics"
@@ -27,7 +29,7 @@ async def list_page(
 ) -> web.Response:
     """Every clinic with its time zone, region, hours and counts; a form to create one (holding ``entered``,
     what the operator typed, when it was refused)."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     rows = await orgs.list_orgs(request.config_dict[DB_POOL])
     context = {"clinics": rows, "error": error, "entered": entered or NEW_CLINIC}
     return await render(request, "clinics.html", context, status)
@@ -35,7 +37,7 @@ async def list_page(
 
 async def create(request: web.Request) -> web.Response:
     """Create a clinic from the form (name, time zone, region); then open it."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     form = await request.post()
     entered = {key: str(form.get(key, default)) for key, default in NEW_CLINIC.items()}
     try:
@@ -51,7 +53,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def show(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     """One clinic: settings (editable), assistants, numbers, tokens (revocable)."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     async with request.config_dict[DB_POOL].acquire() as conn:
         detail = await orgs.org_detail(conn, path_id(request, "clinic"))
     if detail is None:
@@ -62,7 +64,7 @@ async def show(request: web.Request, *, error: str | None = None, status: int = 
 async def update(request: web.Request) -> web.Response:
     """Change name, time zone, region, business hours (a day left empty is closed), or the assistant answering
     assistant-request."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     org_id = path_id(request, "clinic")
     form = await request.post()
     changes: dict[str, Any] = {}
@@ -98,7 +100,7 @@ def _hours(form: Any) -> dict[str, list[str]]:
 
 async def revoke_token(request: web.Request) -> web.Response:
     """Revoke one of the clinic's tokens: refused from its next request, console sessions included."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     org_id = path_id(request, "clinic")
     try:
         token_id = uuid.UUID(str((await request.post()).get("token_id", "")))

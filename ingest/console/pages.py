@@ -18,7 +18,8 @@ from db.statuses import REPLAYABLE
 from ingest.appkeys import BROKER, DB_POOL, PROCESSING, SETTINGS
 from ingest.callers import accessor, caller, session
 from ingest.console.chart import line_chart
-from ingest.console.signin import PREFIX, path_id, render
+from ingest.console.render import render
+from ingest.console.urls import PREFIX, path_id
 from workers.broker import queue_stats
 from workers.encryption import encrypted_paths, open_each
 from workers.messages import TOOL_TYPES, tool_call_key

@@ -10,7 +10,9 @@ from db import orgs
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
-from ingest.console.signin import PREFIX, admin_only, render
+from ingest.callers import require_admin
+from ingest.console.render import render
+from ingest.console.urls import PREFIX
 from workers.quarantine import route_sender
 
 #: Senders the page lists at most, largest first.
@@ -34,14 +36,14 @@ async def _page(request: web.Request, *, error: str | None = None, status: int =
 
 async def page(request: web.Request) -> web.Response:
     """Unroutable messages by assistant id / phone number id, each group with "map to org"."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     return await _page(request)
 
 
 async def confirm(request: web.Request) -> web.Response:
     """GET: what mapping this sender to the chosen clinic would do (the mapping, the messages it moves), with
     the button that does it; nothing changes until that POST."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     assistant_id = request.query.get("assistant_id") or None
     phone_number_id = request.query.get("phone_number_id") or None
     try:
@@ -61,7 +63,7 @@ async def confirm(request: web.Request) -> web.Response:
 
 async def route(request: web.Request) -> web.Response:
     """Map one sender to an org and move exactly its messages into that org's delivery log."""
-    admin_only(request, WHAT)
+    require_admin(request, WHAT)
     form = await request.post()
     assistant_id = str(form.get("assistant_id", "")) or None
     phone_number_id = str(form.get("phone_number_id", "")) or None

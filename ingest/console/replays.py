@@ -11,7 +11,8 @@ from aiohttp import web
 from db import dead_letters, replays
 from ingest.appkeys import REPLAY_WAKE
 from ingest.callers import caller, session
-from ingest.console.signin import PREFIX, path_id, render
+from ingest.console.render import render
+from ingest.console.urls import PREFIX, path_id
 from workers.replay import REFUSED_TOOL_CALLS
 
 #: Rates an operator may choose (deliveries per second); None: as fast as the workers take them.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.errors import Refused
+
 
 @dataclass
 class Answer:
@@ -22,9 +24,9 @@ class Answer:
 OUTCOME_HEADER = "X-Vapi-Ingest-Outcome"
 
 
-class Reject(Exception):
-    """Stop handling a request and answer it with ``status`` and ``{"error": reason}``."""
+class Reject(Refused):
+    """Stop handling a webhook and answer it with ``status`` and ``{"error": reason}``, counted as ``outcome``."""
 
     def __init__(self, status: int, outcome: str, reason: str, *, close: bool = False) -> None:
-        super().__init__(reason)
+        super().__init__(status, reason)
         self.answer = Answer(status, outcome, {"error": reason}, close)

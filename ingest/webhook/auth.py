@@ -16,10 +16,11 @@ import hmac
 import time
 from collections.abc import Mapping
 
+from ingest.errors import IngestError
 from ingest.settings import Settings
 
 
-class Unauthorized(Exception):
+class Unauthorized(IngestError):
     """The request carries no valid credential; the message is safe to return."""
 
 

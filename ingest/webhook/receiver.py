@@ -23,10 +23,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from db import orgs, quarantine
 from db.deliveries import NewDelivery
-from db.errors import UNAVAILABLE_ERRORS, RowRefused
 from db.statuses import DeliveryStatus
 from ingest import metrics
 from ingest.appkeys import DB_POOL, ROUTER, SETTINGS, WRITER
+from ingest.errors import refusal_of
 from ingest.webhook import auth
 from ingest.webhook.answers import OUTCOME_HEADER, Answer, Reject
 from ingest.webhook.tool_replies import answer_tool_calls
@@ -51,12 +51,16 @@ async def receive_vapi(request: web.Request) -> web.Response:
     except Reject as rej:
         answer = rej.answer
         context["reason"] = rej.answer.body["error"]
-    except RowRefused as exc:
-        answer = Answer(400, "unstorable", {"error": f"message cannot be stored: {exc}"})
-        context["reason"] = str(exc)
-    except UNAVAILABLE_ERRORS as exc:
-        answer = Answer(503, "unavailable", {"error": "database unavailable, retry later"})
-        context["error"] = type(exc).__name__
+    except Exception as exc:
+        refused = refusal_of(exc, what="message")
+        if refused is None:
+            raise
+        unavailable = refused.status == 503
+        answer = Answer(refused.status, "unavailable" if unavailable else "unstorable", {"error": refused.reason})
+        if unavailable:
+            context["error"] = type(exc).__name__
+        else:
+            context["reason"] = refused.reason
     label = metrics.type_label(mtype)
     duration_s = time.perf_counter() - started
     metrics.WEBHOOKS_RECEIVED.labels(label, answer.outcome).inc()
