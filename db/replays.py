@@ -11,12 +11,64 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
-from db.types import Conn, Executor
+import asyncpg
+
+from db.statuses import ReplayStatus
+from db.types import Conn, DeliveryId, Executor
 
 _COLUMNS = """r.id, r.org_id, r.requested_by, r.description, r.matched, r.refused, r.rate_per_s, r.replayed,
     r.completed, r.failed, r.superseded, r.status, r.created_at, r.finished_at"""
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A confirmed replay and its progress (a row of ``replays``).
+
+    Attributes:
+        org_id: The clinic whose session confirmed it; None for an admin's.
+        matched: Members at confirmation. ``refused``: synchronous tool calls left out (never replayed).
+        replayed: Members sent to the workers so far; of those settled, ``completed``, ``failed``
+            (dead-lettered or discarded again) and ``superseded`` (replayed since by another run).
+        rate_per_s: The operator's cap, or None for as fast as the workers take them.
+    """
+
+    id: uuid.UUID
+    org_id: uuid.UUID | None
+    requested_by: str
+    description: str
+    matched: int
+    refused: int
+    rate_per_s: float | None
+    replayed: int
+    completed: int
+    failed: int
+    superseded: int
+    status: ReplayStatus
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_record(cls, row: asyncpg.Record) -> Replay:
+        """A replay from a row selected with ``_COLUMNS``."""
+        return cls(**{**dict(row), "status": ReplayStatus(row["status"])})
+
+    @property
+    def settled(self) -> int:
+        """Members sent whose outcome is recorded."""
+        return self.completed + self.failed + self.superseded
+
+    @property
+    def in_flight(self) -> int:
+        """Members sent whose outcome is not recorded yet."""
+        return self.replayed - self.settled
+
+    @property
+    def changing(self) -> bool:
+        """Whether a look later may show more: it is running, or the workers still hold members it sent
+        (the console's page polls itself while this holds)."""
+        return self.status == ReplayStatus.RUNNING or self.in_flight > 0
 
 
 @dataclass(frozen=True)
@@ -28,7 +80,7 @@ class Step:
         cursor: The last member looked at (the next batch starts after it); None: no member was left.
     """
 
-    replayed: list[uuid.UUID]
+    replayed: list[DeliveryId]
     cursor: uuid.UUID | None
 
 
@@ -77,13 +129,12 @@ async def create_for_group(
     return replay_id, members
 
 
-async def get(conn: Conn, replay_id: uuid.UUID) -> dict[str, Any] | None:
-    """One replay with its progress, after settling the members in flight (:func:`settle`): ``replayed``
-    (sent), ``completed``, ``failed`` (dead-lettered or discarded again) and ``superseded`` (replayed
-    since by another run, which counts them)."""
+async def get(conn: Conn, replay_id: uuid.UUID) -> Replay | None:
+    """One replay with its progress, after settling the members in flight (:func:`settle`); None if there is
+    none this session can see."""
     await settle(conn, replay_id)
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM replays r WHERE r.id = $1", replay_id)
-    return dict(row) if row else None
+    return Replay.from_record(row) if row else None
 
 
 async def settle(conn: Conn, replay_id: uuid.UUID) -> int:
@@ -121,10 +172,10 @@ async def settle(conn: Conn, replay_id: uuid.UUID) -> int:
     return settled
 
 
-async def list_replays(conn: Conn, *, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest replays (without progress counts)."""
+async def list_replays(conn: Conn, *, limit: int = 50) -> list[Replay]:
+    """The newest replays, as last settled (their counts may lag what the workers did since)."""
     rows = await conn.fetch(f"SELECT {_COLUMNS} FROM replays r ORDER BY r.created_at DESC LIMIT $1", limit)
-    return [dict(r) for r in rows]
+    return [Replay.from_record(r) for r in rows]
 
 
 async def cancel(conn: Conn, replay_id: uuid.UUID) -> bool:

@@ -24,6 +24,17 @@ class DeliveryStatus(StrEnum):
     DISCARDED = "discarded"
 
 
+class ReplayStatus(StrEnum):
+    """Where a console replay (a row of ``replays``) stands."""
+
+    #: Replaying, batch by batch, under a lease.
+    RUNNING = "running"
+    #: Every member was looked at (sent, or left because it no longer needed a replay).
+    DONE = "done"
+    #: Stopped by an operator after the batch in hand.
+    CANCELLED = "cancelled"
+
+
 #: What an operator may replay (synchronous tool calls among them are refused all the same).
 REPLAYABLE = frozenset({DeliveryStatus.FAILED, DeliveryStatus.DEAD_LETTER})
 #: Every status, in the table's order.

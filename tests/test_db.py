@@ -153,6 +153,20 @@ async def test_delivery_status_enum_matches_the_tables_check_constraint(pool):
     assert [s.value for s in DeliveryStatus] == re.findall(r"'(\w+)'::text", check)
 
 
+async def test_replay_status_enum_matches_the_tables_check_constraint(pool):
+    """ReplayStatus lists exactly the statuses the replays table's CHECK constraint allows, in its order."""
+    import re
+
+    from db.statuses import ReplayStatus
+
+    check = await pool.fetchval(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c"
+        " WHERE c.conrelid = 'replays'::regclass AND pg_get_constraintdef(c.oid) LIKE '%status%'"
+    )
+
+    assert [s.value for s in ReplayStatus] == re.findall(r"'(\w+)'::text", check)
+
+
 async def test_marking_messages_sent_never_waits_for_a_row_a_worker_is_claiming(pool, org_id):
     """A worker's claim holds one of three rows (its transaction open); marking the three enqueued, and then not
     enqueued, from another connection finishes at once (a lock wait would hit the 1 s lock_timeout) and

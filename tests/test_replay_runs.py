@@ -113,9 +113,9 @@ async def test_two_confirms_of_one_group_count_each_delivery_once(pool, org_id, 
         shown = [await replays.get(conn, r) for r in (first, second)]
 
     assert 600 == sum(sent)
-    assert [s["replayed"] for s in shown] == [s["completed"] for s in shown]
-    assert 600 == sum(s["replayed"] for s in shown)
-    assert [0, 0] == [s["failed"] for s in shown]
+    assert [s.replayed for s in shown] == [s.completed for s in shown]
+    assert 600 == sum(s.replayed for s in shown)
+    assert [0, 0] == [s.failed for s in shown]
     # Settled: nothing is left in flight for the next look to read.
     assert 0 == await pool.fetchval(
         "SELECT count(*) FROM replay_members WHERE replay_count IS NOT NULL AND outcome IS NULL"
@@ -142,11 +142,11 @@ async def test_a_replay_whose_deliveries_all_fail_again_says_so(pool, org_id, br
         shown = await replays.get(conn, replay_id)
 
     assert ("done", 30, 30, 0, 30) == (
-        shown["status"],
-        shown["matched"],
-        shown["replayed"],
-        shown["completed"],
-        shown["failed"],
+        shown.status,
+        shown.matched,
+        shown.replayed,
+        shown.completed,
+        shown.failed,
     )
 
 
@@ -211,3 +211,24 @@ def test_counts_stay_exact_when_the_web_process_is_killed_mid_replay(env: dict[s
 
     assert at_kill[0] == at_kill[1] == at_kill[2] and 100 <= at_kill[0] < 600
     assert [600, 600, 1] == final
+
+
+def test_a_replay_page_keeps_looking_while_it_runs_or_the_workers_hold_what_it_sent():
+    """The console's polling rule: a running replay, or a finished one with members whose outcome is not
+    recorded yet, may still change; a finished and settled one may not."""
+    import dataclasses
+    import uuid
+    from datetime import UTC, datetime
+
+    from db.replays import Replay
+    from db.statuses import ReplayStatus
+
+    base = Replay(
+        id=uuid.uuid4(), org_id=None, requested_by="x", description="y", matched=10, refused=0, rate_per_s=None,
+        replayed=10, completed=6, failed=3, superseded=0, status=ReplayStatus.DONE, created_at=datetime.now(UTC),
+        finished_at=None,
+    )  # fmt: skip
+
+    assert (9, 1, True) == (base.settled, base.in_flight, base.changing)
+    assert not dataclasses.replace(base, superseded=1).changing
+    assert dataclasses.replace(base, superseded=1, status=ReplayStatus.RUNNING).changing
