@@ -65,7 +65,7 @@ class Claim:
 class StoredDelivery:
     """The parts of an existing row the receiver needs to answer a duplicate."""
 
-    id: uuid.UUID
+    id: DeliveryId
     status: str
     result: Any
 
@@ -116,7 +116,7 @@ class NewDelivery:
     facts: DeliveryFacts = DeliveryFacts()
 
 
-async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[uuid.UUID | None]:
+async def insert_many(conn: Executor, rows: list[NewDelivery]) -> list[DeliveryId | None]:
     """Store many deliveries in one statement (one commit), each once per ``(org_id, event_id)``.
 
     Returns:
@@ -174,7 +174,7 @@ async def find(conn: Executor, org_id: uuid.UUID, event_id: str) -> StoredDelive
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
 
 
-async def find_ids(conn: Executor, org_id: uuid.UUID, event_ids: list[str]) -> dict[str, uuid.UUID]:
+async def find_ids(conn: Executor, org_id: uuid.UUID, event_ids: list[str]) -> dict[str, DeliveryId]:
     """The ids of stored deliveries by idempotency key (keys not stored are absent)."""
     rows = await conn.fetch(
         "SELECT event_id, id FROM webhook_delivery_log WHERE org_id = $1 AND event_id = ANY($2::text[])",
@@ -190,7 +190,7 @@ async def find_by_id(conn: Executor, delivery_id: uuid.UUID) -> StoredDelivery |
     return StoredDelivery(row["id"], row["status"], row["result"]) if row else None
 
 
-async def mark_not_enqueued(conn: Executor, delivery_ids: list[uuid.UUID]) -> None:
+async def mark_not_enqueued(conn: Executor, delivery_ids: Sequence[uuid.UUID]) -> None:
     """Record that no message for these deliveries reached Redis (the sweeper will send one).
 
     Rows a worker is claiming are skipped, as in :func:`mark_enqueued`: their message did arrive.

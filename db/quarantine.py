@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from db.deliveries import DeliveryFacts, NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound, refusing_bad_rows
 from db.statuses import DeliveryStatus
-from db.types import Conn, Executor, OrgId
+from db.types import Conn, DeliveryId, Executor, OrgId
 
 
 async def insert(
@@ -134,7 +134,7 @@ class Routed(NamedTuple):
     org already had."""
 
     moved: int
-    queued: list[uuid.UUID]
+    queued: list[DeliveryId]
 
 
 async def route(

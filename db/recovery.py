@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from db.filters import DeliveryFilter
-from db.types import Conn
+from db.types import Conn, DeliveryId
 
 
 async def sweep(
     conn: Conn, *, enqueue_grace_s: float, resend_after_s: float, limit: int
-) -> list[tuple[uuid.UUID, bool]]:
+) -> list[tuple[DeliveryId, bool]]:
     """Find deliveries that need a (new) message, and mark them enqueued.
 
     Takes, with ``FOR UPDATE SKIP LOCKED`` so concurrent sweepers split the
@@ -67,7 +65,7 @@ async def sweep(
     return [(r["id"], r["reclaimed"]) for r in rows]
 
 
-async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[uuid.UUID]:
+async def replay_batch(conn: Conn, flt: DeliveryFilter, *, budget: int, limit: int) -> list[DeliveryId]:
     """Put up to ``limit`` matching ``failed``/``dead_letter`` deliveries back to ``pending``.
 
     Each gets a fresh attempt budget (``max_attempts = attempts + budget``;

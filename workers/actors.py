@@ -14,6 +14,7 @@ from dramatiq.asyncio import EventLoopThread, get_event_loop_thread
 from dramatiq.middleware import Middleware
 
 from db.pool import create_pool
+from db.types import DeliveryId
 from workers import broker as broker_mod
 from workers.broker import Lane
 from workers.outcomes import ProcessingOutcome
@@ -115,7 +116,7 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     and the dead letter live on the PostgreSQL row, and a retry is a delayed message.
     """
 
-    async def run(delivery_ids: list[uuid.UUID], lane: Lane) -> list[Outcome]:
+    async def run(delivery_ids: list[DeliveryId], lane: Lane) -> list[Outcome]:
         slots = resources.slots(lane)
         if slots is None:
             return await process_deliveries(await resources.pool(), delivery_ids, resources.config)
@@ -125,7 +126,9 @@ def declare_actors(broker: dramatiq.Broker, resources: WorkerResources) -> drama
     def make(lane: Lane) -> Any:
         async def process(delivery_ids: list[str] | str) -> None:
             # A bare string is a message sent before messages carried many deliveries.
-            ids = [uuid.UUID(i) for i in ([delivery_ids] if isinstance(delivery_ids, str) else delivery_ids)]
+            ids = [
+                DeliveryId(uuid.UUID(i)) for i in ([delivery_ids] if isinstance(delivery_ids, str) else delivery_ids)
+            ]
             outcomes = await run(ids, lane)
             # A retry is a message of its own, for one delivery, after that delivery's backoff.
             for delivery_id, outcome in zip(ids, outcomes, strict=True):

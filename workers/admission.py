@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from db.types import OrgId
 from workers.broker import Lane
 
 #: Buckets kept before the full ones (clinics idle long enough to have refilled) are dropped.
@@ -45,7 +46,7 @@ class Admission:
         self._buckets: dict[uuid.UUID, tuple[float, float]] = {}
         self._prune_at = PRUNE_AT
 
-    def lane(self, org_id: uuid.UUID) -> Lane:
+    def lane(self, org_id: OrgId) -> Lane:
         """The lane for one new delivery of ``org_id``, taking a token when it goes live. O(1) amortized."""
         if self.rate_per_s == 0:
             return Lane.LIVE

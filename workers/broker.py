@@ -19,6 +19,8 @@ import redis
 from dramatiq.brokers.redis import RedisBroker, _scripts
 from dramatiq.middleware import AgeLimit, AsyncIO, Middleware, Retries, ShutdownNotifications, TimeLimit
 
+from db.types import DeliveryId
+
 #: The queue and actor that process live deliveries.
 QUEUE_NAME = "deliveries"
 ACTOR_NAME = "process_delivery"
@@ -166,7 +168,7 @@ REPLAY_DELIVERIES_PER_MESSAGE = 50
 
 
 def delivery_message(
-    delivery_ids: Sequence[uuid.UUID], message_id: str | None = None, *, lane: Lane = Lane.LIVE
+    delivery_ids: Sequence[DeliveryId], message_id: str | None = None, *, lane: Lane = Lane.LIVE
 ) -> dramatiq.Message[Any]:
     """The message that asks a worker to process ``delivery_ids`` together (a list of id strings as its one argument).
 
@@ -186,8 +188,8 @@ def delivery_message(
 
 
 def batches(
-    delivery_ids: Sequence[uuid.UUID], *, alone: Collection[uuid.UUID] = (), size: int = MAX_DELIVERIES_PER_MESSAGE
-) -> list[tuple[list[uuid.UUID], str]]:
+    delivery_ids: Sequence[DeliveryId], *, alone: Collection[DeliveryId] = (), size: int = MAX_DELIVERIES_PER_MESSAGE
+) -> list[tuple[list[DeliveryId], str]]:
     """Split deliveries into messages of at most ``size`` deliveries, each with a new message id.
 
     Args:
@@ -207,7 +209,7 @@ def batches(
 
 async def enqueue_many(
     broker: dramatiq.Broker,
-    messages: Sequence[tuple[Sequence[uuid.UUID], str | None]],
+    messages: Sequence[tuple[Sequence[DeliveryId], str | None]],
     *,
     delay_ms: int | None = None,
     lane: Lane = Lane.LIVE,

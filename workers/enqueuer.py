@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import redis.asyncio as aioredis
 from dramatiq.brokers.redis import RedisBroker
 
+from db.types import DeliveryId
 from workers.batching import Batcher
 from workers.broker import (
     REDIS_SOCKET_TIMEOUT_S,
@@ -47,13 +47,13 @@ class AsyncEnqueuer:
         self.script = self.client.register_script(dispatch_script())
         # One pipeline in flight: everything queued meanwhile rides the next one. Four in flight made
         # pipelines 4x smaller and cost the web process ~8 % of its requests/s at saturation (A/B, 2 processes).
-        self._batcher: Batcher[tuple[list[uuid.UUID], str, Lane], None] = Batcher(
+        self._batcher: Batcher[tuple[list[DeliveryId], str, Lane], None] = Batcher(
             self._send, max_batch=max_batch, max_in_flight=1
         )
         # Dramatiq's Lua unpack limit, cached by the broker class; asked once, off the loop.
         self._max_unpack: int | None = None
 
-    async def enqueue(self, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane = Lane.LIVE) -> None:
+    async def enqueue(self, delivery_ids: list[DeliveryId], message_id: str, lane: Lane = Lane.LIVE) -> None:
         """Send one message for ``delivery_ids`` on ``lane``; resolves when Redis has it.
 
         Raises:
@@ -62,7 +62,7 @@ class AsyncEnqueuer:
         """
         await self._batcher.submit((delivery_ids, message_id, lane))
 
-    async def _send(self, pairs: list[tuple[list[uuid.UUID], str, Lane]]) -> list[BaseException | None]:
+    async def _send(self, pairs: list[tuple[list[DeliveryId], str, Lane]]) -> list[BaseException | None]:
         if self._max_unpack is None:
             self._max_unpack = await asyncio.to_thread(lua_max_unpack_size, self.broker)
         pipe = self.client.pipeline(transaction=False)

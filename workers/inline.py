@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ import structlog
 from db import deliveries, tool_calls
 from db.errors import is_statement_timeout, is_transient, is_unavailable
 from db.pool import set_local_statement_timeout
-from db.types import Conn
+from db.types import Conn, DeliveryId
 from workers import metrics
 from workers.encryption import Keyring
 from workers.errors import PermanentError, ToolError
@@ -64,7 +63,7 @@ class InlineOutcome:
 
 
 async def run_sync_tool_call(
-    pool: asyncpg.Pool, delivery_id: uuid.UUID, *, deadline_s: float, keyring: Keyring
+    pool: asyncpg.Pool, delivery_id: DeliveryId, *, deadline_s: float, keyring: Keyring
 ) -> InlineOutcome:
     """Claim and run one synchronous tool call before ``deadline_s`` (``time.monotonic()`` seconds), its
     encrypted arguments opened with ``keyring``; the outcome's entry is the caller's reply (the row stores it

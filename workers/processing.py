@@ -20,7 +20,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from db import deliveries
 from db.errors import is_transient
-from db.types import Conn
+from db.types import Conn, DeliveryId
 from workers import metrics
 from workers.encryption import Keyring
 from workers.errors import LeaseLost, PermanentError
@@ -95,7 +95,7 @@ async def apply(conn: Conn, claims: list[deliveries.Claim], keyring: Keyring) ->
 
 
 async def process_deliveries(
-    pool: asyncpg.Pool, delivery_ids: Sequence[uuid.UUID], config: ProcessingConfig
+    pool: asyncpg.Pool, delivery_ids: Sequence[DeliveryId], config: ProcessingConfig
 ) -> list[Outcome]:
     """Claim the due deliveries among ``delivery_ids`` and process them together (never a synchronous tool call:
     :mod:`workers.inline` runs those).
@@ -121,7 +121,7 @@ async def process_deliveries(
         and the sweeper resends them.
     """
     outcomes: dict[uuid.UUID, Outcome] = {}
-    lost: set[uuid.UUID] = set()
+    lost: set[DeliveryId] = set()
     async with pool.acquire() as conn:
         claims = await deliveries.claim_many(conn, delivery_ids, lease_s=config.lease_s)
         if not claims:

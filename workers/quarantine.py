@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import asyncpg
 import dramatiq
 
@@ -18,7 +16,7 @@ from workers.sending import send_and_record
 async def route_sender(
     pool: asyncpg.Pool,
     broker: dramatiq.Broker,
-    org_id: uuid.UUID,
+    org_id: OrgId,
     *,
     max_attempts: int,
     assistant_id: str | None = None,

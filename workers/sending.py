@@ -8,7 +8,6 @@ hot path records optimistically at insert instead: :mod:`ingest.webhook.backgrou
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection, Sequence
 
 import asyncpg
@@ -16,16 +15,17 @@ import dramatiq
 import redis
 
 from db import deliveries
+from db.types import DeliveryId
 from workers.broker import Lane, batches, enqueue_many
 
 
 async def send_and_record(
     pool: asyncpg.Pool,
     broker: dramatiq.Broker,
-    delivery_ids: Sequence[uuid.UUID],
+    delivery_ids: Sequence[DeliveryId],
     *,
     lane: Lane = Lane.LIVE,
-    alone: Collection[uuid.UUID] = (),
+    alone: Collection[DeliveryId] = (),
 ) -> None:
     """Send messages for ``delivery_ids`` (many per message: :func:`workers.broker.batches`) and mark the rows
     enqueued with their message's id.

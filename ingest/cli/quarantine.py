@@ -15,7 +15,7 @@ from rich.table import Table
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
 from db.quarantine import Routed
-from db.types import Conn
+from db.types import Conn, OrgId
 from ingest.cli.output import print_table, short_id
 from ingest.cli.support import open_pool, resolve, with_conn
 from ingest.cli.support import run_async as _run
@@ -98,7 +98,7 @@ def quarantine_route(org: str, route_all: bool, yes: bool, **filters: Any) -> No
             if route_all and not await _confirm_all(pool, org_id, yes):
                 return None
             return await route_sender(
-                pool, broker, org_id, max_attempts=settings.retry_max_attempts, map_sender=mapping, **filters
+                pool, broker, OrgId(org_id), max_attempts=settings.retry_max_attempts, map_sender=mapping, **filters
             )
         finally:
             await pool.close()

@@ -9,6 +9,7 @@ from aiohttp import web
 from db import orgs
 from db import quarantine as quarantine_db
 from db.errors import AlreadyMapped, OrgNotFound
+from db.types import OrgId
 from ingest.appkeys import BROKER, DB_POOL, SETTINGS
 from ingest.callers import require_admin
 from ingest.console.render import render
@@ -77,7 +78,7 @@ async def route(request: web.Request) -> web.Response:
         routed = await route_sender(
             request.config_dict[DB_POOL],
             request.config_dict[BROKER],
-            org_id,
+            OrgId(org_id),
             max_attempts=request.config_dict[SETTINGS].retry_max_attempts,
             assistant_id=assistant_id,
             phone_number_id=phone_number_id,

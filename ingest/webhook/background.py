@@ -7,7 +7,6 @@ sends them; the task is kept until done so shutdown can wait for it.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import redis
 import structlog
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from db import deliveries
 from db.errors import UNAVAILABLE_ERRORS
+from db.types import DeliveryId
 from ingest.appkeys import DB_POOL, ENQUEUER, TASKS
 from ingest.metrics import DELIVERIES_OVERFLOWED
 from workers.broker import Lane
@@ -22,7 +22,7 @@ from workers.broker import Lane
 log = structlog.get_logger("ingest.webhook.background")
 
 
-def enqueue_in_background(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane) -> None:
+def enqueue_in_background(app: web.Application, delivery_ids: list[DeliveryId], message_id: str, lane: Lane) -> None:
     """Send one message for these deliveries (``message_id``, as written to their rows) on ``lane`` after
     the answer, in a kept task."""
     task = asyncio.create_task(_enqueue(app, delivery_ids, message_id, lane))
@@ -30,7 +30,7 @@ def enqueue_in_background(app: web.Application, delivery_ids: list[uuid.UUID], m
     task.add_done_callback(app[TASKS].discard)
 
 
-async def _enqueue(app: web.Application, delivery_ids: list[uuid.UUID], message_id: str, lane: Lane) -> None:
+async def _enqueue(app: web.Application, delivery_ids: list[DeliveryId], message_id: str, lane: Lane) -> None:
     if lane is Lane.OVERFLOW:
         DELIVERIES_OVERFLOWED.inc(len(delivery_ids))
     try:

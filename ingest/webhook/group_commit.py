@@ -26,12 +26,13 @@ from db import deliveries
 from db.deliveries import NewDelivery
 from db.errors import RowRefused
 from db.statuses import DeliveryStatus
+from db.types import DeliveryId
 from workers.admission import Admission
 from workers.batching import Batcher
 from workers.broker import MAX_DELIVERIES_PER_MESSAGE, Lane
 
 #: Called with a committed batch's new pending deliveries of one lane, their message id and the lane; must not block.
-OnCommitted = Callable[[list[uuid.UUID], str, Lane], None]
+OnCommitted = Callable[[list[DeliveryId], str, Lane], None]
 
 
 class GroupCommitWriter:
@@ -57,11 +58,11 @@ class GroupCommitWriter:
         self.pool = pool
         self._on_committed = on_committed
         self._admission = admission
-        self._batcher: Batcher[NewDelivery, uuid.UUID | None] = Batcher(
+        self._batcher: Batcher[NewDelivery, DeliveryId | None] = Batcher(
             self._write_batch, max_batch=max_batch, max_in_flight=max_in_flight
         )
 
-    async def insert(self, row: NewDelivery) -> uuid.UUID | None:
+    async def insert(self, row: NewDelivery) -> DeliveryId | None:
         """Store one row; resolves once its batch is committed.
 
         Returns:
@@ -73,7 +74,7 @@ class GroupCommitWriter:
         """
         return await self._batcher.submit(row)
 
-    async def _write_batch(self, rows: list[NewDelivery]) -> list[uuid.UUID | BaseException | None]:
+    async def _write_batch(self, rows: list[NewDelivery]) -> list[DeliveryId | BaseException | None]:
         lanes = [self._lane(r) if r.status == DeliveryStatus.PENDING else None for r in rows]
         message_ids = {lane: str(uuid.uuid4()) for lane in set(lanes) if lane is not None}
         rows = [
@@ -94,7 +95,7 @@ class GroupCommitWriter:
     def _lane(self, row: NewDelivery) -> Lane:
         return self._admission.lane(row.org_id) if self._admission else Lane.LIVE
 
-    async def _write_isolated(self, rows: list[NewDelivery]) -> list[uuid.UUID | BaseException | None]:
+    async def _write_isolated(self, rows: list[NewDelivery]) -> list[DeliveryId | BaseException | None]:
         """Write ``rows``; on a data error, write their halves separately, down to single rows."""
         try:
             return list(await deliveries.insert_many(self.pool, rows))

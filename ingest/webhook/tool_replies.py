@@ -15,7 +15,7 @@ from aiohttp import web
 from db import deliveries
 from db.deliveries import NewDelivery
 from db.statuses import DeliveryStatus
-from db.types import OrgId
+from db.types import DeliveryId, OrgId
 from ingest.appkeys import DB_POOL, PROCESSING, SETTINGS
 from ingest.webhook.answers import Answer
 from ingest.webhook.background import enqueue_in_background
@@ -109,7 +109,7 @@ async def answer_tool_calls(
 
 
 async def _run_or_await(
-    pool: asyncpg.Pool, keyring: Keyring, delivery_id: uuid.UUID, invocation: ToolInvocation, deadline_s: float
+    pool: asyncpg.Pool, keyring: Keyring, delivery_id: DeliveryId, invocation: ToolInvocation, deadline_s: float
 ) -> dict[str, Any] | None:
     """Run the tool call here if nobody else is, else wait for the request that is; ``None`` if missed.
 

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from db import appointments, orgs
-from db.types import Conn
+from db.types import Conn, OrgId
 from workers import metrics
 from workers.errors import ToolError
 from workers.handlers import contacts, schedule
@@ -28,7 +28,7 @@ DEFAULT_DURATION_MINUTES = 30
 #: Alternatives offered when a slot is taken.
 SUGGESTIONS = 3
 
-Tool = Callable[[Conn, uuid.UUID, ToolInvocation, Envelope], Awaitable[str]]
+Tool = Callable[[Conn, OrgId, ToolInvocation, Envelope], Awaitable[str]]
 
 
 def _now() -> datetime:
@@ -67,7 +67,7 @@ def _appointment_id(invocation: ToolInvocation) -> uuid.UUID:
         raise ToolError("NOT_FOUND", f"NOT_FOUND: there is no appointment {raw}") from None
 
 
-async def _org(conn: Conn, org_id: uuid.UUID) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
+async def _org(conn: Conn, org_id: OrgId) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
     org = await orgs.get_org(conn, org_id)
     if org is None:
         raise ToolError("ORG_NOT_FOUND", "ORG_NOT_FOUND: this clinic is not set up")
@@ -76,7 +76,7 @@ async def _org(conn: Conn, org_id: uuid.UUID) -> tuple[orgs.Org, ZoneInfo, sched
 
 async def _suggest(
     conn: Conn,
-    org_id: uuid.UUID,
+    org_id: OrgId,
     after: datetime,
     duration: int,
     hours: schedule.BusinessHours,
@@ -89,7 +89,7 @@ async def _suggest(
 
 async def _taken(
     conn: Conn,
-    org_id: uuid.UUID,
+    org_id: OrgId,
     start: datetime,
     duration: int,
     hours: schedule.BusinessHours,
@@ -111,7 +111,7 @@ def _requested(
 
 async def _refusal(
     conn: Conn,
-    org_id: uuid.UUID,
+    org_id: OrgId,
     result: appointments.BookingResult,
     requested: schedule.RequestedTime,
     duration: int,
@@ -143,7 +143,7 @@ def _correction_note(requested: schedule.RequestedTime) -> str:
     )
 
 
-async def book_clinic_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
+async def book_clinic_appointment(conn: Conn, org_id: OrgId, invocation: ToolInvocation, message: Envelope) -> str:
     """Book a slot: ``name``, ``phone`` (else the caller's number), ``email``, ``serviceType``, ``scheduledAt``, ``durationMinutes``.
 
     Returns:
@@ -187,7 +187,7 @@ async def book_clinic_appointment(conn: Conn, org_id: uuid.UUID, invocation: Too
     raise await _refusal(conn, org_id, result, requested, duration, hours, tz)
 
 
-async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
+async def check_availability(conn: Conn, org_id: OrgId, invocation: ToolInvocation, message: Envelope) -> str:
     """Free times: ``scheduledAt`` checks one slot; ``date`` (YYYY-MM-DD) lists that day's free starts."""
     _, tz, hours = await _org(conn, org_id)
     duration = _duration(invocation) or DEFAULT_DURATION_MINUTES
@@ -215,7 +215,7 @@ async def check_availability(conn: Conn, org_id: uuid.UUID, invocation: ToolInvo
     return f"Free times on {day}: {schedule.format_slots(slots, requested.start)}.{_correction_note(requested)}"
 
 
-async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
+async def cancel_appointment(conn: Conn, org_id: OrgId, invocation: ToolInvocation, message: Envelope) -> str:
     """Cancel ``appointmentId`` (a soft delete with an audit row); the slot is free again."""
     appointment_id = _appointment_id(invocation)
     result = await appointments.cancel(conn, org_id, appointment_id, _arg(invocation, "reason"))
@@ -224,7 +224,7 @@ async def cancel_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvo
     return "The appointment is cancelled."
 
 
-async def reschedule_appointment(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
+async def reschedule_appointment(conn: Conn, org_id: OrgId, invocation: ToolInvocation, message: Envelope) -> str:
     """Move ``appointmentId`` to ``newScheduledAt`` (optionally ``durationMinutes``); a taken slot changes nothing."""
     _, tz, hours = await _org(conn, org_id)
     appointment_id = _appointment_id(invocation)
@@ -286,7 +286,7 @@ def _measured(name: str, tool: Tool) -> Tool:
     """Check the required arguments (:func:`check_required`), then run; count outcomes in
     ``vapi_booking_attempts_total`` and time calls in ``vapi_booking_duration_seconds``."""
 
-    async def run(conn: Conn, org_id: uuid.UUID, invocation: ToolInvocation, message: Envelope) -> str:
+    async def run(conn: Conn, org_id: OrgId, invocation: ToolInvocation, message: Envelope) -> str:
         started = time.perf_counter()
         outcome = "error"
         try:
