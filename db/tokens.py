@@ -61,20 +61,35 @@ async def create_admin(conn: Executor, *, name: str) -> str:
     return token
 
 
+#: How stale ``api_tokens.last_used_at`` may be: written at most this often per token, so a busy token
+#: costs one row version a minute, not one per request.
+LAST_USED_RESOLUTION_S = 60
+
+
 async def holder_of(conn: Executor, token: str) -> TokenHolder | None:
-    """Whom a token belongs to, or ``None`` for an unknown or revoked token."""
+    """Whom a token belongs to, or ``None`` for an unknown or revoked token; records the use in
+    ``last_used_at`` (to :data:`LAST_USED_RESOLUTION_S`), in the same statement."""
     row = await conn.fetchrow(
-        "SELECT id, org_id, admin, name FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+        """
+        WITH t AS (SELECT id, org_id, admin, name, last_used_at FROM api_tokens
+                    WHERE token_sha256 = $1 AND revoked_at IS NULL),
+             used AS (UPDATE api_tokens a SET last_used_at = now() FROM t
+                       WHERE a.id = t.id
+                         AND (t.last_used_at IS NULL OR t.last_used_at < now() - make_interval(secs => $2)))
+        SELECT id, org_id, admin, name FROM t
+        """,
         token_sha256(token),
+        LAST_USED_RESOLUTION_S,
     )
     return TokenHolder(row["id"], row["org_id"], row["admin"], row["name"]) if row else None
 
 
 async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-    """Tokens (never their value), newest first: ``{id, org_id, org_name, admin, name, created_at, revoked_at}``;
-    with ``org_id``, that organization's only, else every token, operators' admin tokens included."""
+    """Tokens (never their value), newest first: ``{id, org_id, org_name, admin, name, created_at, last_used_at,
+    revoked_at}``; with ``org_id``, that organization's only, else every token, operators' admin tokens
+    included. ``last_used_at``: its last API call or console sign-in, to a minute (None: never used)."""
     rows = await conn.fetch(
-        "SELECT t.id, t.org_id, o.name AS org_name, t.admin, t.name, t.created_at, t.revoked_at"
+        "SELECT t.id, t.org_id, o.name AS org_name, t.admin, t.name, t.created_at, t.last_used_at, t.revoked_at"
         "  FROM api_tokens t LEFT JOIN organizations o ON o.id = t.org_id"
         " WHERE $1::uuid IS NULL OR t.org_id = $1 ORDER BY t.created_at DESC",
         org_id,

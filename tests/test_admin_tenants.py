@@ -129,3 +129,25 @@ async def test_a_value_postgresql_cannot_store_is_400_not_500(api, org_id):
     assert 400 == resp.status
     assert "cannot be stored" in (await resp.json())["error"]
     assert ["asst-test"] == [r["vapi_id"] for r in listed["items"]]
+
+
+async def test_a_tokens_last_use_is_listed_to_the_minute(api, org_id, pool):
+    """``last_used_at`` is empty until the token is used, set by its first call, left alone by calls within
+    a minute (no write per request), and moved by the next call after that; the listing shows it."""
+    from db import tokens
+
+    token = await tokens.create(pool, org_id, name="front desk")
+    never = await pool.fetchval("SELECT last_used_at FROM api_tokens")
+    await api.get("/api/webhook-metrics/statistics", headers=_auth(token))
+    first = await pool.fetchval("SELECT last_used_at FROM api_tokens")
+    await api.get("/api/webhook-metrics/statistics", headers=_auth(token))
+    again = await pool.fetchval("SELECT last_used_at FROM api_tokens")
+    await pool.execute("UPDATE api_tokens SET last_used_at = last_used_at - interval '61 s'")
+    await api.get("/api/webhook-metrics/statistics", headers=_auth(token))
+    later = await pool.fetchval("SELECT last_used_at FROM api_tokens")
+    listed = (await (await api.get("/api/tokens", headers=_auth())).json())["items"]
+
+    assert never is None and first is not None
+    assert first == again
+    assert later > first
+    assert [later.isoformat()] == [t["last_used_at"] for t in listed]

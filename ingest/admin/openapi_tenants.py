@@ -240,6 +240,7 @@ TENANT_SCHEMAS: dict[str, Any] = {
             "admin": {"type": "boolean"},
             "name": {"type": "string", "nullable": True},
             "created_at": {"type": "string", "format": "date-time"},
+            "last_used_at": _NULLABLE_TIME,
             "revoked_at": _NULLABLE_TIME,
         },
     },

@@ -299,7 +299,7 @@ def tokens_create(org: str | None, admin: bool, name: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include revoked tokens.")
 @json_option
 def tokens_list(org: str | None, show_all: bool, as_json: bool) -> None:
-    """List tokens (never their value): id, organization, label, created, revoked."""
+    """List tokens (never their value): id, organization, label, created, last used (to a minute), revoked."""
     from db import tokens as tokens_db
 
     async def run(conn: Conn) -> list[dict[str, Any]]:
@@ -315,6 +315,7 @@ def tokens_list(org: str | None, show_all: bool, as_json: bool) -> None:
             ("org name", lambda r: r["org_name"] or "every organization"),
             ("name", lambda r: r["name"]),
             ("created", lambda r: f"{r['created_at']:%Y-%m-%d %H:%M}"),
+            ("last used", lambda r: f"{r['last_used_at']:%Y-%m-%d %H:%M}" if r["last_used_at"] else "never"),
             ("revoked", lambda r: f"{r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else ""),
         ],
         noun=("token", "tokens"),
