@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict
-
-import asyncpg
 
 from db.types import Conn
 
@@ -119,9 +118,26 @@ async def busy_ranges(conn: Conn, org_id: uuid.UUID, start: datetime, end: datet
     return [(r["scheduled_at"], r["ends_at"]) for r in rows]
 
 
-async def get(conn: Conn, appointment_id: uuid.UUID) -> asyncpg.Record | None:
-    """One appointment with its contact's name, as the current session may see it (RLS applies)."""
-    result: asyncpg.Record | None = await conn.fetchrow(
+@dataclass(frozen=True, slots=True)
+class Appointment:
+    """One appointment with its contact (``deleted_at`` set: cancelled and kept for the record)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    scheduled_at: datetime
+    ends_at: datetime
+    duration_minutes: int
+    service_type: str | None
+    status: str
+    deleted_at: datetime | None
+    contact_name: str | None
+    contact_phone: str | None
+
+
+async def get(conn: Conn, appointment_id: uuid.UUID) -> Appointment | None:
+    """One appointment with its contact's name, as the current session may see it (RLS applies); None if
+    there is none it can see."""
+    row = await conn.fetchrow(
         """
         SELECT a.id, a.org_id, a.scheduled_at, a.ends_at, a.duration_minutes, a.service_type, a.status,
                a.deleted_at, l.name AS contact_name, l.phone AS contact_phone
@@ -130,7 +146,7 @@ async def get(conn: Conn, appointment_id: uuid.UUID) -> asyncpg.Record | None:
         """,
         appointment_id,
     )
-    return result
+    return Appointment(**dict(row)) if row else None
 
 
 #: Appointments a calendar range shows at most (a clinic's busiest week is a few hundred).

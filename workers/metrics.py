@@ -9,7 +9,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERIES_PROCESSED = Counter(
     "vapi_deliveries_processed_total",
-    "Delivery processing attempts by message type and outcome (completed, retried, dead_lettered).",
+    "Delivery processing attempts by message type and outcome (workers.outcomes.ProcessingOutcome: completed, "
+    "retried, dead_lettered, skipped, missed).",
     ["type", "outcome"],
 )
 PROCESSING_DURATION = Histogram(

@@ -25,7 +25,7 @@ def parse(body: bytes) -> Envelope:
 
     Invalid UTF-8 bytes, NUL characters and unpaired surrogates become
     U+FFFD (recorded in :attr:`Envelope.normalised`); numbers beyond double
-    range keep their text (:func:`db.jsonb.loads_lossless`); credential values are
+    range keep their text (:func:`db.jsonb.lossless_decoder`); credential values are
     redacted.
 
     Raises:

@@ -229,9 +229,9 @@ async def reschedule_appointment(conn: Conn, org_id: OrgId, invocation: ToolInvo
     _, tz, hours = await _org(conn, org_id)
     appointment_id = _appointment_id(invocation)
     existing = await appointments.get(conn, appointment_id)
-    if existing is None or existing["deleted_at"] is not None:
+    if existing is None or existing.deleted_at is not None:
         raise ToolError("NOT_FOUND", "NOT_FOUND: there is no such appointment")
-    duration = _duration(invocation) or existing["duration_minutes"]
+    duration = _duration(invocation) or existing.duration_minutes
     requested = _requested(invocation, "newScheduledAt", tz, hours, duration)
     result = await appointments.reschedule(conn, org_id, appointment_id, requested.start, duration)
     if result.get("success"):
