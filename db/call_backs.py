@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import TypedDict, cast
 
 from db.types import Conn
 
 
-async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:
+class MissedCall(TypedDict):
+    """A missed tool call to call back: who called, what they asked for, and the call-back if recorded."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    received_at: datetime
+    number: str | None
+    tool: str | None
+    called_by: str | None
+    called_at: datetime | None
+
+
+async def missed_calls(conn: Conn, *, limit: int = 100) -> list[MissedCall]:
     """Missed tool calls, newest first, with the caller's number, the tool asked for, and the call-back if any:
     ``{id, org_id, received_at, number, tool, called_by, called_at}``."""
     rows = await conn.fetch(
@@ -24,7 +37,7 @@ async def missed_calls(conn: Conn, *, limit: int = 100) -> list[dict[str, Any]]:
         """,
         limit,
     )
-    return [dict(r) for r in rows]
+    return [cast(MissedCall, dict(r)) for r in rows]
 
 
 async def call_back(conn: Conn, delivery_id: uuid.UUID, *, called_by: str, note: str | None) -> bool:
@@ -41,7 +54,15 @@ async def call_back(conn: Conn, delivery_id: uuid.UUID, *, called_by: str, note:
     return status == "INSERT 0 1"
 
 
-async def call_back_of(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+class CallBack(TypedDict):
+    """Who called a missed caller back, when, and what they noted."""
+
+    called_by: str
+    called_at: datetime
+    note: str | None
+
+
+async def call_back_of(conn: Conn, delivery_id: uuid.UUID) -> CallBack | None:
     """The call-back recorded for a delivery, if any: ``{called_by, called_at, note}``."""
     row = await conn.fetchrow("SELECT called_by, called_at, note FROM call_backs WHERE delivery_id = $1", delivery_id)
-    return dict(row) if row else None
+    return cast(CallBack, dict(row)) if row else None

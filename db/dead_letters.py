@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from db.tenancy import IN_VISIBLE_ORGS
 from db.types import Conn
@@ -27,7 +27,20 @@ _NEWEST_IN_GROUP = """
 """
 
 
-async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, Any]]:
+class DeadLetterGroup(TypedDict):
+    """Dead letters that share one error fingerprint, across the clinics the session sees."""
+
+    group: str
+    fingerprint: str
+    example: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    types: list[str]
+    orgs: int
+
+
+async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[DeadLetterGroup]:
     """Dead letters by ``error_fingerprint``, largest first: ``{group, fingerprint, example, count,
     first_seen, last_seen, types, orgs}``; ``group`` is the fingerprint's md5 (``error_group``, for URLs).
 
@@ -56,7 +69,7 @@ async def dead_letter_groups(conn: Conn, *, limit: int = 50) -> list[dict[str, A
         """,
         limit,
     )
-    return [dict(r) for r in rows]
+    return [cast(DeadLetterGroup, dict(r)) for r in rows]
 
 
 async def dead_letters_in_group(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import TypedDict, cast
 
 from db.types import Conn
 
@@ -28,9 +29,17 @@ async def discard(conn: Conn, delivery_id: uuid.UUID, *, discarded_by: str, reas
     return status == "INSERT 0 1"
 
 
-async def discard_of(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+class Discard(TypedDict):
+    """Who discarded a dead letter, when, and why."""
+
+    discarded_by: str
+    discarded_at: datetime
+    reason: str
+
+
+async def discard_of(conn: Conn, delivery_id: uuid.UUID) -> Discard | None:
     """Why a delivery was discarded, if it was: ``{discarded_by, discarded_at, reason}``."""
     row = await conn.fetchrow(
         "SELECT discarded_by, discarded_at, reason FROM discards WHERE delivery_id = $1", delivery_id
     )
-    return dict(row) if row else None
+    return cast(Discard, dict(row)) if row else None

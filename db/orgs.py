@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, cast
 
 import asyncpg
 
 from db.errors import AlreadyMapped, OrgNotFound
-from db.tokens import list_tokens
+from db.tokens import TokenRow, list_tokens
 from db.types import Conn, Executor, OrgId
 
 
@@ -102,7 +103,55 @@ async def _add_route(conn: Executor, table: str, column: str, label: str, org_id
 ROUTE_TABLES = {"assistant": ("agents", "vapi_assistant_id"), "phone number": ("phone_numbers", "vapi_phone_number_id")}
 
 
-async def list_orgs(conn: Executor) -> list[dict[str, Any]]:
+class OrgRow(TypedDict):
+    """An org with counts of what routes to it (:func:`list_orgs`)."""
+
+    id: uuid.UUID
+    name: str
+    timezone: str
+    default_region: str
+    vapi_assistant_id: str | None
+    business_hours: dict[str, Any]
+    created_at: datetime
+    #: Mapped assistants, mapped phone numbers, live tokens.
+    assistants: int
+    phone_numbers: int
+    tokens: int
+
+
+class RouteRow(TypedDict):
+    """One mapping of a Vapi assistant or phone number id to an org."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    org_name: str
+    vapi_id: str
+    created_at: datetime
+
+
+class OrgDetail(TypedDict):
+    """One org's settings with its mappings and tokens (:func:`org_detail`)."""
+
+    id: uuid.UUID
+    name: str
+    timezone: str
+    default_region: str
+    vapi_assistant_id: str | None
+    business_hours: dict[str, Any]
+    created_at: datetime
+    assistants: list[RouteRow]
+    phone_numbers: list[RouteRow]
+    tokens: list[TokenRow]
+
+
+class Clinic(TypedDict):
+    """What a page showing a delivery says about its clinic."""
+
+    name: str
+    timezone: str
+
+
+async def list_orgs(conn: Executor) -> list[OrgRow]:
     """Every org with what routes to it: ``{id, name, timezone, default_region, vapi_assistant_id,
     business_hours, created_at, assistants, phone_numbers, tokens}`` (the last three are counts of
     mappings and live tokens), oldest first."""
@@ -115,19 +164,26 @@ async def list_orgs(conn: Executor) -> list[dict[str, Any]]:
           FROM organizations o ORDER BY o.created_at, o.id
         """
     )
-    return [dict(r) for r in rows]
+    return [cast(OrgRow, dict(r)) for r in rows]
 
 
-async def org_detail(conn: Executor, org_id: uuid.UUID) -> dict[str, Any] | None:
-    """One org's settings with its assistants, phone numbers and tokens (lists of dicts), or None."""
+async def org_detail(conn: Executor, org_id: uuid.UUID) -> OrgDetail | None:
+    """One org's settings with its assistants, phone numbers and tokens, or None."""
     row = await conn.fetchrow(f"SELECT {_ORG_COLUMNS}, o.created_at FROM organizations o WHERE o.id = $1", org_id)
     if row is None:
         return None
-    detail = dict(row)
-    for kind, key in (("assistant", "assistants"), ("phone number", "phone_numbers")):
-        detail[key] = await list_routes(conn, kind, org_id)
-    detail["tokens"] = await list_tokens(conn, org_id)
-    return detail
+    return OrgDetail(
+        id=row["id"],
+        name=row["name"],
+        timezone=row["timezone"],
+        default_region=row["default_region"],
+        vapi_assistant_id=row["vapi_assistant_id"],
+        business_hours=row["business_hours"],
+        created_at=row["created_at"],
+        assistants=await list_routes(conn, "assistant", org_id),
+        phone_numbers=await list_routes(conn, "phone number", org_id),
+        tokens=await list_tokens(conn, org_id),
+    )
 
 
 async def update_org(conn: Conn, org_id: uuid.UUID, changes: dict[str, Any]) -> bool:
@@ -168,7 +224,7 @@ async def update_org(conn: Conn, org_id: uuid.UUID, changes: dict[str, Any]) -> 
         return True
 
 
-async def list_routes(conn: Executor, kind: str, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+async def list_routes(conn: Executor, kind: str, org_id: uuid.UUID | None = None) -> list[RouteRow]:
     """Mappings of one kind (``assistant`` or ``phone number``): ``{id, org_id, org_name, vapi_id, created_at}``."""
     table, column = ROUTE_TABLES[kind]
     rows = await conn.fetch(
@@ -177,7 +233,7 @@ async def list_routes(conn: Executor, kind: str, org_id: uuid.UUID | None = None
         f" WHERE $1::uuid IS NULL OR r.org_id = $1 ORDER BY o.name, r.created_at",
         org_id,
     )
-    return [dict(r) for r in rows]
+    return [cast(RouteRow, dict(r)) for r in rows]
 
 
 async def remove_route(conn: Executor, kind: str, vapi_id: str) -> uuid.UUID | None:
@@ -228,8 +284,8 @@ async def route(
     return Org.from_record(row) if row else None
 
 
-async def clinics_by_id(conn: Executor, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+async def clinics_by_id(conn: Executor, org_ids: set[uuid.UUID]) -> dict[uuid.UUID, Clinic]:
     """``{org_id: {name, timezone}}`` of the clinics among ``org_ids`` this session sees, for pages that
     show deliveries (whom to call back, and in which time zone its times are)."""
     rows = await conn.fetch("SELECT id, name, timezone FROM organizations WHERE id = ANY($1::uuid[])", list(org_ids))
-    return {r["id"]: {"name": r["name"], "timezone": r["timezone"]} for r in rows}
+    return {r["id"]: Clinic(name=r["name"], timezone=r["timezone"]) for r in rows}

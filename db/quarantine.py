@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict, cast
 
 from db.deliveries import DeliveryFacts, NewDelivery, find_ids, insert_many
 from db.errors import AlreadyMapped, OrgNotFound, refusing_bad_rows
@@ -92,7 +92,15 @@ async def count_unrouted(
     return result
 
 
-async def senders(conn: Executor, *, limit: int = 100) -> list[dict[str, Any]]:
+class Sender(TypedDict):
+    """An unrouted sender and how many of its messages wait."""
+
+    assistant_id: str | None
+    phone_number_id: str | None
+    messages: int
+
+
+async def senders(conn: Executor, *, limit: int = 100) -> list[Sender]:
     """Distinct ``(assistant_id, phone_number_id)`` of unrouted messages, with counts, most first; at most
     ``limit`` (a flood of made-up senders must not make a page of millions of rows)."""
     rows = await conn.fetch(
@@ -100,7 +108,7 @@ async def senders(conn: Executor, *, limit: int = 100) -> list[dict[str, Any]]:
         " WHERE routed_at IS NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT $1",
         limit,
     )
-    return [dict(r) for r in rows]
+    return [cast(Sender, dict(r)) for r in rows]
 
 
 async def map_sender(conn: Conn, org_id: uuid.UUID, *, assistant_id: str | None, phone_number_id: str | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from db.filters import DeliveryFilter
 from db.tenancy import IN_VISIBLE_ORGS
@@ -17,6 +17,61 @@ from db.types import Conn
 _LIST_COLUMNS = """d.id, d.org_id, d.event_type, d.event_id, d.status, d.attempts, d.max_attempts, d.received_at,
     d.last_attempt_at, d.completed_at, d.error_message, d.job_id, d.replay_count, d.replayed_at, d.answer_by,
     d.normalised"""
+
+
+class DeliveryRow(TypedDict):
+    """A delivery as lists show it (no payload)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    event_type: str
+    event_id: str
+    status: str
+    attempts: int
+    max_attempts: int
+    received_at: datetime
+    last_attempt_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+    job_id: str | None
+    replay_count: int
+    replayed_at: datetime | None
+    answer_by: datetime | None
+    normalised: str | None
+
+
+class DeliveryDetail(DeliveryRow):
+    """A delivery with what its own page shows: payload, result, error history (newest last), lease and
+    schedule."""
+
+    payload: Any
+    result: Any
+    errors: list[dict[str, Any]]
+    lease_expires_at: datetime | None
+    next_attempt_at: datetime | None
+    enqueued_at: datetime | None
+
+
+class TypeStats(TypedDict):
+    """Deliveries of one message type since a time (:func:`delivery_stats`)."""
+
+    type: str
+    received: int
+    completed: int
+    failed: int
+    dead_lettered: int
+    success_rate: float
+    mean_processing_ms: float | None
+
+
+class ProcessingTime(TypedDict):
+    """Percentiles of the last attempt of one type's completed deliveries, in milliseconds."""
+
+    type: str
+    samples: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
 
 
 async def count(conn: Conn, flt: DeliveryFilter) -> int:
@@ -46,7 +101,7 @@ async def replay_counts(conn: Conn, flt: DeliveryFilter) -> tuple[int, int]:
     return row["replayable"], row["refused"]
 
 
-async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, offset: int = 0) -> list[DeliveryRow]:
     """Matching deliveries, newest first (``received_at``, then ``id``, both descending), without payloads;
     page with ``offset``, or by keyset with :attr:`DeliveryFilter.older_than` (any depth at the same cost)."""
     where, params = flt.where()
@@ -62,20 +117,20 @@ async def list_deliveries(conn: Conn, flt: DeliveryFilter, *, limit: int = 50, o
         limit,
         offset,
     )
-    return [dict(r) for r in rows]
+    return [cast(DeliveryRow, dict(r)) for r in rows]
 
 
-async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> dict[str, Any] | None:
+async def get_delivery(conn: Conn, delivery_id: uuid.UUID) -> DeliveryDetail | None:
     """One delivery with payload, result and error history, as the session may see it."""
     row = await conn.fetchrow(
         f"SELECT {_LIST_COLUMNS}, d.payload, d.result, d.errors, d.lease_expires_at, d.next_attempt_at, d.enqueued_at"
         " FROM webhook_delivery_log d WHERE d.id = $1",
         delivery_id,
     )
-    return dict(row) if row else None
+    return cast(DeliveryDetail, dict(row)) if row else None
 
 
-async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
+async def delivery_stats(conn: Conn, since: datetime) -> list[TypeStats]:
     """Per type since ``since``: received, completed, failed, dead_lettered, success_rate, mean_processing_ms."""
     rows = await conn.fetch(
         f"""
@@ -91,10 +146,10 @@ async def delivery_stats(conn: Conn, since: datetime) -> list[dict[str, Any]]:
         """,
         since,
     )
-    return [dict(r) for r in rows]
+    return [cast(TypeStats, dict(r)) for r in rows]
 
 
-async def processing_time(conn: Conn, since: datetime) -> list[dict[str, Any]]:
+async def processing_time(conn: Conn, since: datetime) -> list[ProcessingTime]:
     """Per type since ``since``: p50/p95/p99 in milliseconds of the last attempt of completed deliveries."""
     rows = await conn.fetch(
         f"""
@@ -108,12 +163,12 @@ async def processing_time(conn: Conn, since: datetime) -> list[dict[str, Any]]:
         since,
     )
     return [
-        {
-            "type": r["type"],
-            "samples": r["samples"],
-            "p50_ms": round(r["p"][0], 2),
-            "p95_ms": round(r["p"][1], 2),
-            "p99_ms": round(r["p"][2], 2),
-        }
+        ProcessingTime(
+            type=r["type"],
+            samples=r["samples"],
+            p50_ms=round(r["p"][0], 2),
+            p95_ms=round(r["p"][1], 2),
+            p99_ms=round(r["p"][2], 2),
+        )
         for r in rows
     ]

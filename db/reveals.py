@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
 from db.types import Conn
 
@@ -76,7 +76,17 @@ async def record_listing(conn: Conn, who: Accessor, org_ids: Iterable[uuid.UUID]
     return len(orgs)
 
 
-async def of_delivery(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) -> list[dict[str, Any]]:
+class Reveal(TypedDict):
+    """One recorded access to a delivery's patient data."""
+
+    revealed_by: str
+    revealed_at: datetime
+    what: str
+    via: str
+    client: str | None
+
+
+async def of_delivery(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) -> list[Reveal]:
     """Who was shown a delivery's data, newest first: ``{revealed_by, revealed_at, what, via, client}``."""
     rows = await conn.fetch(
         "SELECT revealed_by, revealed_at, what, via, client FROM reveals WHERE delivery_id = $1"
@@ -84,7 +94,7 @@ async def of_delivery(conn: Conn, delivery_id: uuid.UUID, *, limit: int = 20) ->
         delivery_id,
         limit,
     )
-    return [dict(r) for r in rows]
+    return [cast(Reveal, dict(r)) for r in rows]
 
 
 async def listing(

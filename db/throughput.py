@@ -6,7 +6,8 @@ to that org.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TypedDict, cast
 
 from db.tenancy import IN_VISIBLE_ORGS
 from db.types import Conn
@@ -15,7 +16,15 @@ from db.types import Conn
 WINDOW_MINUTES = 60
 
 
-async def per_minute(conn: Conn) -> list[dict[str, Any]]:
+class MinuteCounts(TypedDict):
+    """Deliveries received and completed in one minute (``minute``: its start)."""
+
+    minute: datetime
+    received: int
+    completed: int
+
+
+async def per_minute(conn: Conn) -> list[MinuteCounts]:
     """Deliveries received and completed in each of the last :data:`WINDOW_MINUTES` minutes, oldest first:
     ``{minute, received, completed}``.
 
@@ -41,10 +50,21 @@ async def per_minute(conn: Conn) -> list[dict[str, Any]]:
         """,
         WINDOW_MINUTES,
     )
-    return [dict(r) for r in rows]
+    return [cast(MinuteCounts, dict(r)) for r in rows]
 
 
-async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
+class ToolOutcome(TypedDict):
+    """One tool's calls in the window, by outcome."""
+
+    tool: str
+    answered: int
+    refused: int
+    missed: int
+    failed: int
+    open: int
+
+
+async def tool_outcomes(conn: Conn) -> list[ToolOutcome]:
     """Tool calls received in the last :data:`WINDOW_MINUTES` minutes by tool: ``{tool, answered, refused,
     missed, failed, open}``, each tool call counted once. ``refused`` were answered with an error (a taken
     slot, a bad argument); ``missed`` callers were not answered in time; ``failed`` are retrying or dead
@@ -66,4 +86,4 @@ async def tool_outcomes(conn: Conn) -> list[dict[str, Any]]:
         """,
         WINDOW_MINUTES,
     )
-    return [dict(r) for r in rows]
+    return [cast(ToolOutcome, dict(r)) for r in rows]

@@ -7,7 +7,8 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import TypedDict, cast
 
 import asyncpg
 
@@ -84,7 +85,20 @@ async def holder_of(conn: Executor, token: str) -> TokenHolder | None:
     return TokenHolder(row["id"], row["org_id"], row["admin"], row["name"]) if row else None
 
 
-async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+class TokenRow(TypedDict):
+    """A token as listed (never its value)."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID | None
+    org_name: str | None
+    admin: bool
+    name: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[TokenRow]:
     """Tokens (never their value), newest first: ``{id, org_id, org_name, admin, name, created_at, last_used_at,
     revoked_at}``; with ``org_id``, that organization's only, else every token, operators' admin tokens
     included. ``last_used_at``: its last API call or console sign-in, to a minute (None: never used)."""
@@ -94,7 +108,7 @@ async def list_tokens(conn: Executor, org_id: uuid.UUID | None = None) -> list[d
         " WHERE $1::uuid IS NULL OR t.org_id = $1 ORDER BY t.created_at DESC",
         org_id,
     )
-    return [dict(r) for r in rows]
+    return [cast(TokenRow, dict(r)) for r in rows]
 
 
 async def revoke(conn: Executor, token_id: uuid.UUID) -> bool:

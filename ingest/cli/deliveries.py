@@ -88,7 +88,7 @@ def list_cmd(as_json: bool, limit: int | None, **filters: Any) -> None:
         return
     limit = limit or TABLE_LIMIT
 
-    async def fetch(conn: Conn) -> tuple[list[dict[str, Any]], int]:
+    async def fetch(conn: Conn) -> tuple[list[reports.DeliveryRow], int]:
         flt = await _filter(conn, filters)
         rows = await reports.list_deliveries(conn, flt, limit=limit)
         # Counting is a second scan; only pay for it when the page is full.
@@ -132,7 +132,7 @@ def show_cmd(delivery_id: str) -> None:
     user and host; ``reveals list`` shows it)."""
     from workers.sanitize import redact
 
-    async def fetch(conn: Conn) -> dict[str, Any] | None:
+    async def fetch(conn: Conn) -> reports.DeliveryDetail | None:
         found = await resolve(conn, "webhook_delivery_log", delivery_id)
         async with conn.transaction():
             if not await reveals.record_delivery(conn, operator(), found, "payload"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -24,7 +24,7 @@ from db.ids import MIN_PREFIX
 PROGRESS_THRESHOLD = 50
 
 #: A column: header, and how to show a row's value.
-Column = tuple[str, Callable[[dict[str, Any]], Any]]
+Column = tuple[str, Callable[[Mapping[str, Any]], Any]]
 
 
 def to_terminal() -> bool:
@@ -39,14 +39,14 @@ def short_id(value: uuid.UUID | str | None) -> str:
     return str(value)[:MIN_PREFIX] if to_terminal() else str(value)
 
 
-def json_lines(rows: Sequence[dict[str, Any]]) -> None:
+def json_lines(rows: Sequence[Mapping[str, Any]]) -> None:
     """One JSON object per row (ids and times as strings), for scripts."""
     for row in rows:
         click.echo(json.dumps(row, default=str))
 
 
 def print_table(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     columns: Sequence[Column],
     *,
     noun: tuple[str, str],

@@ -136,7 +136,7 @@ def orgs_show(org: str, as_json: bool) -> None:
     """Show one organization: settings, assistants, phone numbers, tokens."""
     from db import orgs as orgs_db
 
-    async def fetch(conn: Conn) -> dict[str, Any] | None:
+    async def fetch(conn: Conn) -> orgs_db.OrgDetail | None:
         return await orgs_db.org_detail(conn, await resolve(conn, "organizations", org))
 
     _print_org(_call(fetch), as_json)
@@ -186,7 +186,7 @@ def orgs_update(
     if not changes and not opening and not closed:
         raise click.UsageError("nothing to change: give --name, --timezone, --region, --assistant-id or --hours")
 
-    async def update(conn: Conn) -> dict[str, Any] | None:
+    async def update(conn: Conn) -> orgs_db.OrgDetail | None:
         org_id = await resolve(conn, "organizations", org)
         if opening or closed:
             current = await orgs_db.get_org(conn, org_id)
@@ -221,7 +221,7 @@ def _route_commands(group: click.Group, kind: str, option: str, help_id: str) ->
     @click.option("--org", help="Only this organization.")
     @json_option
     def list_(org: str | None, as_json: bool) -> None:
-        async def run(conn: Conn) -> list[dict[str, Any]]:
+        async def run(conn: Conn) -> list[orgs_db.RouteRow]:
             org_id = await resolve(conn, "organizations", org) if org else None
             return await orgs_db.list_routes(conn, kind, org_id)
 
@@ -302,7 +302,7 @@ def tokens_list(org: str | None, show_all: bool, as_json: bool) -> None:
     """List tokens (never their value): id, organization, label, created, last used (to a minute), revoked."""
     from db import tokens as tokens_db
 
-    async def run(conn: Conn) -> list[dict[str, Any]]:
+    async def run(conn: Conn) -> list[tokens_db.TokenRow]:
         org_id = await resolve(conn, "organizations", org) if org else None
         return await tokens_db.list_tokens(conn, org_id)
 

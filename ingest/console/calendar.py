@@ -66,7 +66,7 @@ async def week(request: web.Request) -> web.Response:
     return await render(request, "appointments.html", context)
 
 
-def _org_choice(request: web.Request, clinics: list[dict[str, Any]]) -> uuid.UUID | None:
+def _org_choice(request: web.Request, clinics: list[orgs.OrgRow]) -> uuid.UUID | None:
     chosen = request.query.get("org")
     if not chosen:
         return clinics[0]["id"] if clinics else None

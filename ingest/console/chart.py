@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ class Chart:
     height: int = HEIGHT
 
 
-def line_chart(rows: list[dict[str, Any]], series: tuple[str, ...]) -> Chart:
+def line_chart(rows: Sequence[Mapping[str, Any]], series: tuple[str, ...]) -> Chart:
     """One line per ``series`` key over ``rows`` (evenly spaced, oldest at the left).
 
     Args:

@@ -140,7 +140,7 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
     return await render(request, "delivery.html", {**context, **_caller(row)})
 
 
-def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> dict[str, Any]:
+def _encrypted(request: web.Request, row: reports.DeliveryDetail, *, revealed: bool) -> dict[str, Any]:
     """Which tool arguments Vapi encrypted (``encrypted``: paths by tool), and, only on the recorded reveal,
     what they say (``decrypted``: ``(tool, path, plaintext or None, why not)``)."""
     if row["event_type"] not in TOOL_TYPES:
@@ -155,7 +155,7 @@ def _encrypted(request: web.Request, row: dict[str, Any], *, revealed: bool) -> 
     return {"encrypted": encrypted, "decrypted": decrypted}
 
 
-def _caller(row: dict[str, Any]) -> dict[str, Any]:
+def _caller(row: reports.DeliveryDetail) -> dict[str, Any]:
     """The caller's number and what they asked for (the first tool call as sent), from a payload of any shape."""
     message = stored(row["payload"], row["event_type"])
     invocations = message.tool_invocations()
