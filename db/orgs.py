@@ -103,8 +103,8 @@ async def _add_route(conn: Executor, table: str, column: str, label: str, org_id
 ROUTE_TABLES = {"assistant": ("agents", "vapi_assistant_id"), "phone number": ("phone_numbers", "vapi_phone_number_id")}
 
 
-class OrgRow(TypedDict):
-    """An org with counts of what routes to it (:func:`list_orgs`)."""
+class OrgSettings(TypedDict):
+    """An org's own settings, as stored."""
 
     id: uuid.UUID
     name: str
@@ -113,7 +113,12 @@ class OrgRow(TypedDict):
     vapi_assistant_id: str | None
     business_hours: dict[str, Any]
     created_at: datetime
-    #: Mapped assistants, mapped phone numbers, live tokens.
+
+
+class OrgRow(OrgSettings):
+    """An org with counts of what routes to it (:func:`list_orgs`): mapped assistants, mapped phone numbers,
+    live tokens."""
+
     assistants: int
     phone_numbers: int
     tokens: int
@@ -129,16 +134,9 @@ class RouteRow(TypedDict):
     created_at: datetime
 
 
-class OrgDetail(TypedDict):
+class OrgDetail(OrgSettings):
     """One org's settings with its mappings and tokens (:func:`org_detail`)."""
 
-    id: uuid.UUID
-    name: str
-    timezone: str
-    default_region: str
-    vapi_assistant_id: str | None
-    business_hours: dict[str, Any]
-    created_at: datetime
     assistants: list[RouteRow]
     phone_numbers: list[RouteRow]
     tokens: list[TokenRow]
@@ -173,13 +171,7 @@ async def org_detail(conn: Executor, org_id: uuid.UUID) -> OrgDetail | None:
     if row is None:
         return None
     return OrgDetail(
-        id=row["id"],
-        name=row["name"],
-        timezone=row["timezone"],
-        default_region=row["default_region"],
-        vapi_assistant_id=row["vapi_assistant_id"],
-        business_hours=row["business_hours"],
-        created_at=row["created_at"],
+        **cast(OrgSettings, dict(row)),
         assistants=await list_routes(conn, "assistant", org_id),
         phone_numbers=await list_routes(conn, "phone number", org_id),
         tokens=await list_tokens(conn, org_id),
