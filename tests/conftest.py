@@ -21,9 +21,24 @@ from db.migrate import migrate
 from db.pool import create_pool
 from ingest.configs import bulk_concurrency, processing_config
 from ingest.settings import Settings
+from tests.databases import DatabaseSupply
 from tests.helpers import ADMIN_DSN, REDIS_URL, admin_sql, dsn_for, make_settings, unavailable
 from workers.actors import build_worker_broker
 from workers.broker import build_broker
+
+# Fixtures that run the real processes, available to every test module.
+pytest_plugins = ["tests.procs", "tests.fuzzing"]
+
+#: Fixtures that start real processes (the CLI, web, worker, a private PostgreSQL or Redis): a test that
+#: takes one is marked ``slow``, so ``pytest -m "not slow"`` is the quick loop.
+PROCESS_FIXTURES = frozenset({"env", "services", "org_for_env", "private_postgres", "web_process"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts processes ``slow`` (by the fixtures it takes, so none is forgotten)."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -38,13 +53,20 @@ def template_db() -> Iterator[str]:
     asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def databases(template_db: str) -> Iterator[DatabaseSupply]:
+    """Copies of the template made ahead of the tests that take them, and dropped after, on a thread."""
+    supply = DatabaseSupply(template_db)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
-async def db_dsn(template_db: str) -> AsyncIterator[str]:
+async def db_dsn(databases: DatabaseSupply) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
-    name = f"vapi_test_{uuid.uuid4().hex[:12]}"
-    await admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    name = await asyncio.to_thread(databases.take)
     yield dsn_for(name)
-    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases.give_back(name)
 
 
 @pytest.fixture
@@ -108,6 +130,19 @@ def broker(settings: Settings, redis_namespace: str) -> Iterator[dramatiq.Broker
 
 
 @pytest.fixture
+def app_broker(request: pytest.FixtureRequest, settings: Settings, redis_namespace: str) -> Iterator[dramatiq.Broker]:
+    """The broker an app under test sends to: the in-process worker's when the test takes ``broker`` (its
+    deliveries are processed), else a real Redis broker nobody consumes, so a test that does not need its
+    deliveries processed starts no worker."""
+    if "broker" in request.fixturenames:
+        yield request.getfixturevalue("broker")
+        return
+    brk = build_broker(settings.redis_url, namespace=redis_namespace)
+    yield brk
+    brk.close()
+
+
+@pytest.fixture
 async def ingest_client(aiohttp_client: Any, settings: Settings, redis_namespace: str) -> Any:
     """An HTTP client on the real app with a real Redis broker and no worker: for tests of the receiver alone."""
     from ingest.app import create_app
@@ -123,8 +158,3 @@ async def client(aiohttp_client: Any, settings: Settings, broker: dramatiq.Broke
     from ingest.app import create_app
 
     return await aiohttp_client(create_app(settings, broker=broker))
-
-
-# Fixtures that run the real processes (tests/procs.py), available to every test module.
-from tests.fuzzing import web  # noqa: E402,F401
-from tests.procs import env, fast_retries, org_for_env, private_postgres, services  # noqa: E402,F401

@@ -129,7 +129,7 @@ hostile_messages = st.fixed_dictionaries(
 
 
 @pytest.fixture
-def web(env, tmp_path):
+def web_process(env, tmp_path):
     """The real web process (ADMIN_TOKEN set), its log, and a worker so accepted deliveries get processed."""
     env = {**env, "ADMIN_TOKEN": ADMIN}
     org = subprocess.run(

@@ -188,9 +188,10 @@ async def patient(pool, org_id) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def web(aiohttp_client, settings, broker) -> Any:
+async def web(aiohttp_client, settings, app_broker) -> Any:
+    """The app with ADMIN_TOKEN and a fixed console session key (a worker only for tests taking ``broker``)."""
     configured = dataclasses.replace(settings, admin_token=ADMIN, console_session_key=b"k" * 32)
-    return await aiohttp_client(create_app(configured, broker=broker))
+    return await aiohttp_client(create_app(configured, broker=app_broker))
 
 
 async def _sign_in(web: Any, token: str) -> None:

@@ -19,9 +19,9 @@ PREFIX = "/api/webhook-metrics"
 
 
 @pytest.fixture
-async def api(aiohttp_client, settings, broker) -> Any:
-    """The app with ADMIN_TOKEN set."""
-    return await aiohttp_client(create_app(dataclasses.replace(settings, admin_token=ADMIN), broker=broker))
+async def api(aiohttp_client, settings, app_broker) -> Any:
+    """The app with ADMIN_TOKEN set (a worker only for tests taking ``broker``)."""
+    return await aiohttp_client(create_app(dataclasses.replace(settings, admin_token=ADMIN), broker=app_broker))
 
 
 async def _org_token(pool, org_id: uuid.UUID) -> str:
@@ -96,7 +96,7 @@ async def test_org_token_cannot_replay_or_see_another_orgs_delivery(api, pool, o
     assert "dead_letter" == await pool.fetchval("SELECT status FROM webhook_delivery_log WHERE id = $1", theirs[0])
 
 
-async def test_retry_failed_replays_one_delivery(api, pool, org_id):
+async def test_retry_failed_replays_one_delivery(api, pool, org_id, broker):
     """retry-failed/{id} puts a dead letter back through processing; a completed one is 409; unknown 404."""
     ids = await _seed(pool, org_id, "r", ["dead_letter", "completed"])
 

@@ -13,9 +13,9 @@ ADMIN = "admin-token-0123456789"
 
 
 @pytest.fixture
-async def api(aiohttp_client, settings, broker) -> Any:
-    """The app with ADMIN_TOKEN set."""
-    return await aiohttp_client(create_app(dataclasses.replace(settings, admin_token=ADMIN), broker=broker))
+async def api(aiohttp_client, settings, app_broker) -> Any:
+    """The app with ADMIN_TOKEN set (a worker only for tests taking ``broker``)."""
+    return await aiohttp_client(create_app(dataclasses.replace(settings, admin_token=ADMIN), broker=app_broker))
 
 
 def _auth(token: str = ADMIN) -> dict[str, str]:

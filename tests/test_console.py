@@ -23,10 +23,10 @@ PAGES = ["/console/", "/console/dead-letters", "/console/deliveries/00000000-000
 
 
 @pytest.fixture
-async def web(aiohttp_client, settings, broker) -> Any:
-    """The app with ADMIN_TOKEN and a fixed console session key."""
+async def web(aiohttp_client, settings, app_broker) -> Any:
+    """The app with ADMIN_TOKEN and a fixed console session key (a worker only for tests taking ``broker``)."""
     configured = dataclasses.replace(settings, admin_token=ADMIN, console_session_key=b"k" * 32)
-    return await aiohttp_client(create_app(configured, broker=broker))
+    return await aiohttp_client(create_app(configured, broker=app_broker))
 
 
 async def _csrf(web: Any) -> str:
@@ -226,7 +226,7 @@ async def _group(web: Any) -> str:
     return found.group(1)
 
 
-async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, pool, org_id):
+async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, pool, org_id, broker):
     """The dry run shows 30; confirming freezes them, they all complete, calls are written once each."""
     from tests.helpers import wait_until
 
@@ -260,7 +260,7 @@ async def _page_csrf(web: Any) -> str:
     return found.group(1)
 
 
-async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id):
+async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id, broker):
     """At 10 per second, cancelling leaves most of 400 deliveries unreplayed and the record says cancelled."""
     from tests.helpers import wait_until
 
@@ -283,7 +283,8 @@ async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id):
     assert 0 < replayed < 400
 
 
-async def test_a_replay_left_by_a_dead_process_is_taken_up(web, pool, org_id):
+@pytest.mark.slow  # waits for a dead runner's lease in real time
+async def test_a_replay_left_by_a_dead_process_is_taken_up(web, pool, org_id, broker):
     """A running replay whose lease ran out (its process died) is finished by this web process."""
     from db import replays
     from tests.helpers import wait_until
@@ -415,7 +416,7 @@ async def test_without_postgresql_a_page_is_503_not_a_crash(aiohttp_client, web,
     assert "Cache-Control" not in static.headers and 200 == static.status
 
 
-async def test_quarantine_maps_a_sender_and_routes_exactly_its_messages(web, pool, org_id):
+async def test_quarantine_maps_a_sender_and_routes_exactly_its_messages(web, pool, org_id, broker):
     """Two senders quarantined; mapping one routes its 2 messages to the org and leaves the other's alone."""
     from db import quarantine
     from tests.helpers import status_update, wait_until
@@ -794,7 +795,7 @@ async def test_a_missed_tool_call_is_never_replayed_from_its_page(web, pool, org
     assert 0 == await pool.fetchval("SELECT replay_count FROM webhook_delivery_log")
 
 
-async def test_a_replay_page_says_when_everything_failed_again(web, pool, org_id):
+async def test_a_replay_page_says_when_everything_failed_again(web, pool, org_id, broker):
     """A replay whose deliveries all fail again is shown as such, not as "done" with an empty bar."""
     from tests.helpers import wait_until
 

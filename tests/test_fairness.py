@@ -181,6 +181,7 @@ async def test_a_flooding_clinics_excess_goes_on_the_overflow_lane_and_all_of_it
     assert len(rows) == 44 and {(r["status"], r["attempts"]) for r in rows} == {("completed", 1)}
 
 
+@pytest.mark.slow  # waits for a full bulk lane's messages in real time
 async def test_live_deliveries_are_taken_while_a_bulk_lane_is_full_and_it_never_holds_more_than_its_cap(
     settings, pool, org_id, redis_namespace
 ):

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from tests.fuzzing import ADMIN, FUZZ, SCHEMATHESIS_SEED, any_text, json_values
 
 
-def test_admin_api_hostile_parameters_and_bodies_never_5xx(web):
+def test_admin_api_hostile_parameters_and_bodies_never_5xx(web_process):
     """Admin API query parameters of any text (surrogates percent-encoded) and replay bodies of any shape, with
     extreme dates and deep nesting: 2xx or 4xx with a reason, never 5xx."""
     from urllib.parse import quote
 
-    env, _ = web
+    env, _ = web_process
     auth_header = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
     dates = (
         st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "9" * 100, "2024-01-01"]) | any_text
@@ -78,9 +78,9 @@ def test_admin_api_hostile_parameters_and_bodies_never_5xx(web):
     check()
 
 
-def test_schemathesis_admin_api_never_5xx_and_matches_its_schema(web):
+def test_schemathesis_admin_api_never_5xx_and_matches_its_schema(web_process):
     """schemathesis generates requests from /api/openapi.json (admin token): no 5xx, responses match the schema."""
-    env, _ = web
+    env, _ = web_process
     result = subprocess.run(
         [
             str(Path(sys.executable).with_name("st")),

@@ -1,6 +1,6 @@
 """Hostile query strings and ids against the real web process's console, signed in as the admin.
 
-Properties: never a 5xx, and (the ``web`` fixture checks) no unhandled exception in the log.
+Properties: never a 5xx, and (the ``web_process`` fixture checks) no unhandled exception in the log.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def _sign_in(port: int) -> str:
     return (signed.getheader("Set-Cookie") or cookie).split(";")[0]
 
 
-def test_console_pages_never_5xx_on_any_query_or_id(web):
+def test_console_pages_never_5xx_on_any_query_or_id(web_process):
     """Every GET page with any of its query parameters set to anything, and any id in the path: < 500."""
-    env, _ = web
+    env, _ = web_process
     port = int(env["PORT"])
     cookie = _sign_in(port)
 
@@ -95,9 +95,9 @@ FORMS = {
 }
 
 
-def test_console_forms_never_5xx_on_any_field(web):
+def test_console_forms_never_5xx_on_any_field(web_process):
     """Every form, with the session's CSRF token, any value in each field and any id in the path: < 500."""
-    env, _ = web
+    env, _ = web_process
     port = int(env["PORT"])
     cookie = _sign_in(port)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

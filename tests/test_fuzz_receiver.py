@@ -1,7 +1,7 @@
 """Bad input against the real web process's receiver: hypothesis fuzzing of bodies, fields and headers.
 
 Properties: never a 5xx, never a stored row without a valid credential, never
-an unhandled exception in the log, no secret in the log (the ``web`` fixture checks the last three).
+an unhandled exception in the log, no secret in the log (the ``web_process`` fixture checks the last three).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from tests.helpers import SIGNER, signed_headers
 from tests.procs import sql
 
 
-def test_unsigned_random_bytes_are_never_stored_and_never_5xx(web):
+def test_unsigned_random_bytes_are_never_stored_and_never_5xx(web_process):
     """Random bytes with random or no credentials: always 4xx, and nothing is stored."""
-    env, _ = web
+    env, _ = web_process
 
     @FUZZ
     @given(
@@ -38,9 +38,9 @@ def test_unsigned_random_bytes_are_never_stored_and_never_5xx(web):
     assert 0 == sql(env, "SELECT count(*) FROM webhook_quarantine")
 
 
-def test_signed_random_messages_never_5xx(web):
+def test_signed_random_messages_never_5xx(web_process):
     """Validly signed bodies with every field of a message replaced by anything: never a 5xx."""
-    env, _ = web
+    env, _ = web_process
 
     @FUZZ
     @given(message=message_fields, wrap=st.booleans())
@@ -53,9 +53,9 @@ def test_signed_random_messages_never_5xx(web):
     check()
 
 
-def test_signed_deeply_nested_and_huge_numbers_never_5xx(web):
+def test_signed_deeply_nested_and_huge_numbers_never_5xx(web_process):
     """Nesting beyond Python's recursion limit and numbers with thousands of digits are 400 or 2xx, never 5xx."""
-    env, _ = web
+    env, _ = web_process
     bodies = [
         b'{"message": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
         b'{"message": {"type": "hang", "timestamp": ' + b"9" * 5000 + b', "call": {"id": "c"}}}',
@@ -80,10 +80,10 @@ def _hostile_body(message: dict) -> bytes:
     return (text + "}}").encode()
 
 
-def test_signed_hostile_envelopes_never_5xx(web):
+def test_signed_hostile_envelopes_never_5xx(web_process):
     """Every envelope field in hostile forms (surrogates, ids at and past the bound, timestamps at the calendar's
     edges and of any length, numbers beyond double range, deep nesting, 40 tool calls): 2xx or 4xx, never 5xx."""
-    env, _ = web
+    env, _ = web_process
 
     @FUZZ
     @given(message=hostile_messages)
@@ -96,9 +96,9 @@ def test_signed_hostile_envelopes_never_5xx(web):
     check()
 
 
-def test_credential_headers_of_any_bytes_never_5xx(web):
+def test_credential_headers_of_any_bytes_never_5xx(web_process):
     """Credential headers carrying any bytes (not UTF-8 included), on a signed body: 401, never 5xx, nothing stored."""
-    env, _ = web
+    env, _ = web_process
     body = json.dumps({"message": {"type": "hang", "timestamp": 1, "call": {"id": "c-hdr"}}}).encode()
 
     @FUZZ
@@ -127,9 +127,9 @@ def test_credential_headers_of_any_bytes_never_5xx(web):
     assert 0 == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE event_id LIKE '%c-hdr%'")
 
 
-def test_a_replayed_signed_request_is_only_ever_a_duplicate(web):
+def test_a_replayed_signed_request_is_only_ever_a_duplicate(web_process):
     """The exact same signed request sent again (a replay attack within the tolerance) stores nothing new."""
-    env, _ = web
+    env, _ = web_process
     body = json.dumps({"message": {"type": "hang", "timestamp": 7, "call": {"id": "c-replay"}}}).encode()
     headers = signed_headers(SIGNER, body)
 

@@ -54,6 +54,7 @@ def idle_broker(settings: Any, redis_namespace: str) -> Any:
     brk.close()
 
 
+@pytest.mark.slow  # waits for three lease periods in real time
 async def test_a_runner_waiting_for_the_workers_keeps_its_lease(pool, org_id, idle_broker, monkeypatch):
     """Workers down: the runner sends one batch, then waits on the full replay queue for three lease lengths,
     renewing; no other process can claim the replay meanwhile (issue 18: a second process took it and both

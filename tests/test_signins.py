@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -205,6 +206,7 @@ def test_no_prefix_a_client_writes_changes_who_it_is_counted_as(env: dict[str, s
         stop(web)
 
 
+@pytest.mark.slow  # waits for the window of each sprayed address in real time
 async def test_a_blocked_client_stays_blocked_after_a_spray_of_addresses(aiohttp_client, settings, broker):
     """10,001 other addresses failing once each do not unblock a blocked one (issue 18: the per-process table
     was cleared when full)."""
