@@ -55,9 +55,9 @@ async def create_org(
     timezone: str = "UTC",
     region: str = "US",
     assistant_id: str | None = None,
-) -> uuid.UUID:
+) -> OrgId:
     """Create an organization and return its id."""
-    result: uuid.UUID = await conn.fetchval(
+    result: OrgId = await conn.fetchval(
         "INSERT INTO organizations (name, timezone, default_region, vapi_assistant_id)"
         " VALUES ($1, $2, $3, $4) RETURNING id",
         name,

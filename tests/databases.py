@@ -129,6 +129,7 @@ class DatabaseSupply:
         conn = await asyncpg.connect(dsn_for(name))
         try:
             history = await conn.fetchrow(HISTORY)
+            assert history is not None  # an aggregate always returns one row
             if history["maintained"] or history["bytes"] > REUSE_MAX_BYTES:
                 return False
             if await conn.fetchval(FINGERPRINT) != expected:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -150,24 +152,53 @@ def make_settings(db_dsn: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def wait_until(predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05) -> Any:
-    """Await ``predicate()`` (sync or async) until truthy; fail after ``timeout_s``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
+async def wait_until(
+    predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition"
+) -> Any:
+    """Await ``predicate()`` (sync or async) until truthy and return its value; fail after ``timeout_s``.
+    The one way tests wait on state; :func:`wait_until_sync` is its twin for code without an event loop."""
+    deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):
             value = await value
         if value:
             return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
         await asyncio.sleep(interval_s)
+
+
+def wait_until_sync(
+    predicate: Callable[[], Any], *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = "condition"
+) -> Any:
+    """:func:`wait_until` for tests that drive processes without an event loop: call ``predicate()`` until
+    truthy and return its value; an ``OSError`` (a port not open yet) counts as not yet. Fail after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout_s} s")
+        time.sleep(interval_s)
 
 
 async def received(client: Any, type_label: str, outcome: str) -> float:
     """vapi_webhooks_received_total for one type and outcome now (metrics are process-wide: compare before/after)."""
     text = await (await client.get("/metrics")).text()
     return metric(text, "vapi_webhooks_received_total", type=type_label, outcome=outcome)
+
+
+def found(pattern: str, text: str) -> str:
+    """The first group of ``pattern`` in ``text``; fails the test, showing the text, when it is not there."""
+    match = re.search(pattern, text)
+    assert match is not None, f"{pattern!r} not in {text[:2000]!r}"
+    return match.group(1)
 
 
 def corpus_files() -> list[Path]:
@@ -204,7 +235,8 @@ class Explaining:
     """
 
     def __init__(self, conn: Any, *, analyze: bool = False) -> None:
-        self.conn, self.analyze, self.plans = conn, analyze, []
+        self.conn, self.analyze = conn, analyze
+        self.plans: list[tuple[str, Any]] = []
 
     async def _explain(self, query: str, args: tuple) -> None:
         if self.analyze:

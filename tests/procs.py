@@ -9,16 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.helpers import REDIS_URL, SECRET
+from tests.helpers import REDIS_URL, SECRET, wait_until_sync
 
 BIN = Path(sys.executable).with_name("vapi-ingest")
 
@@ -57,21 +57,33 @@ def get(url: str) -> str:
 
 
 def wait_for(url: str, timeout_s: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """The body of ``url`` once it answers 2xx (polling while nothing listens yet).
+
+    Raises:
+        OSError: after ``timeout_s``, the last error: ``urllib.error.HTTPError`` for an answer that is not 2xx.
+    """
+    errors: list[OSError] = []
+
+    def answered() -> str | None:
         try:
             return get(url)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        except OSError as exc:
+            errors[:] = [exc]
+            return None
+
+    try:
+        body: str = wait_until_sync(answered, timeout_s=timeout_s, interval_s=0.2, what=f"GET {url}")
+    except AssertionError:
+        if errors:
+            raise errors[0] from None
+        raise
+    return body
 
 
 def start(cmd: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``vapi-ingest <cmd>`` in its own process group, logging to ``log``."""
-    return subprocess.Popen(
-        [str(BIN), cmd], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with log.open("a") as out:  # the child holds its own copy of the descriptor
+        return subprocess.Popen([str(BIN), cmd], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> bool:
@@ -89,10 +101,10 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: fl
         return False
 
 
-def sql(env: dict[str, str], query: str) -> object:
+def sql(env: dict[str, str], query: str) -> Any:
     """Run one statement against the test database and return the first value."""
 
-    async def run() -> object:
+    async def run() -> Any:
         conn = await asyncpg.connect(env["DATABASE_URL"])
         try:
             return await conn.fetchval(query)
@@ -117,10 +129,7 @@ def sql_script(env: dict[str, str], script: str) -> None:
 
 def wait_sql(env: dict[str, str], query: str, timeout_s: float = 30.0) -> None:
     """Poll until ``query`` returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while not sql(env, query):
-        assert time.monotonic() < deadline, f"not true within {timeout_s} s: {query}"
-        time.sleep(0.2)
+    wait_until_sync(lambda: sql(env, query), timeout_s=timeout_s, interval_s=0.2, what=query)
 
 
 @contextmanager

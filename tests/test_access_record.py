@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from db import orgs, tokens
 from ingest.app import create_app
 from ingest.cli import main as cli_main
+from tests.helpers import found
 from tests.procs import cli
 
 ADMIN = "access-admin-token-0123456789"
@@ -196,14 +196,14 @@ async def web(aiohttp_client, settings, app_broker) -> Any:
 
 async def _sign_in(web: Any, token: str) -> None:
     page = await (await web.get("/console/login")).text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    csrf = found(r'name="csrf" value="([^"]+)"', page)
     resp = await web.post("/console/login", data={"token": token, "csrf": csrf}, allow_redirects=False)
     assert resp.status == 302, await resp.text()
 
 
 async def _csrf(web: Any) -> str:
     page = await (await web.get("/console/")).text()
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    return found(r'name="csrf" value="([^"]+)"', page)
 
 
 def test_every_route_and_command_is_classified(app_routes, cli_commands):
@@ -270,7 +270,8 @@ async def test_console_pages_that_show_patient_data_record_the_operator_and_the_
         "payload",
         "Dana Ops (admin)",
     )
-    assert last["token_id"] == (await tokens.holder_of(pool, token)).id
+    holder = await tokens.holder_of(pool, token)
+    assert holder is not None and last["token_id"] == holder.id
 
 
 async def test_admin_api_reads_show_no_patient_data(web, patient):
@@ -374,7 +375,9 @@ async def test_the_access_record_lists_by_clinic_person_and_time(web, pool, org_
         found = await (await web.get("/api/reveals", params=query, headers=headers)).json()
         return [(i["org_name"], i["revealed_by"]) for i in found["items"]]
 
-    dana_id = str((await tokens.holder_of(pool, dana)).id)
+    holder = await tokens.holder_of(pool, dana)
+    assert holder is not None
+    dana_id = str(holder.id)
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     assert await api() == [
         ("Test clinic", "admin (break-glass)"),

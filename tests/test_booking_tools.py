@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import LONDON, book_args, business_day, metric, post, tool_call
+from tests.helpers import LONDON, book_args, business_day, found, metric, post, tool_call
 from workers.handlers.booking import BOOKING_TOOLS, REQUIRED_ARGUMENTS
 
 TOOLS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "vapi" / "tools"
@@ -29,7 +28,7 @@ async def test_booking_reply_is_one_readable_line(client, settings, pool):
 
     assert "t-1" == entry["toolCallId"] and "bookClinicAppointment" == entry["name"]
     assert entry["result"].startswith(f"Booked cleaning for Jane Doe on Mon {day.day} {day:%b %Y} at 14:00.")
-    appointment_id = re.search(r"Appointment id ([0-9a-f-]{36})", entry["result"]).group(1)
+    appointment_id = found(r"Appointment id ([0-9a-f-]{36})", entry["result"])
     lead = await pool.fetchrow(
         "SELECT l.name, l.phone FROM appointments a JOIN leads l ON l.id = a.contact_id WHERE a.id = $1::uuid",
         appointment_id,
@@ -158,7 +157,7 @@ async def test_check_cancel_and_reschedule_tools(client, settings, pool):
     """checkAvailability lists free times; rescheduleAppointment moves; cancelAppointment frees the slot."""
     day = business_day()
     booked = await ask(client, settings, tool_call("t-1", "bookClinicAppointment", book_args(day, "09:00")))
-    appointment_id = re.search(r"Appointment id ([0-9a-f-]{36})", booked["result"]).group(1)
+    appointment_id = found(r"Appointment id ([0-9a-f-]{36})", booked["result"])
 
     free = await ask(client, settings, tool_call("t-2", "checkAvailability", {"date": str(day)}))
     exact = await ask(client, settings, tool_call("t-3", "checkAvailability", {"scheduledAt": f"{day}T09:00"}))
@@ -167,7 +166,7 @@ async def test_check_cancel_and_reschedule_tools(client, settings, pool):
         settings,
         tool_call("t-4", "rescheduleAppointment", {"appointmentId": appointment_id, "newScheduledAt": f"{day}T13:00"}),
     )
-    new_id = re.search(r"New appointment id ([0-9a-f-]{36})", moved["result"]).group(1)
+    new_id = found(r"New appointment id ([0-9a-f-]{36})", moved["result"])
     cancelled = await ask(client, settings, tool_call("t-5", "cancelAppointment", {"appointmentId": new_id}))
     again = await ask(client, settings, tool_call("t-6", "cancelAppointment", {"appointmentId": new_id}))
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from db import signins
 from ingest.app import create_app
-from tests.helpers import Explaining, insert_delivery
+from tests.helpers import Explaining, found, insert_delivery
 from workers.messages import tool_call_key
 from workers.parsing import stored
 
@@ -31,9 +31,7 @@ async def web(aiohttp_client, settings, app_broker) -> Any:
 
 async def _csrf(web: Any) -> str:
     page = await (await web.get("/console/login")).text()
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
+    return found(r'name="csrf" value="([^"]+)"', page)
 
 
 async def _sign_in(web: Any, token: str) -> Any:
@@ -221,9 +219,7 @@ async def _dead_letters(pool, org_id, n: int, error: str = "boom: handler broke 
 
 async def _group(web: Any) -> str:
     page = await (await web.get("/console/dead-letters")).text()
-    found = re.search(r'href="\?group=([0-9a-f]{32})"', page)
-    assert found, page
-    return found.group(1)
+    return found(r'href="\?group=([0-9a-f]{32})"', page)
 
 
 async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, pool, org_id, broker):
@@ -255,9 +251,7 @@ async def test_replaying_a_group_counts_first_then_runs_to_completion_once(web, 
 
 async def _page_csrf(web: Any) -> str:
     page = await (await web.get("/console/")).text()
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found
-    return found.group(1)
+    return found(r'name="csrf" value="([^"]+)"', page)
 
 
 async def test_a_cancelled_replay_stops_after_its_batch(web, pool, org_id, broker):
@@ -434,7 +428,7 @@ async def test_quarantine_maps_a_sender_and_routes_exactly_its_messages(web, poo
         )
     await _sign_in(web, ADMIN)
     page = await (await web.get("/console/quarantine")).text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    csrf = found(r'name="csrf" value="([^"]+)"', page)
     routed = await web.post(
         "/console/quarantine/route",
         data={"csrf": csrf, "assistant_id": "asst-q", "phone_number_id": "", "org_id": str(org_id)},
@@ -571,14 +565,14 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
             web, settings, tool_call(tool_call_id, "bookClinicAppointment", book_args(day, hhmm, phone=phone))
         )
         replies.append((await resp.json())["results"][0]["result"])
-    second = re.search(r"Appointment id ([0-9a-f-]{36})", replies[1]).group(1)
+    second = found(r"Appointment id ([0-9a-f-]{36})", replies[1])
     await post(web, settings, tool_call("t-cal-3", "cancelAppointment", {"appointmentId": second}))
     booked_by = await pool.fetchval("SELECT id FROM webhook_delivery_log WHERE event_id = 'tool-call:t-cal-1'")
     await _sign_in(web, ADMIN)
 
     week = await (await web.get(f"/console/appointments?org={org_id}&week={day}")).text()
     with_cancelled = await (await web.get(f"/console/appointments?org={org_id}&week={day}&cancelled=1")).text()
-    found = await (await web.get("/console/search", params={"q": "+442071838750"})).text()
+    results = await (await web.get("/console/search", params={"q": "+442071838750"})).text()
     other = await orgs.create_org(pool, name="Other clinic", timezone="Europe/London")
     web.session.cookie_jar.clear()
     await _sign_in(web, await tokens.create(pool, other, name="desk"))
@@ -588,7 +582,7 @@ async def test_the_week_calendar_shows_bookings_linked_to_their_tool_calls(web, 
     assert f'href="/console/deliveries/{booked_by}" data-testid="booked-by"' in week
     assert 'data-testid="appointment-count">2<' in with_cancelled and "<em>cancelled</em>" in with_cancelled
     assert 'data-testid="appointment-count">0<' in foreign and "Other clinic" in foreign
-    assert f'href="/console/appointments?org={org_id}&week={day}&cancelled=1"' in found
+    assert f'href="/console/appointments?org={org_id}&week={day}&cancelled=1"' in results
 
 
 async def test_no_console_read_scans_the_delivery_log(pool, org_id):
@@ -601,7 +595,7 @@ async def test_no_console_read_scans_the_delivery_log(pool, org_id):
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny test table would be scanned anyway
-        spy = Explaining(conn)
+        spy: Any = Explaining(conn)
         await deliveries.count_by_status(spy, completed=False)
         await deliveries.oldest_pending_age_s(spy)
         await throughput.per_minute(spy)
@@ -692,7 +686,8 @@ async def test_a_group_pages_through_every_dead_letter_newest_first(web, pool, o
         r["id"] for r in await pool.fetch("SELECT id FROM webhook_delivery_log ORDER BY received_at DESC, id DESC")
     ]
     await _sign_in(web, ADMIN)
-    url, pages = f"/console/dead-letters?group={await _group(web)}", []
+    url: str | None = f"/console/dead-letters?group={await _group(web)}"
+    pages: list[list[str]] = []
     while url and len(pages) < 5:  # a cursor that does not advance would loop forever
         page = await (await web.get(url)).text()
         pages.append(re.findall(r'href="/console/deliveries/([0-9a-f-]{36})"', page))
@@ -835,10 +830,10 @@ async def test_search_links_an_appointment_to_the_week_its_clinic_sees_it_in(web
     )
     await _sign_in(web, ADMIN)
 
-    found = await (await web.get("/console/search", params={"q": "+6495550100"})).text()
+    results = await (await web.get("/console/search", params={"q": "+6495550100"})).text()
 
-    assert f'href="/console/appointments?org={clinic}&week=2026-12-14&cancelled=1"' in found
-    assert "2026-12-14 08:00 NZDT" in found
+    assert f'href="/console/appointments?org={clinic}&week=2026-12-14&cancelled=1"' in results
+    assert "2026-12-14 08:00 NZDT" in results
 
 
 async def test_a_tool_call_nested_past_the_recursion_limit_still_has_a_page(web, pool, org_id):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +70,13 @@ async def test_corpus_is_accepted_stored_once_processed_and_counted(client, sett
         assert reports == metric(after, "vapi_webhooks_received_total", **labels) - metric(
             before, "vapi_webhooks_received_total", **labels
         )
+
     # vapi_deliveries{status="completed"} follows PostgreSQL's statistics, which catch up within about a second.
-    deadline = time.monotonic() + 15
-    while (completed := metric(after, "vapi_deliveries", status="completed")) != rows_before:
-        assert time.monotonic() < deadline, (completed, rows_before)
-        await asyncio.sleep(0.2)
-        after = await (await client.get("/metrics")).text()
+    async def completed_counted() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return metric(text, "vapi_deliveries", status="completed") == rows_before
+
+    await wait_until(completed_counted, timeout_s=15, interval_s=0.2, what=f"{rows_before} completed on /metrics")
 
 
 async def test_captured_headers_with_empty_x_vapi_secret_are_rejected(aiohttp_client, settings, broker, pool):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from db.deliveries import DeliveryFacts
 from tests.helpers import corpus_files, post, status_update, tool_call
@@ -16,7 +17,7 @@ DB_DIR = Path(__file__).resolve().parents[1] / "db"
 BACKFILL = (DB_DIR / "migrations" / "0026_delivery_facts.sql").read_text()
 
 #: Message shapes Vapi sends a tool name and a caller's number in (FINDINGS.md §1).
-SHAPES = [
+SHAPES: list[dict[str, Any]] = [
     {"type": "tool-calls", "call": {"id": "c1", "customer": {"number": "+1"}},
      "toolCallList": [{"id": "t1", "function": {"name": "book", "arguments": {}}}]},
     {"type": "tool-calls", "customer": {"number": "+2"}, "toolCallList": [{"id": "t2", "name": "flat"}]},

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from workers.messages import InvalidEnvelope, tool_event_id
+from workers.messages import Envelope, InvalidEnvelope, tool_event_id
 from workers.parsing import parse, parse_timestamp
 
 
-def env(message: dict) -> object:
+def env(message: dict) -> Envelope:
     return parse(json.dumps({"message": message}).encode())
 
 

@@ -21,6 +21,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from db import orgs
+from db.types import DeliveryId, OrgId
 from ingest.configs import processing_config
 from tests.helpers import NOTHING_LEFT_TO_RUN, REDIS_URL, metric, post, status_update, wait_until
 from workers import admission as admission_mod
@@ -29,7 +30,7 @@ from workers.admission import Admission
 from workers.broker import Lane, build_broker
 from workers.sending import send_and_record
 
-ORGS = [uuid.UUID(int=i) for i in range(1, 5)]
+ORGS = [OrgId(uuid.UUID(int=i)) for i in range(1, 5)]
 
 
 class Clock:
@@ -43,12 +44,13 @@ class Clock:
 def _reference(rate: float, burst: int, events: list[tuple[int, float]]) -> list[Lane]:
     """The token bucket written the plain way: every clinic remembered forever."""
     tokens = {o: float(burst) for o in range(len(ORGS))}
-    last = {o: None for o in range(len(ORGS))}
+    last: dict[int, float | None] = {o: None for o in range(len(ORGS))}
     now, out = 1000.0, []
     for org, step in events:
         now += step
-        if last[org] is not None:
-            tokens[org] = min(burst, tokens[org] + (now - last[org]) * rate)
+        seen = last[org]
+        if seen is not None:
+            tokens[org] = min(burst, tokens[org] + (now - seen) * rate)
         last[org] = now
         if tokens[org] >= 1:
             tokens[org] -= 1
@@ -226,7 +228,7 @@ async def test_live_deliveries_are_taken_while_a_bulk_lane_is_full_and_it_never_
     assert 1 <= max(held) <= 2, held
 
 
-async def _pending(pool, org_id: uuid.UUID, tag: str, n: int) -> list[uuid.UUID]:
+async def _pending(pool, org_id: uuid.UUID, tag: str, n: int) -> list[DeliveryId]:
     rows = await pool.fetch(
         "INSERT INTO webhook_delivery_log (org_id, event_type, event_id, payload, status)"
         " SELECT $1, 'status-update', $2 || g, jsonb_set($3::jsonb, '{call,id}', to_jsonb($2 || g)), 'pending'"

@@ -21,7 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.helpers import SIGNER, post, settle, signed_headers, status_update, wait_until
+from tests.helpers import SIGNER, post, settle, signed_headers, status_update, wait_until, wait_until_sync
 from tests.procs import cli, free_port, running, sql, sql_script, start, stop, wait_for, wait_sql
 
 
@@ -76,7 +76,7 @@ def test_sigkill_a_worker_mid_delivery_loses_nothing_and_applies_nothing_twice(o
         url = wait_for(f"http://127.0.0.1:{env['PORT']}/readyz") and f"http://127.0.0.1:{env['PORT']}/webhooks/vapi"
         # Hold the calls table so workers block inside their handler transactions.
         blocker = subprocess.Popen([sys.executable, "-c", _LOCK_CALLS, env["DATABASE_URL"]], stdout=subprocess.PIPE)
-        assert b"locked" in blocker.stdout.readline()
+        assert blocker.stdout is not None and b"locked" in blocker.stdout.readline()
         statuses = asyncio.run(_stream(url, [_hang(f"c-k-{i}", 1_000 + i) for i in range(40)]))
         assert [200] * 40 == statuses
         wait_sql(env, "SELECT count(*) >= 1 FROM webhook_delivery_log WHERE status = 'processing'")
@@ -110,7 +110,7 @@ def test_sigkill_a_worker_holding_whole_batches_loses_nothing_and_applies_nothin
         # of many deliveries), as under load.
         sql_script(env, _SLOW_BATCHES)
         blocker = subprocess.Popen([sys.executable, "-c", _LOCK_CALLS, env["DATABASE_URL"]], stdout=subprocess.PIPE)
-        assert b"locked" in blocker.stdout.readline()
+        assert blocker.stdout is not None and b"locked" in blocker.stdout.readline()
         bodies = [_hang(f"c-kb-{i}", 1_000 + i) for i in range(400)]
         assert [200] * 400 == asyncio.run(_stream(url, bodies, concurrency=64))
         wait_sql(
@@ -187,25 +187,26 @@ def private_redis(tmp_path: Path) -> Iterator[dict[str, object]]:
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
     import socket
 
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def listening() -> bool:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        assert time.monotonic() < deadline, f"nothing listens on {port}"
-        time.sleep(0.05)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until_sync(listening, timeout_s=timeout_s, what=f"a listener on {port}")
 
 
 async def _until_inserting(dsn: str, timeout_s: float = 10.0) -> None:
     """Wait until an INSERT into the delivery log is sleeping in PostgreSQL (the slow_receive trigger)."""
     conn = await asyncpg.connect(dsn)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%INSERT INTO webhook_delivery_log%'"
-        ):
-            assert time.monotonic() < deadline, "the slow request never reached PostgreSQL"
-            await asyncio.sleep(0.02)
+        await wait_until(
+            lambda: conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+                " AND query LIKE '%INSERT INTO webhook_delivery_log%'"
+            ),
+            timeout_s=timeout_s,
+            interval_s=0.02,
+            what="the slow request reaching PostgreSQL",
+        )
     finally:
         await conn.close()
 
@@ -219,10 +220,10 @@ def test_redis_down_mid_stream_keeps_answering_and_loses_nothing(org, private_re
     env = {**org, "REDIS_URL": str(private_redis["url"]), "SWEEP_INTERVAL_S": "0.5", "DELIVERY_LEASE_S": "2"}
     with running(env, tmp_path) as url:
         first = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20)]))
-        private_redis["down"]()  # type: ignore[operator]
+        private_redis["down"]()
         during = asyncio.run(_stream(url, [_hang(f"c-r-{i}", 2_000 + i) for i in range(20, 60)]))
         pending_while_down = sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE status = 'pending'")
-        private_redis["up"]()  # type: ignore[operator]
+        private_redis["up"]()
         wait_sql(env, "SELECT count(*) = 60 FROM webhook_delivery_log WHERE status = 'completed'", timeout_s=60)
     assert [200] * 20 == first
     assert [200] * 40 == during
@@ -330,13 +331,15 @@ def test_postgres_restart_mid_stream_never_acknowledges_what_it_did_not_store(en
     env["VAPI_DEFAULT_ORG_ID"] = org.stdout.strip()
     with running(env, tmp_path) as url:
         before = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20)]))
-        private_postgres["down"]()  # type: ignore[operator]
+        private_postgres["down"]()
         during = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(20, 40)]))
-        private_postgres["up"]()  # type: ignore[operator]
-        deadline = time.monotonic() + 20
-        while asyncio.run(_stream(url, [_hang("c-p-probe", 5_000)])) != [200]:
-            assert time.monotonic() < deadline, "the receiver did not recover within 20 s"
-            time.sleep(0.2)
+        private_postgres["up"]()
+        wait_until_sync(
+            lambda: asyncio.run(_stream(url, [_hang("c-p-probe", 5_000)])) == [200],
+            timeout_s=20,
+            interval_s=0.2,
+            what="the receiver's recovery",
+        )
         after = asyncio.run(_stream(url, [_hang(f"c-p-{i}", 4_000 + i) for i in range(40, 60)]))
         acknowledged = sum(1 for code in before + during + after if 200 <= code < 300) + 1
         wait_sql(
@@ -377,10 +380,12 @@ def test_a_frozen_postgresql_gets_a_503_within_the_command_timeout(env, private_
         finally:
             for pid in frozen:
                 os.kill(pid, signal.SIGCONT)
-        deadline = time.monotonic() + 20
-        while asyncio.run(_stream(url, [_hang("c-z-after", 7_200)])) != [200]:
-            assert time.monotonic() < deadline, "the receiver did not recover within 20 s of the thaw"
-            time.sleep(0.2)
+        wait_until_sync(
+            lambda: asyncio.run(_stream(url, [_hang("c-z-after", 7_200)])) == [200],
+            timeout_s=20,
+            interval_s=0.2,
+            what="the receiver's recovery after the thaw",
+        )
     assert [200] * 4 == before
     assert [503] == during and took_s < 4, (during, took_s)
     acknowledged = ["c-z-0", "c-z-1", "c-z-2", "c-z-3", "c-z-after"]

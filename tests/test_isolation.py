@@ -12,12 +12,15 @@ import pytest
 from db.deliveries import NewDelivery
 from db.errors import RowRefused, is_data_error
 from db.jsonb import RawNumber
+from db.types import OrgId
 from ingest.webhook.group_commit import GroupCommitWriter
 from tests.helpers import post, signed_headers, status_update
 
 
 def _row(org_id: uuid.UUID, key: str, payload: dict) -> NewDelivery:
-    return NewDelivery(org_id=org_id, event_type="hang", event_id=key, payload=payload, max_attempts=3, job_id=None)
+    return NewDelivery(
+        org_id=OrgId(org_id), event_type="hang", event_id=key, payload=payload, max_attempts=3, job_id=None
+    )
 
 
 #: One example of each class PostgreSQL refuses, as rows reach the writer.

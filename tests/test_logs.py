@@ -22,7 +22,13 @@ def _line(stream, monkeypatch, **env: str) -> str:
     logs.configure(fmt="console", stream=stream)
     structlog.get_logger("test").info("webhook_received", outcome="accepted")
     stream.flush()
-    return stream.getvalue() if isinstance(stream, io.StringIO) else os.read(stream.reader, 4096).decode()
+    if isinstance(stream, io.StringIO):
+        return stream.getvalue()
+    try:
+        return os.read(stream.reader, 4096).decode()
+    finally:
+        stream.close()
+        os.close(stream.reader)
 
 
 class _Terminal(io.TextIOWrapper):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.helpers import NOTHING_LEFT_TO_RUN, SECRET, corpus_files, metric, system_tool
+from tests.helpers import NOTHING_LEFT_TO_RUN, SECRET, corpus_files, found, metric, system_tool, wait_until_sync
 from tests.procs import BIN, cli, free_port, get, sql, wait_for, wait_sql
 
 
@@ -24,18 +24,18 @@ def test_send_corpus_through_the_real_processes(services, tmp_path):
 
     assert 0 == sent.returncode, sent.stdout + sent.stderr
     assert f"sent {len(files)} request(s)" in sent.stdout
-    deadline = time.monotonic() + 30
-    while True:
+
+    def settled() -> str | None:
         web = get(f"http://127.0.0.1:{env['PORT']}/metrics")
         # completed follows PostgreSQL's statistics, which catch up within about a second.
-        if (
+        done = (
             metric(web, "vapi_deliveries", status="pending") == 0
             and metric(web, "vapi_deliveries", status="processing") == 0
             and metric(web, "vapi_deliveries", status="completed") > 0
-        ):
-            break
-        assert time.monotonic() < deadline, "deliveries still pending after 30 s"
-        time.sleep(0.3)
+        )
+        return web if done else None
+
+    web = wait_until_sync(settled, timeout_s=30, interval_s=0.3, what="every delivery processed")
     workers = wait_for(f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics")
     assert metric(web, "vapi_deliveries", status="completed") > 0
     assert 0 == metric(web, "vapi_deliveries", status="dead_letter")
@@ -146,29 +146,26 @@ def test_a_real_prometheus_scrapes_web_workers_and_scheduler(services, tmp_path)
         f"  - {{job_name: vapi-ingest-scheduler, static_configs: [{{targets: ['127.0.0.1:{env['SCHEDULER_METRICS_PORT']}']}}]}}\n"
     )
     assert 0 == cli(env, "send", str(corpus_files()[0])).returncode
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "prometheus.log").open("w"),
-    )
+    with (tmp_path / "prometheus.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     try:
         base = f"http://127.0.0.1:{port}/api/v1/query?query="
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                received = json.loads(get(base + "vapi_webhooks_received_total"))["data"]["result"]
-                up = json.loads(get(base + "up"))["data"]["result"]
-            except OSError:
-                received, up = [], []
-            if received and len([u for u in up if u["value"][1] == "1"]) == 3:
-                break
-            assert time.monotonic() < deadline, (received, up)
-            time.sleep(0.5)
+
+        def scraped() -> list[dict] | None:
+            received = json.loads(get(base + "vapi_webhooks_received_total"))["data"]["result"]
+            up = json.loads(get(base + "up"))["data"]["result"]
+            return up if received and len([u for u in up if u["value"][1] == "1"]) == 3 else None
+
+        up = wait_until_sync(scraped, timeout_s=60, interval_s=0.5, what="all three processes scraped")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -196,7 +193,7 @@ def test_replay_stops_cleanly_on_ctrl_c_and_says_how_far_it_got(env, org_for_env
     out, err = proc.communicate(timeout=30)
 
     assert 130 == proc.returncode, err
-    done = int(re.search(r"replayed (\d+) of 50", out).group(1))
+    done = int(found(r"replayed (\d+) of 50", out))
     assert "stopped by Ctrl-C" in out
     assert 0 < done < 50
     assert done == sql(env, "SELECT count(*) FROM webhook_delivery_log WHERE replay_count = 1")

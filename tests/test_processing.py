@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from db import deliveries, orgs, recovery
 from db.pool import create_pool
+from db.types import DeliveryId
 from ingest.app import create_app
 from tests.helpers import insert_delivery, post, status_update, wait_until
 from workers.outcomes import ProcessingOutcome
@@ -133,7 +134,7 @@ async def test_malformed_message_for_its_type_dead_letters_at_once(client, setti
     assert (1, "permanent: status-update without status") == (row["attempts"], row["error_message"])
 
 
-async def _store(pool: asyncpg.Pool, org_id: uuid.UUID, event_type: str, event_id: str, payload: dict) -> uuid.UUID:
+async def _store(pool: asyncpg.Pool, org_id: uuid.UUID, event_type: str, event_id: str, payload: dict) -> DeliveryId:
     """A pending delivery with 3 attempts, stored as the receiver would."""
     delivery_id = await insert_delivery(
         pool, org_id=org_id, event_type=event_type, event_id=event_id, payload=payload, max_attempts=3, job_id=None
@@ -142,7 +143,7 @@ async def _store(pool: asyncpg.Pool, org_id: uuid.UUID, event_type: str, event_i
     return delivery_id
 
 
-async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: str) -> uuid.UUID:
+async def _insert(pool: asyncpg.Pool, org_id: uuid.UUID, call_id: str, status: str) -> DeliveryId:
     message = status_update(call_id, status)["message"]
     return await _store(pool, org_id, "status-update", f"status-update:{call_id}:{status}", message)
 

@@ -21,6 +21,18 @@ from workers.broker import build_broker
 ADMIN = "console-admin-token-0123456789"
 
 
+async def _claim(pool: Any, *, lease_s: float) -> replays.ClaimedReplay:
+    claimed = await replays.claim(pool, lease_s=lease_s)
+    assert claimed is not None, "no replay to claim"
+    return claimed
+
+
+async def _shown(conn: Any, replay_id: Any) -> replays.Replay:
+    shown = await replays.get(conn, replay_id)
+    assert shown is not None
+    return shown
+
+
 async def _dead_letters(pool: Any, org_id: Any, n: int, *, payload: str | None = None) -> str:
     """``n`` dead letters in one error group (status updates that complete when replayed, or ``payload``);
     returns the group."""
@@ -61,7 +73,7 @@ async def test_a_runner_waiting_for_the_workers_keeps_its_lease(pool, org_id, id
     sent). Cancelled, it stops; its count is what it sent."""
     monkeypatch.setattr(replay_runs, "LEASE_S", 1.0)
     await _confirm(pool, await _dead_letters(pool, org_id, 600))
-    claimed = await replays.claim(pool, lease_s=replay_runs.LEASE_S)
+    claimed = await _claim(pool, lease_s=replay_runs.LEASE_S)
     runner = asyncio.create_task(replay_runs.run(pool, idle_broker, claimed, budget=3))
     others = []
     deadline = time.monotonic() + 3 * replay_runs.LEASE_S + 0.5
@@ -82,9 +94,9 @@ async def test_a_runner_that_lost_its_lease_replays_nothing_more(pool, org_id, i
     """A runner that stalled past its lease, which another took, replays nothing when it wakes; the new
     owner replays everything, once."""
     await _confirm(pool, await _dead_letters(pool, org_id, 50))
-    stalled = await replays.claim(pool, lease_s=30)
+    stalled = await _claim(pool, lease_s=30)
     await pool.execute("UPDATE replays SET lease_until = now() - interval '1 second'")
-    taker = await replays.claim(pool, lease_s=30)
+    taker = await _claim(pool, lease_s=30)
 
     woke = await replay_runs.run(pool, idle_broker, stalled, budget=3)
     took = await replay_runs.run(pool, idle_broker, taker, budget=3)
@@ -103,7 +115,7 @@ async def test_two_confirms_of_one_group_count_each_delivery_once(pool, org_id, 
 
     group = await _dead_letters(pool, org_id, 600)
     first, second = await _confirm(pool, group), await _confirm(pool, group)
-    claims = [await replays.claim(pool, lease_s=30), await replays.claim(pool, lease_s=30)]
+    claims = [await _claim(pool, lease_s=30), await _claim(pool, lease_s=30)]
 
     sent = await asyncio.gather(*(replay_runs.run(pool, broker, c, budget=3) for c in claims))
     await wait_until(
@@ -111,7 +123,7 @@ async def test_two_confirms_of_one_group_count_each_delivery_once(pool, org_id, 
         timeout_s=60,
     )
     async with pool.acquire() as conn:
-        shown = [await replays.get(conn, r) for r in (first, second)]
+        shown = [await _shown(conn, r) for r in (first, second)]
 
     assert 600 == sum(sent)
     assert [s.replayed for s in shown] == [s.completed for s in shown]
@@ -130,7 +142,7 @@ async def test_a_replay_whose_deliveries_all_fail_again_says_so(pool, org_id, br
     from tests.helpers import wait_until
 
     replay_id = await _confirm(pool, await _dead_letters(pool, org_id, 30, payload='{"type": "status-update"}'))
-    claimed = await replays.claim(pool, lease_s=30)
+    claimed = await _claim(pool, lease_s=30)
 
     await replay_runs.run(pool, broker, claimed, budget=1)
     await wait_until(
@@ -140,7 +152,7 @@ async def test_a_replay_whose_deliveries_all_fail_again_says_so(pool, org_id, br
         timeout_s=60,
     )
     async with pool.acquire() as conn:
-        shown = await replays.get(conn, replay_id)
+        shown = await _shown(conn, replay_id)
 
     assert ("done", 30, 30, 0, 30) == (
         shown.status,

@@ -6,11 +6,10 @@ PostgreSQL on every scrape (every 15 s, forever); ``queue-health`` reads the sam
 
 from __future__ import annotations
 
-import asyncio
-import time
+from typing import Any
 
 from db import deliveries
-from tests.helpers import Explaining, log_reads
+from tests.helpers import Explaining, log_reads, wait_until
 
 #: Every status but completed (the backlog index holds exactly these).
 OTHERS = ("pending", "processing", "failed", "dead_letter", "missed", "discarded")
@@ -35,13 +34,15 @@ async def test_a_scrape_reads_the_backlog_and_none_of_the_completed_deliveries(p
 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        spy = Explaining(conn, analyze=True)
+        spy: Any = Explaining(conn, analyze=True)
         await deliveries.count_by_status(spy)
         await deliveries.oldest_pending_age_s(spy)
-    deadline = time.monotonic() + 15
-    while (counts := await deliveries.count_by_status(pool))["completed"] != COMPLETED:
-        assert time.monotonic() < deadline, counts
-        await asyncio.sleep(0.2)
+
+    async def counted() -> dict[str, int] | None:
+        found = await deliveries.count_by_status(pool)
+        return found if found["completed"] == COMPLETED else None
+
+    counts = await wait_until(counted, timeout_s=15, interval_s=0.2, what=f"{COMPLETED} completed counted")
 
     read = [sum(n for _, n in log_reads(plan)) for _, plan in spy.plans]
     assert len(read) == 3 and max(read) <= len(OTHERS) * EACH_OTHER

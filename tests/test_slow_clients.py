@@ -8,7 +8,7 @@ import json
 import time
 
 from ingest.app import create_app
-from tests.helpers import metric, signed_headers
+from tests.helpers import metric, signed_headers, wait_until_sync
 
 
 async def _raw_request(port: int, head_body: bytes, *, then_close: bool) -> tuple[bytes, float]:
@@ -61,12 +61,15 @@ def test_a_client_that_leaves_mid_body_is_client_closed_not_unavailable(env, org
         signer = Settings(webhook_secrets=(SECRET.encode(),))
         for _ in range(3):
             asyncio.run(_raw_request(int(env["PORT"]), _head(signer, 1000) + b'{"message"', then_close=True))
-        deadline = time.monotonic() + 10
-        while (
-            metric(get(f"{base}/metrics"), "vapi_webhooks_received_total", outcome="client_closed", type="none") < 3
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        wait_until_sync(
+            lambda: (
+                metric(get(f"{base}/metrics"), "vapi_webhooks_received_total", outcome="client_closed", type="none")
+                >= 3
+            ),
+            timeout_s=10,
+            interval_s=0.1,
+            what="three closed clients counted",
+        )
         metrics = get(f"{base}/metrics")
     finally:
         stop(web)

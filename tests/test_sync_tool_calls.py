@@ -272,10 +272,10 @@ def test_postgres_stopped_during_a_booking_never_books_after_it_returns(env, pri
     try:
         wait_for(f"http://127.0.0.1:{env['PORT']}/readyz")
         release, caller, answers = _booking_stuck_behind_a_lock(env, org_id, "t-pg")
-        private_postgres["down"]()  # type: ignore[operator]
+        private_postgres["down"]()
         caller.join(timeout=30)
         release(terminate=True)
-        private_postgres["up"]()  # type: ignore[operator]
+        private_postgres["up"]()
         wait_sql(env, "SELECT status = 'missed' FROM webhook_delivery_log WHERE event_id = 'tool-call:t-pg'")
         wait_sql(env, NOTHING_LEFT_TO_RUN)
     finally:

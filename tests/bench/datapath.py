@@ -30,6 +30,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -45,7 +46,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 DEAD_LETTERS = 10_000
 
 
-async def sql(dsn: str, query: str, *args: object) -> object:
+async def sql(dsn: str, query: str, *args: object) -> Any:
     conn = await asyncpg.connect(dsn)
     try:
         return await conn.fetchval(query, *args)
@@ -238,6 +239,7 @@ async def fresh_and_costly(source: Path | None, seconds: int, tmp: Path) -> dict
             )
         finally:
             await fresh.close()
+    assert row is not None  # an aggregate always returns one row
     per = {
         k: round((after[k] - before[k]) / n, 2) for k in ("wal_bytes", "commits", "row_versions", "log_row_versions")
     }

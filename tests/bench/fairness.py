@@ -111,6 +111,7 @@ async def queue_wait_ms(dsn: str, tag: str, n: int, timeout_s: float = 300) -> d
             "          FROM webhook_delivery_log WHERE event_id LIKE $1) s",
             pattern,
         )
+        assert row is not None  # an aggregate always returns one row
         return {
             k: round(float(row[column]), 1) for k, column in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "worst"))
         }

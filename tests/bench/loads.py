@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ import aiohttp
 
 from ingest.settings import Settings
 from ingest.webhook import auth
+from tests.helpers import found
 
 HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret"
@@ -165,7 +165,7 @@ def pgbench(dsn: str, org_id: uuid.UUID, *, seconds: int, payload_bytes: int) ->
         check=True,
     ).stdout
     script.unlink()
-    return float(re.search(r"tps = ([\d.]+)", out).group(1))
+    return float(found(r"tps = ([\d.]+)", out))
 
 
 async def open_loop(port: int, rate: int, seconds: int) -> dict:

@@ -23,4 +23,4 @@ def setup_broker() -> None:
     async def process_delivery(delivery_id: str) -> None:
         return None
 
-    dramatiq.actor(process_delivery, broker=broker, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, max_retries=0)
+    dramatiq.actor(broker=broker, actor_name=ACTOR_NAME, queue_name=QUEUE_NAME, max_retries=0)(process_delivery)
