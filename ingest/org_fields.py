@@ -7,9 +7,9 @@ one-line reason that names the value.
 from __future__ import annotations
 
 import re
-from datetime import time
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from workers.hours import WEEKDAYS, validated
 
 _HOURS = re.compile(r"^(?P<day>[a-z]{3})=(?P<open>\d\d:\d\d)-(?P<close>\d\d:\d\d)$")
 
@@ -37,28 +37,8 @@ def name(value: str) -> str:
     return value.strip()
 
 
-def business_hours(value: Any) -> dict[str, list[str]]:
-    """Opening hours as stored: ``{"mon": ["09:00", "17:00"], ...}``; a missing day is closed.
-
-    Raises:
-        ValueError: a key that is not ``mon``..``sun``, a time that is not HH:MM, or closing not after opening.
-    """
-    from workers.handlers.schedule import WEEKDAYS  # here: the handlers package imports metrics, which must
-    # not load before `serve` forks its web processes (ingest.prefork)
-
-    if not isinstance(value, dict):
-        raise ValueError('business_hours must be an object like {"mon": ["09:00", "17:00"]}')
-    checked: dict[str, list[str]] = {}
-    for day, span in value.items():
-        if day not in WEEKDAYS:
-            raise ValueError(f"{day!r} is not a weekday ({', '.join(WEEKDAYS)})")
-        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(t, str) for t in span)):
-            raise ValueError(f'{day}: hours must be ["HH:MM", "HH:MM"]')
-        opens, closes = (_time(day, t) for t in span)
-        if closes <= opens:
-            raise ValueError(f"{day}: closing {span[1]} is not after opening {span[0]}")
-        checked[day] = [f"{opens:%H:%M}", f"{closes:%H:%M}"]
-    return {day: checked[day] for day in WEEKDAYS if day in checked}
+#: Opening hours as stored, or ``ValueError`` naming what is wrong (:func:`workers.hours.validated`).
+business_hours = validated
 
 
 def hours_changes(
@@ -67,10 +47,8 @@ def hours_changes(
     """``current`` with days set by ``mon=09:00-17:00`` items and days removed by name (the CLI's form).
 
     Raises:
-        ValueError: a malformed item, as :func:`business_hours`.
+        ValueError: a malformed item, as :func:`workers.hours.validated`.
     """
-    from workers.handlers.schedule import WEEKDAYS
-
     hours = dict(current)
     for item in opening:
         match = _HOURS.match(item.strip().lower())
@@ -81,13 +59,4 @@ def hours_changes(
         if day.lower() not in WEEKDAYS:
             raise ValueError(f"{day!r} is not a weekday ({', '.join(WEEKDAYS)})")
         hours.pop(day.lower(), None)
-    return business_hours(hours)
-
-
-def _time(day: str, text: str) -> time:
-    try:
-        if len(text) != 5:
-            raise ValueError
-        return time.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{day}: {text!r} is not a time HH:MM") from None
+    return validated(hours)

@@ -9,10 +9,11 @@ import pytest
 
 from workers.errors import ToolError
 from workers.handlers import contacts, schedule
+from workers.hours import BusinessHours
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)  # a Sunday; 10:00 in London
-HOURS = schedule.BusinessHours({d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")})
+HOURS = BusinessHours({d: ["09:00", "17:00"] for d in ("mon", "tue", "wed", "thu", "fri")})
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def _field(convert: Any) -> Any:
 
 
 def _hours_text(hours: dict[str, list[str]]) -> str:
-    from workers.handlers.schedule import BusinessHours
+    from workers.hours import BusinessHours
 
     return BusinessHours(hours).describe()
 

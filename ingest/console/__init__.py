@@ -21,7 +21,7 @@ from ingest.console.formats import at, day_in, pretty_json
 from ingest.console.headers import security_headers
 from ingest.console.session import ConsoleCookieStorage, guard
 from ingest.console.urls import PREFIX
-from workers.handlers.schedule import WEEKDAYS
+from workers.hours import WEEKDAYS
 
 HERE = Path(__file__).resolve().parent
 #: The vendored htmx (npm htmx.org 2.0.11, dist/htmx.min.js, sha256 d6fdc75f...f717); no CDN.

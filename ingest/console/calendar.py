@@ -12,7 +12,7 @@ from aiohttp import web
 from db import appointments, orgs, reveals
 from ingest.callers import accessor, caller, session
 from ingest.console.render import render
-from workers.handlers.schedule import WEEKDAYS
+from workers.hours import WEEKDAYS, BusinessHours
 
 #: Hours shown when the week has neither opening hours nor appointments.
 DEFAULT_HOURS = range(8, 18)
@@ -44,7 +44,7 @@ async def week(request: web.Request) -> web.Response:
             await reveals.record_listing(conn, accessor(request, who, "console"), [org.id], "appointment calendar")
     days = [monday + timedelta(days=i) for i in range(7)]
     opening = {i: org.business_hours.get(WEEKDAYS[i]) for i in range(7)}
-    open_cells = _open_cells(opening)
+    open_cells = _open_cells(BusinessHours(org.business_hours))
     cells: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for row in rows:
         local_start, local_end = row["scheduled_at"].astimezone(tz), row["ends_at"].astimezone(tz)
@@ -88,13 +88,11 @@ def _monday(request: web.Request, tz: ZoneInfo) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _open_cells(opening: dict[int, list[str] | None]) -> set[tuple[int, int]]:
+def _open_cells(hours: BusinessHours) -> set[tuple[int, int]]:
     """``(weekday, hour)`` of every hour the clinic is open for at least part of."""
     cells: set[tuple[int, int]] = set()
-    for day, span in opening.items():
-        if span:
-            first, last = time.fromisoformat(span[0]), time.fromisoformat(span[1])
-            cells.update((day, hour) for hour in range(first.hour, last.hour + (1 if last.minute else 0)))
+    for day, (first, last) in hours.hours.items():
+        cells.update((day, hour) for hour in range(first.hour, last.hour + (1 if last.minute else 0)))
     return cells
 
 

@@ -15,7 +15,7 @@ from ingest.appkeys import DB_POOL
 from ingest.callers import require_admin
 from ingest.console.render import render
 from ingest.console.urls import PREFIX, path_id
-from workers.handlers.schedule import WEEKDAYS
+from workers.hours import WEEKDAYS
 
 WHAT = "managing clinics"
 

@@ -21,6 +21,7 @@ from db.types import Conn, OrgId
 from workers import metrics
 from workers.errors import ToolError
 from workers.handlers import contacts, schedule
+from workers.hours import BusinessHours, invalid_time
 from workers.messages import Envelope, ToolInvocation
 
 #: Used when the caller gives no duration, in minutes.
@@ -55,7 +56,7 @@ def _duration(invocation: ToolInvocation, name: str = "durationMinutes") -> int 
     except (TypeError, ValueError):
         raise ToolError("INVALID_ARGUMENTS", f"INVALID_ARGUMENTS: {name} must be a whole number of minutes") from None
     if not 5 <= minutes <= 480:
-        raise schedule.invalid_time(f"{name} must be between 5 and 480 minutes")
+        raise invalid_time(f"{name} must be between 5 and 480 minutes")
     return minutes
 
 
@@ -67,11 +68,11 @@ def _appointment_id(invocation: ToolInvocation) -> uuid.UUID:
         raise ToolError("NOT_FOUND", f"NOT_FOUND: there is no appointment {raw}") from None
 
 
-async def _org(conn: Conn, org_id: OrgId) -> tuple[orgs.Org, ZoneInfo, schedule.BusinessHours]:
+async def _org(conn: Conn, org_id: OrgId) -> tuple[orgs.Org, ZoneInfo, BusinessHours]:
     org = await orgs.get_org(conn, org_id)
     if org is None:
         raise ToolError("ORG_NOT_FOUND", "ORG_NOT_FOUND: this clinic is not set up")
-    return org, ZoneInfo(org.timezone), schedule.BusinessHours(org.business_hours)
+    return org, ZoneInfo(org.timezone), BusinessHours(org.business_hours)
 
 
 async def _suggest(
@@ -79,7 +80,7 @@ async def _suggest(
     org_id: OrgId,
     after: datetime,
     duration: int,
-    hours: schedule.BusinessHours,
+    hours: BusinessHours,
     tz: ZoneInfo,
 ) -> list[datetime]:
     horizon = after + timedelta(days=schedule.SEARCH_HORIZON_DAYS)
@@ -92,7 +93,7 @@ async def _taken(
     org_id: OrgId,
     start: datetime,
     duration: int,
-    hours: schedule.BusinessHours,
+    hours: BusinessHours,
     tz: ZoneInfo,
 ) -> ToolError:
     slots = await _suggest(conn, org_id, start, duration, hours, tz)
@@ -101,7 +102,7 @@ async def _taken(
 
 
 def _requested(
-    invocation: ToolInvocation, name: str, tz: ZoneInfo, hours: schedule.BusinessHours, duration: int
+    invocation: ToolInvocation, name: str, tz: ZoneInfo, hours: BusinessHours, duration: int
 ) -> schedule.RequestedTime:
     """The requested start from argument ``name``, date-corrected and within opening hours."""
     requested = schedule.resolve(_arg(invocation, name, required=True) or "", tz, _now())
@@ -115,7 +116,7 @@ async def _refusal(
     result: appointments.BookingResult,
     requested: schedule.RequestedTime,
     duration: int,
-    hours: schedule.BusinessHours,
+    hours: BusinessHours,
     tz: ZoneInfo,
 ) -> ToolError:
     """Why the SQL function said no: a taken slot comes with the nearest free times."""

@@ -13,12 +13,11 @@ earlier date this year, is ``INVALID_TIME`` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from workers.errors import ToolError
+from workers.hours import BusinessHours, invalid_time
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: Candidate starts for suggestions are this far apart, in minutes.
 SLOT_STEP_MINUTES = 30
 #: How far ahead suggestions look, in days.
@@ -31,11 +30,6 @@ class RequestedTime:
 
     start: datetime
     corrected_from: datetime | None = None
-
-
-def invalid_time(reason: str) -> ToolError:
-    """An ``INVALID_TIME`` refusal with its reason."""
-    return ToolError("INVALID_TIME", f"INVALID_TIME: {reason}")
 
 
 def parse_local(raw: str, tz: ZoneInfo) -> datetime:
@@ -80,39 +74,6 @@ def resolve(raw: str, tz: ZoneInfo, now: datetime) -> RequestedTime:
     if start.date() == local_now.date():
         raise invalid_time(f"{start:%H:%M} today has already passed")
     raise invalid_time(f"{format_day(start)} is in the past")
-
-
-class BusinessHours:
-    """Opening hours per weekday from ``organizations.business_hours`` (``{"mon": ["09:00", "17:00"]}``)."""
-
-    def __init__(self, spec: dict[str, list[str]]) -> None:
-        self.hours: dict[int, tuple[time, time]] = {}
-        for day, span in spec.items():
-            if day in WEEKDAYS and isinstance(span, list) and len(span) == 2:
-                self.hours[WEEKDAYS.index(day)] = (time.fromisoformat(span[0]), time.fromisoformat(span[1]))
-
-    def span(self, day: date, tz: ZoneInfo) -> tuple[datetime, datetime] | None:
-        """Opening and closing time on ``day`` (aware), or ``None`` if closed."""
-        hours = self.hours.get(day.weekday())
-        if hours is None:
-            return None
-        return datetime.combine(day, hours[0], tz), datetime.combine(day, hours[1], tz)
-
-    def check(self, start: datetime, duration_minutes: int, tz: ZoneInfo) -> None:
-        """Raise ``INVALID_TIME`` unless ``[start, start + duration)`` lies within one day's hours."""
-        span = self.span(start.date(), tz)
-        if span is None:
-            raise invalid_time(f"we are closed on {start:%A}s ({self.describe()})")
-        end = start + timedelta(minutes=duration_minutes)
-        if start < span[0] or end > span[1]:
-            raise invalid_time(f"{start:%H:%M}-{end:%H:%M} is outside our hours on {start:%A} ({self.describe()})")
-
-    def describe(self) -> str:
-        """E.g. ``Mon-Fri 09:00-17:00`` for the usual week, else one entry per open day."""
-        spans = {d: f"{o:%H:%M}-{c:%H:%M}" for d, (o, c) in sorted(self.hours.items())}
-        if sorted(spans) == [0, 1, 2, 3, 4] and len(set(spans.values())) == 1:
-            return f"Mon-Fri {spans[0]}"
-        return ", ".join(f"{WEEKDAYS[d].title()} {s}" for d, s in spans.items()) or "closed"
 
 
 def free_slots(
