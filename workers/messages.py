@@ -241,7 +241,11 @@ class Envelope:
         return slim
 
     def message_key(self) -> str:
-        """Idempotency key of a tool-call message's own row: its tool-call ids, hashed (bounded length)."""
+        """Idempotency key of a tool-call message's own row: its tool-call ids, hashed (bounded length).
+
+        Raises:
+            ValueError: the message was read back from its row and has no tool-call id (its key is the row's).
+        """
         ids = sorted(i.tool_call_id or "" for i in self.tool_invocations())
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest() if any(ids) else self._body_sha256()
         return f"{self.type}:message:{digest}"
@@ -254,6 +258,9 @@ class Envelope:
         others: type, subject id (call, else chat, session or campaign) and
         normalised timestamp. A message lacking a subject id or a timestamp
         falls back to a hash of its body.
+
+        Raises:
+            ValueError: that fallback for a message read back from its row (its key is the row's).
         """
         call_id = self.call_id
         if self.type == "end-of-call-report" and call_id:
