@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -144,7 +145,9 @@ async def measure(
     await queue_wait_ms(dsn, "warm", await live_traffic(port, "warm", rate=rate, seconds=3))
     idle_n = await live_traffic(port, "idle", rate=rate, seconds=seconds)
     idle = await queue_wait_ms(dsn, "idle", idle_n)
+    done_before = await asyncpg_value(dsn, REPORTS_COMPLETED)
     flooding = asyncio.create_task(burst(port, flood_bodies(5_000)))
+    burst_drained = asyncio.create_task(_reports_done_s(dsn, done_before + 5_000))
     burst_n = await live_traffic(port, "burst", rate=rate, seconds=seconds)
     burst_s = await flooding
     during_burst = await queue_wait_ms(dsn, "burst", burst_n)
@@ -155,6 +158,7 @@ async def measure(
     # The live traffic starts once the workers are draining the backlog (not while they boot).
     while await asyncpg_value(dsn, REPORTS_COMPLETED) == done_before:
         await asyncio.sleep(0.05)
+    backlog_drained = asyncio.create_task(_reports_done_s(dsn, done_before + 5_000))
     backlog_n = await live_traffic(port, "backlog", rate=rate, seconds=seconds)
     during_backlog = await queue_wait_ms(dsn, "backlog", backlog_n)
     await _all_done(dsn)
@@ -179,8 +183,11 @@ async def measure(
         "during_burst": during_burst,
         "burst_ratio_p99": round(during_burst["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "burst_post_s": burst_s,
+        # The flood's own cost: from its first report posted (burst) or first completed (backlog) to its last.
+        "burst_drain_s": await burst_drained,
         "during_backlog": during_backlog,
         "backlog_ratio_p99": round(during_backlog["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
+        "backlog_drain_s": await backlog_drained,
         "during_replay": busy,
         "ratio_p99": round(busy["p99_ms"] / idle["p99_ms"], 2) if idle["p99_ms"] else None,
         "replayed": replayed,
@@ -198,12 +205,22 @@ def _create_clinic(env: dict[str, str], assistant_id: str) -> str:
     ).stdout.strip()
 
 
-async def asyncpg_value(dsn: str, query: str) -> object:
+async def asyncpg_value(dsn: str, query: str) -> Any:
     conn = await asyncpg.connect(dsn)
     try:
         return await conn.fetchval(query)
     finally:
         await conn.close()
+
+
+async def _reports_done_s(dsn: str, completed: int, timeout_s: float = 600) -> float:
+    """Seconds from now until ``completed`` end-of-call reports are completed (the flood's drain)."""
+    started = time.monotonic()
+    while await asyncpg_value(dsn, REPORTS_COMPLETED) < completed:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{completed} reports not completed after {timeout_s} s")
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 1)
 
 
 async def _all_done(dsn: str, timeout_s: float = 600) -> None:
