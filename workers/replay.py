@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -80,10 +81,8 @@ async def replay(
             continue
         started = time.monotonic()
         async with pool.acquire() as conn, conn.transaction():
-            if org_scope is not None:
-                async with tenant_scope(conn, org_scope):
-                    batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
-            else:
+            scope = tenant_scope(conn, org_scope) if org_scope is not None else contextlib.nullcontext()
+            async with scope:
                 batch = await recovery.replay_batch(conn, flt, budget=budget, limit=size)
         if not batch:
             break
