@@ -38,8 +38,12 @@ SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
 ) AS s(x)
 """
 #: Whether the copy was vacuumed or analyzed (planner statistics a fresh copy lacks), and its tables' size.
+#: ``reltuples`` is -1 for every table of the migrated template and set by VACUUM, ANALYZE or CREATE INDEX,
+#: in the catalog at once; the statistics counters may lag a backend that is still exiting.
 HISTORY = """
 SELECT coalesce(sum(vacuum_count + autovacuum_count + analyze_count + autoanalyze_count), 0) AS maintained,
+       (SELECT count(*) FROM pg_class
+         WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND reltuples >= 0) AS analyzed,
        coalesce(sum(pg_table_size(relid)), 0) AS bytes
   FROM pg_stat_user_tables
 """
@@ -130,7 +134,7 @@ class DatabaseSupply:
         try:
             history = await conn.fetchrow(HISTORY)
             assert history is not None  # an aggregate always returns one row
-            if history["maintained"] or history["bytes"] > REUSE_MAX_BYTES:
+            if history["maintained"] or history["analyzed"] or history["bytes"] > REUSE_MAX_BYTES:
                 return False
             if await conn.fetchval(FINGERPRINT) != expected:
                 return False
