@@ -22,7 +22,7 @@ from ingest.console.render import render
 from ingest.console.urls import PREFIX, path_id
 from workers.broker import queue_stats
 from workers.encryption import encrypted_paths, open_each
-from workers.messages import TOOL_TYPES, tool_call_key
+from workers.messages import TOOL_TYPES, Envelope, tool_call_key
 from workers.parsing import stored
 from workers.replay import REFUSED_TOOL_CALLS, replay
 
@@ -125,6 +125,7 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         discarded = await discards.discard_of(conn, delivery_id)
         reveals = await reveals_db.of_delivery(conn, delivery_id)
         clinic = (await orgs_db.clinics_by_id(conn, {row["org_id"]}))[row["org_id"]]
+    message = stored(row["payload"], row["event_type"])  # read once for the caller and the encrypted arguments
     context = {
         "d": row,
         "clinic": clinic,
@@ -135,17 +136,17 @@ async def _delivery_page(request: web.Request, *, reveal: bool) -> web.Response:
         "replayable": row["status"] in REPLAYABLE and row["answer_by"] is None,
         "refused_reason": REFUSED_TOOL_CALLS if row["answer_by"] is not None else None,
         "notice": request.query.get("done"),
-        **_encrypted(request, row, revealed=reveal),
+        **_encrypted(request, message, revealed=reveal),
     }
-    return await render(request, "delivery.html", {**context, **_caller(row)})
+    return await render(request, "delivery.html", {**context, **_caller(message)})
 
 
-def _encrypted(request: web.Request, row: reports.DeliveryDetail, *, revealed: bool) -> dict[str, Any]:
+def _encrypted(request: web.Request, message: Envelope, *, revealed: bool) -> dict[str, Any]:
     """Which tool arguments Vapi encrypted (``encrypted``: paths by tool), and, only on the recorded reveal,
     what they say (``decrypted``: ``(tool, path, plaintext or None, why not)``)."""
-    if row["event_type"] not in TOOL_TYPES:
+    if message.type not in TOOL_TYPES:
         return {"encrypted": [], "decrypted": []}
-    invocations = stored(row["payload"], row["event_type"]).tool_invocations()
+    invocations = message.tool_invocations()
     keyring = request.config_dict[PROCESSING].keyring
     try:
         encrypted = [(i.name, paths) for i in invocations if (paths := encrypted_paths(i.arguments))]
@@ -155,9 +156,8 @@ def _encrypted(request: web.Request, row: reports.DeliveryDetail, *, revealed: b
     return {"encrypted": encrypted, "decrypted": decrypted}
 
 
-def _caller(row: reports.DeliveryDetail) -> dict[str, Any]:
+def _caller(message: Envelope) -> dict[str, Any]:
     """The caller's number and what they asked for (the first tool call as sent), from a payload of any shape."""
-    message = stored(row["payload"], row["event_type"])
     invocations = message.tool_invocations()
     return {"caller_number": message.customer_number, "asked": invocations[0].item if invocations else None}
 
